@@ -1,0 +1,95 @@
+"""The ``bdsweep`` command line: a thin layer over :mod:`orchestrator.sweep` and :mod:`orchestrator.results`."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Optional
+
+import pandas as pd
+import typer
+
+from orchestrator.errors import StorageError, UserError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help="Grid searches of backdoor attacks and defenses on Ray Tune.")
+
+STORAGE = typer.Option("runs", "--storage", help="Storage root: artifacts in cache/, each sweep in <name>/.")
+SUMMARY_COLUMNS = [
+    "trigger", "poison_pct", "seed", "pipeline", "clean_acc_before", "asr_before", "clean_acc_after", "asr_after",
+    "d1_removed_total", "d1_tpr", "d1_fpr",
+]
+
+
+def _fail(error: UserError) -> None:
+    typer.echo(f"bdsweep: error: {error}", err=True)
+    raise typer.Exit(2)
+
+
+def _print_table(frame: pd.DataFrame) -> None:
+    with pd.option_context("display.max_rows", 500, "display.max_columns", 50, "display.width", 200,
+                           "display.float_format", "{:.3f}".format):
+        typer.echo(frame.to_string(index=False))
+
+
+@app.command()
+def run(
+    space_file: Path = typer.Argument(..., help="Search-space YAML file."),
+    storage: Path = STORAGE,
+    name: Optional[str] = typer.Option(None, help="Sweep name (default: the space's name)."),
+    max_concurrent: Optional[int] = typer.Option(None, min=1, help="At most this many trials at once."),
+    address: Optional[str] = typer.Option(None, help="Ray cluster address (default: a local Ray on 127.0.0.1)."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Print the trial count and unique stages, run nothing."),
+) -> None:
+    """Expand SPACE_FILE into trials and run those that have no result yet."""
+    from orchestrator.results import load_results
+    from orchestrator.search_space import load_search_space
+    from orchestrator.sweep import launch, plan_sweep, record_sweep, results_location
+
+    try:
+        space, trials = load_search_space(space_file)
+        plan = plan_sweep(trials, storage, name or space.name)
+    except UserError as error:
+        _fail(error)
+    typer.echo(plan.describe())
+    if dry_run:
+        return
+    record_sweep(plan, space_file)
+    failed = launch(plan, space.resources, max_concurrent=max_concurrent, address=address, echo=typer.echo)
+    frame = load_results(storage, plan.name)
+    typer.echo("")
+    _print_table(frame[[c for c in SUMMARY_COLUMNS if c in frame.columns]])
+    typer.echo(f"\n{len(frame)} result rows in {results_location(plan)}")
+    if failed:
+        typer.echo(f"bdsweep: {failed} trial(s) failed; rerun the same command to retry them", err=True)
+        raise typer.Exit(1)
+
+
+@app.command()
+def query(sql: str = typer.Argument(..., help='SQL over the "results" view, e.g. "SELECT * FROM results".'),
+          storage: Path = STORAGE) -> None:
+    """Run SQL (DuckDB) over every result row under the storage root."""
+    from orchestrator.results import query as run_query
+
+    try:
+        _print_table(run_query(storage, sql))
+    except UserError as error:
+        _fail(error)
+
+
+@app.command()
+def status(name: str = typer.Argument(..., help="Sweep name."), storage: Path = STORAGE) -> None:
+    """How far a sweep is: trials done and pending, stages computed and reused."""
+    from orchestrator.sweep import sweep_status
+
+    try:
+        typer.echo(sweep_status(storage, name))
+    except UserError as error:
+        _fail(error)
+
+
+def main() -> None:  # pragma: no cover - console entry point
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,17 @@
+"""Content hashes: the identity of stages, artifacts and trials."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+
+def canonical_json(value: Any) -> str:
+    """JSON with sorted keys and no whitespace: equal values give equal text."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), allow_nan=False)
+
+
+def content_hash(value: Any, length: int = 16) -> str:
+    """First ``length`` hex digits of the SHA-256 of ``canonical_json(value)``."""
+    return hashlib.sha256(canonical_json(value).encode()).hexdigest()[:length]

@@ -1,0 +1,242 @@
+"""Search spaces: a YAML file validated into a grid, expanded into the full cross product of trials.
+
+Any list in the grid positions (attack fields, ``model``, ``train`` fields, ``seeds``, defense
+parameters) is an axis; the sweep is the product of all axes and of the ``defenses`` entries.
+Every error is a :class:`SearchSpaceError` naming the file and the field, raised before any work.
+"""
+
+from __future__ import annotations
+
+import itertools
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, create_model
+
+from orchestrator.errors import SearchSpaceError
+from orchestrator.hashing import content_hash
+from tasks.config import StageConfig
+from tasks.datasets import DATASETS, DatasetConfig
+from tasks.defenses import DEFENSES, DefenseSpec
+from tasks.models import MODELS
+from tasks.poison import AttackConfig
+from tasks.train import TrainConfig
+from tasks.triggers import TRIGGERS
+
+NO_DEFENSE = "none"
+
+
+def _as_list(value: Any) -> Any:
+    return value if isinstance(value, list) else [value]
+
+
+def axis(item_type: Any) -> Any:
+    """A grid axis of ``item_type``: a scalar in YAML is an axis of one value."""
+    return Annotated[list[item_type], BeforeValidator(_as_list), Field(min_length=1)]
+
+
+def grid_of(config: type[StageConfig], exclude: tuple[str, ...] = ()) -> type[BaseModel]:
+    """A model accepting, for each field of ``config``, one value or a list of values.
+
+    Types, constraints and defaults come from ``config`` itself, so a stage's parameters are
+    declared once.
+    """
+    fields = {}
+    for name, info in config.model_fields.items():
+        if name in exclude:
+            continue
+        item_type = Annotated[(info.annotation, *info.metadata)] if info.metadata else info.annotation
+        default = [info.default] if not info.is_required() else ...
+        fields[name] = (axis(item_type), default)
+    return create_model(f"{config.__name__}Grid", __config__=ConfigDict(extra="forbid"), **fields)
+
+
+def expand_grid(grid: BaseModel) -> list[dict[str, Any]]:
+    """Every combination of a grid model's axes, as dicts, in field order (last field fastest)."""
+    names = list(type(grid).model_fields)
+    return [dict(zip(names, values)) for values in itertools.product(*(getattr(grid, n) for n in names))]
+
+
+ClassRef = Annotated[int, Field(ge=0)] | str
+
+
+class AttackGrid(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    source: axis(ClassRef)
+    target: axis(ClassRef)
+    trigger: axis(Literal[tuple(TRIGGERS)])  # type: ignore[valid-type]
+    poison_pct: axis(Annotated[float, Field(ge=0, le=100)])
+
+
+TrainGrid = grid_of(TrainConfig, exclude=("model", "seed"))
+DEFENSE_GRIDS = {name: grid_of(module.Params) for name, module in DEFENSES.items()}
+
+
+class Resources(BaseModel):
+    """What Ray reserves for each trial."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    cpu: float = Field(1, gt=0)
+    gpu: float = Field(0, ge=0)
+
+
+class SearchSpace(BaseModel):
+    """A validated search-space file (``defenses`` is checked separately, see :func:`parse_defenses`)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", max_length=100)
+    dataset: DatasetConfig
+    model: axis(Literal[tuple(MODELS)])  # type: ignore[valid-type]
+    train: TrainGrid = Field(default_factory=TrainGrid)  # type: ignore[valid-type]
+    attack: AttackGrid
+    seeds: axis(Annotated[int, Field(ge=0)]) = [0]
+    defenses: list[Any] = Field([NO_DEFENSE], min_length=1)
+    resources: Resources = Field(default_factory=Resources)
+
+
+class TrialSpec(StageConfig):
+    """One point of the cross product: everything a trial computes, nothing about where it runs."""
+
+    dataset: DatasetConfig
+    attack: AttackConfig
+    train: TrainConfig
+    defenses: tuple[DefenseSpec, ...] = ()
+    pipeline: str = Field(NO_DEFENSE, description="readable label of the defenses; not part of the identity")
+
+    @property
+    def trial_id(self) -> str:
+        """Hash of the trial's recipe; names its result file and survives resumes and restarts."""
+        return content_hash(self.model_dump(mode="json", exclude={"pipeline"}))
+
+
+def _field_path(loc: tuple) -> str:
+    path = ""
+    for part in loc:
+        path += f"[{part}]" if isinstance(part, int) else (f".{part}" if path else str(part))
+    return path
+
+
+def _raise_first(error: ValidationError, source: str, prefix: tuple = ()) -> None:
+    detail = error.errors()[0]
+    loc = prefix + tuple(detail["loc"])
+    # A discriminated union puts the tag in the path (dataset.synthetic_signs.per_class): drop it.
+    if len(loc) > 1 and loc[0] == "dataset" and loc[1] in DATASETS:
+        loc = loc[:1] + loc[2:]
+    message = detail["msg"]
+    if detail["type"] == "extra_forbidden":
+        message = "unknown key"
+    elif detail["type"] == "missing":
+        message = "required key is missing"
+    elif "input" in detail and not isinstance(detail["input"], (dict, list)):
+        message = f"{message} (got {detail['input']!r})"
+    raise SearchSpaceError(source, _field_path(loc) or None, message) from None
+
+
+def _parse_step(step: Any, source: str, loc: tuple) -> list[tuple[str, dict, dict]]:
+    """All (name, params, given) variants of one defense step such as ``{ac: {cluster_analysis: [a, b]}}``."""
+    if isinstance(step, str):
+        name, given = step, {}
+    elif isinstance(step, dict) and len(step) == 1:
+        name, given = next(iter(step.items()))
+        given = {} if given is None else given
+    else:
+        raise SearchSpaceError(source, _field_path(loc), "a defense is a name or a one-key mapping {name: {param: value}}")
+    if name not in DEFENSE_GRIDS:
+        known = ", ".join(sorted([*DEFENSE_GRIDS, NO_DEFENSE]))
+        raise SearchSpaceError(source, _field_path(loc), f"unknown defense {name!r}; known: {known}")
+    if not isinstance(given, dict):
+        raise SearchSpaceError(source, _field_path(loc + (name,)), "defense parameters must be a mapping")
+    try:
+        grid = DEFENSE_GRIDS[name](**given)
+    except ValidationError as error:
+        _raise_first(error, source, loc + (name,))
+    variants = []
+    for params in expand_grid(grid):
+        shown = {key: params[key] for key in given}
+        variants.append((name, params, shown))
+    return variants
+
+
+def parse_defenses(entries: list[Any], source: str) -> list[tuple[tuple[DefenseSpec, ...], str]]:
+    """Expand the ``defenses`` list into (pipeline, label) pairs.
+
+    An entry is ``none``, one defense (``ac`` or ``{ac: {...}}``), or a list of defenses applied in
+    order; lists inside a defense's parameters are axes.
+    """
+    pipelines = []
+    for index, entry in enumerate(entries):
+        if entry == NO_DEFENSE:
+            pipelines.append(((), NO_DEFENSE))
+            continue
+        steps = entry if isinstance(entry, list) else [entry]
+        if not steps:
+            raise SearchSpaceError(source, f"defenses[{index}]", "an empty pipeline; write 'none' for no defense")
+        prefix = ("defenses", index) if not isinstance(entry, list) else None
+        per_step = [
+            _parse_step(step, source, prefix or ("defenses", index, position)) for position, step in enumerate(steps)
+        ]
+        for chain in itertools.product(*per_step):
+            specs = tuple(DefenseSpec(name=name, params=params) for name, params, _ in chain)
+            label = ">".join(
+                name + ("(" + ",".join(f"{k}={v}" for k, v in shown.items()) + ")" if shown else "")
+                for name, _, shown in chain
+            )
+            pipelines.append((specs, label))
+    return pipelines
+
+
+def load_search_space(path: str | Path) -> tuple[SearchSpace, list[TrialSpec]]:
+    """Read, validate and expand a search-space file.
+
+    Returns
+    -------
+    space : SearchSpace
+    trials : list of TrialSpec
+        The full cross product without duplicates, in a stable order.
+
+    Raises
+    ------
+    SearchSpaceError
+        With the file and the field, for anything malformed or unknown.
+    """
+    source = str(path)
+    try:
+        raw = yaml.safe_load(Path(path).read_text())
+    except FileNotFoundError:
+        raise SearchSpaceError(source, None, "file not found") from None
+    except yaml.YAMLError as error:
+        raise SearchSpaceError(source, None, f"not valid YAML: {error}") from None
+    if not isinstance(raw, dict):
+        raise SearchSpaceError(source, None, "a search space is a YAML mapping (name, dataset, model, ...)")
+    try:
+        space = SearchSpace(**raw)
+    except ValidationError as error:
+        _raise_first(error, source)
+    pipelines = parse_defenses(space.defenses, source)
+    return space, expand_trials(space, pipelines, source)
+
+
+def expand_trials(space: SearchSpace, pipelines, source: str) -> list[TrialSpec]:
+    """The cross product of a validated space's axes and pipelines, duplicates removed."""
+    trials: dict[str, TrialSpec] = {}
+    for model, train, attack, seed, (defenses, label) in itertools.product(
+        space.model, expand_grid(space.train), expand_grid(space.attack), space.seeds, pipelines
+    ):
+        try:
+            trial = TrialSpec(
+                dataset=space.dataset,
+                attack=AttackConfig(**attack, seed=seed),
+                train=TrainConfig(model=model, **train, seed=seed),
+                defenses=defenses,
+                pipeline=label,
+            )
+        except ValidationError as error:
+            _raise_first(error, source)
+        if trial.attack.source == trial.attack.target:
+            raise SearchSpaceError(source, "attack.target", f"source and target are the same class ({trial.attack.source})")
+        trials.setdefault(trial.trial_id, trial)
+    return list(trials.values())

@@ -1,0 +1,207 @@
+"""The sweep driver: plan a search space against the storage root, then run the missing trials on Ray Tune.
+
+A trial is one Tune trial running :func:`orchestrator.pipeline.execute_trial`; all logic lives in
+plain functions so tests can call them without a cluster.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from orchestrator.pipeline import stage_keys
+from orchestrator.results import finished_trial_ids, results_dir
+from orchestrator.search_space import SearchSpace, TrialSpec
+from orchestrator.store import ArtifactStore
+
+# Ray would otherwise report usage to its servers; bdsweep sends no traffic off the machine.
+os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+
+REPORTED_METRICS = ("clean_acc_before", "asr_before", "clean_acc_after", "asr_after", "stages_computed")
+
+
+@dataclass(frozen=True)
+class SweepPlan:
+    """What running a search space against a storage root would do.
+
+    Attributes
+    ----------
+    trials : all trials of the space
+    pending : trials with no result file yet (the ones that will run)
+    stages : Counter of unique stages the sweep needs, by stage name
+    cached : Counter of those already in the artifact store
+    """
+
+    name: str
+    storage: Path
+    trials: list[TrialSpec]
+    pending: list[TrialSpec]
+    stages: Counter
+    cached: Counter
+
+    def describe(self) -> str:
+        done = len(self.trials) - len(self.pending)
+        stage_list = ", ".join(f"{name} {self.stages[name]}" for name in self.stages)
+        return (
+            f"sweep {self.name!r}: {len(self.trials)} trials ({len(self.pending)} to run, {done} already have results)\n"
+            f"unique stages: {sum(self.stages.values())} ({stage_list}); "
+            f"{sum(self.cached.values())} already in the cache"
+        )
+
+
+def sweep_dir(storage: str | Path, name: str) -> Path:
+    return Path(storage) / name
+
+
+def plan_sweep(trials: list[TrialSpec], storage: str | Path, name: str) -> SweepPlan:
+    """Compare ``trials`` with the results and artifacts already under ``storage``; computes nothing."""
+    storage = Path(storage)
+    store = ArtifactStore(storage / "cache")
+    done = finished_trial_ids(storage, name)
+    unique: dict[str, str] = {}
+    for trial in trials:
+        for stage, key in stage_keys(trial).values():
+            unique[key] = stage
+    cached = Counter(stage for key, stage in unique.items() if (store.root / stage / key / "manifest.json").is_file())
+    return SweepPlan(
+        name=name,
+        storage=storage,
+        trials=trials,
+        pending=[trial for trial in trials if trial.trial_id not in done],
+        stages=Counter(unique.values()),
+        cached=cached,
+    )
+
+
+def record_sweep(plan: SweepPlan, space_file: str | Path) -> None:
+    """Keep the search space and its expansion beside the results, for ``status`` and ``resume``."""
+    directory = sweep_dir(plan.storage, plan.name)
+    directory.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(space_file, directory / "space.yaml")
+    trials = [{"trial_id": t.trial_id, **t.model_dump(mode="json")} for t in plan.trials]
+    temporary = directory / ".trials.json.tmp"
+    temporary.write_text(json.dumps(trials, indent=1))
+    os.replace(temporary, directory / "trials.json")
+
+
+def run_trial_in_tune(config: dict, *, trials: dict, storage: str, sweep: str, cpus: float) -> None:
+    """Tune trainable: run one trial's pipeline and write its Parquet row."""
+    from ray import tune
+
+    from orchestrator.pipeline import execute_trial
+    from orchestrator.results import write_row
+    from tasks.runtime import configure_tensorflow
+
+    configure_tensorflow(cpus)
+    trial = TrialSpec.model_validate(trials[config["trial_id"]])
+    row = execute_trial(trial, ArtifactStore(Path(storage) / "cache"), sweep)
+    write_row(storage, sweep, row)
+    tune.report({key: row[key] for key in REPORTED_METRICS})
+
+
+def _progress_callback(plan: SweepPlan, echo: Callable[[str], None]):
+    from ray import tune
+
+    labels = {
+        t.trial_id: f"{t.attack.trigger} {t.attack.poison_pct:g}% seed={t.attack.seed} {t.pipeline}" for t in plan.pending
+    }
+
+    class Progress(tune.Callback):
+        def __init__(self):
+            self.finished = 0
+
+        def on_trial_start(self, iteration, trials, trial, **info):
+            echo(f"  started   {labels[trial.config['trial_id']]}")
+
+        def on_trial_complete(self, iteration, trials, trial, **info):
+            self.finished += 1
+            result = trial.last_result or {}
+            echo(
+                f"[{self.finished}/{len(plan.pending)}] done {labels[trial.config['trial_id']]}: "
+                f"clean_acc {result.get('clean_acc_after', float('nan')):.3f}, "
+                f"asr {result.get('asr_after', float('nan')):.3f}, "
+                f"{result.get('stages_computed', '?')} stages computed"
+            )
+
+        def on_trial_error(self, iteration, trials, trial, **info):
+            self.finished += 1
+            echo(f"[{self.finished}/{len(plan.pending)}] FAILED {labels[trial.config['trial_id']]}: see {trial.path}")
+
+    return Progress()
+
+
+def start_ray(address: str | None = None) -> None:
+    """Connect to the cluster at ``address``, or start a local Ray bound to 127.0.0.1."""
+    import ray
+
+    if ray.is_initialized():
+        return
+    if address:
+        ray.init(address=address, log_to_driver=False)
+    else:
+        ray.init(include_dashboard=False, _node_ip_address="127.0.0.1", log_to_driver=False)
+
+
+def launch(plan: SweepPlan, resources, max_concurrent: int | None = None, address: str | None = None,
+           echo: Callable[[str], None] = print) -> int:
+    """Run ``plan.pending`` as Tune trials; returns the number of trials that failed."""
+    import ray
+    from ray import tune
+
+    if not plan.pending:
+        return 0
+    started_here = not ray.is_initialized()
+    start_ray(address)
+    try:
+        trials = {t.trial_id: t.model_dump(mode="json") for t in plan.pending}
+        trainable = tune.with_parameters(
+            run_trial_in_tune, trials=trials, storage=str(plan.storage.resolve()), sweep=plan.name, cpus=resources.cpu
+        )
+        tuner = tune.Tuner(
+            tune.with_resources(trainable, {"cpu": resources.cpu, "gpu": resources.gpu}),
+            param_space={"trial_id": tune.grid_search(list(trials))},
+            tune_config=tune.TuneConfig(max_concurrent_trials=max_concurrent, reuse_actors=False),
+            run_config=tune.RunConfig(
+                name="tune",
+                storage_path=str(sweep_dir(plan.storage, plan.name).resolve()),
+                verbose=0,
+                callbacks=[_progress_callback(plan, echo)],
+                failure_config=tune.FailureConfig(max_failures=0),
+            ),
+        )
+        return tuner.fit().num_errors
+    finally:
+        if started_here:
+            ray.shutdown()
+
+
+def results_location(plan: SweepPlan) -> Path:
+    return results_dir(plan.storage, plan.name).resolve()
+
+
+__all__ = ["SweepPlan", "SearchSpace", "plan_sweep", "record_sweep", "launch", "results_location"]
+
+
+def sweep_status(storage: str | Path, name: str) -> str:
+    """A short report: trials done and pending, and stages computed versus reused by finished trials."""
+    from orchestrator.results import load_results
+    from orchestrator.errors import StorageError
+
+    trials_file = sweep_dir(storage, name) / "trials.json"
+    if not trials_file.is_file():
+        raise StorageError(str(storage), None, f"no sweep named {name!r} (expected {trials_file})")
+    trial_ids = {t["trial_id"] for t in json.loads(trials_file.read_text())}
+    done = finished_trial_ids(storage, name) & trial_ids
+    lines = [f"sweep {name!r}: {len(trial_ids)} trials, {len(done)} done, {len(trial_ids) - len(done)} pending"]
+    if done:
+        frame = load_results(storage, name)
+        computed = [c for c in frame.columns if c.endswith("_computed")]
+        n_computed = int(frame[computed].fillna(False).astype(bool).to_numpy().sum())
+        n_total = int(frame[computed].notna().to_numpy().sum())
+        lines.append(f"stages: {n_computed} computed, {n_total - n_computed} reused across finished trials")
+    return "\n".join(lines)

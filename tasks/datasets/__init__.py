@@ -1,0 +1,31 @@
+"""Datasets: a registry of loaders, each turning a validated config into an :class:`ImageDataset`.
+
+Adding a dataset means adding a module with a ``Config`` (a :class:`~tasks.config.StageConfig` with
+a ``name`` literal) and ``load_dataset(config) -> ImageDataset``, and one line in ``DATASETS``.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Union
+
+from pydantic import Field
+
+from tasks.datasets import synthetic_signs
+from tasks.datasets.image_dataset import ImageDataset
+
+DATASETS = {
+    "synthetic_signs": synthetic_signs,
+}
+
+DatasetConfig = Annotated[
+    Union[tuple(module.Config for module in DATASETS.values())],  # noqa: UP007 (built at run time)
+    Field(discriminator="name"),
+]
+
+
+def load_dataset(config) -> ImageDataset:
+    """Stage ``dataset``: build or read the dataset that ``config.name`` names."""
+    return DATASETS[config.name].load_dataset(config)
+
+
+__all__ = ["DATASETS", "DatasetConfig", "ImageDataset", "load_dataset"]

@@ -1,0 +1,92 @@
+"""Activation Clustering (Chen et al. 2018) through ART 1.20's ``ActivationDefence`` (thesis §2.7).
+
+The activations are computed here, in batches, from the layer the config names (the model's last
+hidden layer by default) and handed to ART: ART's own ``_get_activations`` picks layer
+``len(layer_names) - 1``, which for Functional Keras models is one layer off because it counts the
+InputLayer, and it converts the whole training set at once.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import numpy as np
+from pydantic import Field
+
+import tasks.runtime  # noqa: F401  (selects the Keras backend before keras is imported)
+import keras
+from art.defences.detector.poison import ActivationDefence
+from art.estimators.classification import KerasClassifier
+from art.utils import segment_by_class
+
+from tasks.config import StageConfig
+from tasks.defenses.filtering import filtering_metrics, retrain
+from tasks.models import last_hidden_layer
+
+
+class Params(StageConfig):
+    """Parameters of ``ac``; the thesis's "size-based" analysis is ``smaller``, "distance-based" is ``distance``."""
+
+    cluster_analysis: Literal["smaller", "distance"] = "smaller"
+    nb_clusters: int = Field(2, ge=2, le=20)
+    nb_dims: int = Field(10, ge=1, le=1024)
+    reduce: Literal["PCA", "FastICA"] = "PCA"
+    layer: str | None = Field(None, description="layer whose activations are clustered; None = last hidden")
+    retrain: Literal["full", "none"] = "full"
+
+
+def layer_activations(model: keras.Model, x: np.ndarray, layer: str, batch_size: int = 256) -> np.ndarray:
+    """Activations of ``layer`` for uint8 images ``x`` (n, h, w, c), flattened to float32 (n, features)."""
+    extractor = keras.Model(model.inputs, model.get_layer(layer).output)
+    batches = [
+        np.asarray(extractor.predict_on_batch(np.asarray(x[start : start + batch_size]))).reshape(
+            min(batch_size, len(x) - start), -1
+        )
+        for start in range(0, len(x), batch_size)
+    ]
+    return np.concatenate(batches).astype(np.float32)
+
+
+def detect_poison(params: Params, model: keras.Model, x: np.ndarray, y: np.ndarray, n_classes: int, seed: int):
+    """Run ART's Activation Clustering on ``x`` (uint8 (n, h, w, c)) with labels ``y`` (int (n,)).
+
+    Returns
+    -------
+    flagged : ndarray of bool, shape (n,)
+        True where ART judged the sample poisonous (its ``is_clean_lst`` is 1 = clean, 0 = flagged).
+    """
+    activations = layer_activations(model, x, params.layer or last_hidden_layer(model))
+    y_onehot = np.eye(n_classes, dtype=np.float32)[y]
+    model.compile(loss="categorical_crossentropy")  # ART requires a compiled model
+    classifier = KerasClassifier(model, clip_values=(0, 255))
+    defence = ActivationDefence(classifier, x, y_onehot)
+    defence.activations_by_class = segment_by_class(activations, y_onehot, n_classes)
+    # ART's KMeans and PCA/FastICA take no random_state and draw from NumPy's global generator.
+    np.random.seed(seed)
+    _, is_clean = defence.detect_poison(
+        nb_clusters=params.nb_clusters,
+        nb_dims=params.nb_dims,
+        reduce=params.reduce,
+        cluster_analysis=params.cluster_analysis,
+    )
+    return np.asarray(is_clean) == 0
+
+
+def defend(params: Params, model, x, y, is_poison, train, n_classes):
+    """Filter the training data with Activation Clustering and retrain on what is kept.
+
+    Parameters
+    ----------
+    model : keras.Model
+    x, y, is_poison : the training samples this stage sees (uint8 images, int labels, bool truth)
+    train : TrainConfig used to retrain
+    n_classes : int
+
+    Returns
+    -------
+    model : keras.Model, kept : ndarray of bool (n,), metrics : dict
+    """
+    flagged = detect_poison(params, model, x, y, n_classes, seed=train.seed)
+    kept = ~flagged
+    new_model = retrain(params.retrain, train, model, x[kept], y[kept], n_classes)
+    return new_model, kept, filtering_metrics(is_poison, flagged)

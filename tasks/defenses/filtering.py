@@ -1,0 +1,65 @@
+"""What every filtering defense shares: detection metrics and retraining on the kept data."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from tasks.train import TrainConfig, fit_model, train_from_scratch
+
+
+def filtering_metrics(is_poison: np.ndarray, removed: np.ndarray) -> dict[str, float | int]:
+    """Detection metrics of one filtering stage, over the samples that stage saw.
+
+    Parameters
+    ----------
+    is_poison : ndarray of bool, shape (n,)
+        Ground truth for the samples the stage was given.
+    removed : ndarray of bool, shape (n,)
+        Which of them the stage removed.
+
+    Returns
+    -------
+    dict with ``n_seen``, ``n_poisoned``, ``removed_total``, ``removed_poisoned``, ``removed_clean``,
+    ``tpr`` (removed_poisoned / n_poisoned), ``fpr`` (removed_clean / n_clean), ``precision``
+    (removed_poisoned / removed_total) and ``f1``; ratios are NaN where their denominator is 0.
+    """
+    is_poison = np.asarray(is_poison, dtype=bool)
+    removed = np.asarray(removed, dtype=bool)
+    n_poisoned = int(is_poison.sum())
+    n_clean = len(is_poison) - n_poisoned
+    removed_poisoned = int((removed & is_poison).sum())
+    removed_total = int(removed.sum())
+    removed_clean = removed_total - removed_poisoned
+    tpr = removed_poisoned / n_poisoned if n_poisoned else float("nan")
+    fpr = removed_clean / n_clean if n_clean else float("nan")
+    precision = removed_poisoned / removed_total if removed_total else float("nan")
+    f1 = 2 * removed_poisoned / (n_poisoned + removed_total) if n_poisoned + removed_total else float("nan")
+    return {
+        "n_seen": len(is_poison),
+        "n_poisoned": n_poisoned,
+        "removed_total": removed_total,
+        "removed_poisoned": removed_poisoned,
+        "removed_clean": removed_clean,
+        "tpr": tpr,
+        "fpr": fpr,
+        "precision": precision,
+        "f1": f1,
+    }
+
+
+def retrain(mode: str, train: TrainConfig, model, x: np.ndarray, y: np.ndarray, n_classes: int):
+    """The model a filtering defense hands on after keeping ``x`` (uint8, (n, h, w, c)) and ``y``.
+
+    ``full`` trains a fresh model from scratch, as the thesis did; ``none`` returns ``model``
+    unchanged (detection metrics only).
+    """
+    if mode == "none":
+        return model
+    if mode == "full":
+        if len(x) == 0:
+            raise ValueError("the defense removed every training sample; there is nothing to retrain on")
+        return train_from_scratch(train, x, y, n_classes)
+    raise ValueError(f"unknown retrain mode {mode!r}")
+
+
+__all__ = ["filtering_metrics", "retrain", "fit_model"]

@@ -1,0 +1,128 @@
+"""BadNets poisoning (Gu et al. 2017) as the thesis applied it (§4.1).
+
+``poison_pct`` percent of the *source class's* training images get the trigger and the target
+label; they replace the originals in place, so the training set keeps its size.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from pydantic import Field, field_validator
+
+from tasks.config import StageConfig
+from tasks.datasets import ImageDataset
+from tasks.triggers import TRIGGERS, apply_trigger
+
+
+class AttackConfig(StageConfig):
+    """Stage ``poison``: which class is attacked, with which trigger, and how much."""
+
+    source: int | str
+    target: int | str
+    trigger: str
+    poison_pct: float = Field(ge=0, le=100, description="percent of the source class's training images")
+    seed: int = Field(0, ge=0)
+
+    @field_validator("trigger")
+    @classmethod
+    def _known_trigger(cls, trigger: str) -> str:
+        if trigger not in TRIGGERS:
+            raise ValueError(f"unknown trigger {trigger!r}; known: {', '.join(sorted(TRIGGERS))}")
+        return trigger
+
+
+@dataclass(frozen=True, eq=False)
+class PoisonedDataset:
+    """What the attacker changed, stored as a delta over its :class:`ImageDataset`.
+
+    Attributes
+    ----------
+    source, target : int
+        Class indices.
+    poison_index : ndarray of int64, shape (n_poisoned,)
+        Sorted indices into ``x_train`` that were replaced.
+    x_poison : ndarray of uint8, shape (n_poisoned, h, w, 3)
+        The triggered images that replace ``x_train[poison_index]``; their label is ``target``.
+    x_test_triggered : ndarray of uint8, shape (n_source_test, h, w, 3)
+        Every source-class test image with the trigger: the set ``asr`` is measured on.
+    """
+
+    source: int
+    target: int
+    poison_index: np.ndarray
+    x_poison: np.ndarray
+    x_test_triggered: np.ndarray
+
+    @property
+    def n_poisoned(self) -> int:
+        return len(self.poison_index)
+
+    @property
+    def metrics(self) -> dict:
+        return {
+            "source": self.source,
+            "target": self.target,
+            "n_poisoned": self.n_poisoned,
+            "n_test_triggered": len(self.x_test_triggered),
+        }
+
+    def training_set(self, dataset: ImageDataset) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The poisoned training set: ``(x, y, is_poison)`` with ``len(x) == len(dataset.x_train)``."""
+        x = np.array(dataset.x_train, copy=True)
+        y = np.array(dataset.y_train, dtype=np.int64, copy=True)
+        x[self.poison_index] = self.x_poison
+        y[self.poison_index] = self.target
+        is_poison = np.zeros(len(x), dtype=bool)
+        is_poison[self.poison_index] = True
+        return x, y, is_poison
+
+    def save(self, directory: Path) -> None:
+        np.save(directory / "poison_index.npy", self.poison_index)
+        np.save(directory / "x_poison.npy", self.x_poison)
+        np.save(directory / "x_test_triggered.npy", self.x_test_triggered)
+        (directory / "attack.json").write_text(json.dumps({"source": self.source, "target": self.target}))
+
+    @classmethod
+    def load(cls, directory: Path) -> "PoisonedDataset":
+        attack = json.loads((directory / "attack.json").read_text())
+        return cls(
+            source=attack["source"],
+            target=attack["target"],
+            poison_index=np.load(directory / "poison_index.npy"),
+            x_poison=np.load(directory / "x_poison.npy"),
+            x_test_triggered=np.load(directory / "x_test_triggered.npy"),
+        )
+
+
+def resolve_class(label: int | str, class_names: tuple[str, ...]) -> int:
+    """Turn a class given by index or by name into its index, or raise ``ValueError``."""
+    if isinstance(label, str):
+        if label not in class_names:
+            raise ValueError(f"class {label!r} is not in the dataset's {len(class_names)} classes")
+        return class_names.index(label)
+    if not 0 <= label < len(class_names):
+        raise ValueError(f"class index {label} is outside [0, {len(class_names)})")
+    return int(label)
+
+
+def poison_dataset(config: AttackConfig, dataset: ImageDataset) -> PoisonedDataset:
+    """Stage ``poison``: choose ``round(poison_pct/100 * n_source)`` source images and trigger them."""
+    source = resolve_class(config.source, dataset.class_names)
+    target = resolve_class(config.target, dataset.class_names)
+    if source == target:
+        raise ValueError(f"source and target are the same class ({source})")
+    source_index = np.flatnonzero(dataset.y_train == source)
+    n_poisoned = int(round(config.poison_pct / 100 * len(source_index)))
+    rng = np.random.default_rng(config.seed)
+    poison_index = np.sort(rng.choice(source_index, size=n_poisoned, replace=False)).astype(np.int64)
+    return PoisonedDataset(
+        source=source,
+        target=target,
+        poison_index=poison_index,
+        x_poison=apply_trigger(np.asarray(dataset.x_train[poison_index]), config.trigger),
+        x_test_triggered=apply_trigger(np.asarray(dataset.x_test[dataset.y_test == source]), config.trigger),
+    )
