@@ -1,0 +1,71 @@
+import subprocess
+import sys
+import textwrap
+
+import pytest
+from typer.testing import CliRunner
+
+from orchestrator import sweep
+from orchestrator.cli import app
+
+GOOD = """
+name: tiny
+dataset: {name: synthetic_signs, per_class: 10}
+model: gtsrb_cnn
+attack: {source: 8, target: 14, trigger: yellow_square, poison_pct: 10}
+"""
+
+
+@pytest.fixture
+def no_ray(monkeypatch):
+    def refuse(*args, **kwargs):
+        raise AssertionError("Ray must not start for a bad search space")
+
+    monkeypatch.setattr(sweep, "start_ray", refuse)
+
+
+@pytest.mark.parametrize(
+    "bad, field",
+    [
+        (GOOD + "colour: red\n", "colour"),
+        (GOOD.replace("poison_pct: 10", "poison_pct: lots"), "attack.poison_pct[0]"),
+        (GOOD.replace("trigger: yellow_square", "trigger: purple_square"), "attack.trigger[0]"),
+        (GOOD.replace("model: gtsrb_cnn", "model: resnet50"), "model[0]"),
+        (GOOD + "defenses: [none, {strip: {}}]\n", "defenses[1]"),
+    ],
+)
+def test_bad_space_exits_2_naming_file_and_field(tmp_path, no_ray, bad, field):
+    path = tmp_path / "bad.yaml"
+    path.write_text(textwrap.dedent(bad))
+    result = CliRunner().invoke(app, ["run", str(path), "--storage", str(tmp_path / "runs")])
+    assert result.exit_code == 2, result.output
+    assert f"{path}: {field}:" in result.output
+    assert not (tmp_path / "runs").exists(), "nothing is written for a bad space"
+
+
+def test_console_script_exits_2(tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_text(GOOD + "colour: red\n")
+    done = subprocess.run(
+        [sys.executable, "-m", "orchestrator.cli", "run", str(path)], capture_output=True, text=True, cwd=tmp_path
+    )
+    assert done.returncode == 2
+    assert f"{path}: colour: unknown key" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_dry_run_counts_trials_and_stages(tmp_path, no_ray):
+    path = tmp_path / "space.yaml"
+    path.write_text(GOOD.replace("poison_pct: 10", "poison_pct: [4, 10]") + "defenses: [none, {ac: {cluster_analysis: [smaller, distance]}}]\n")
+    result = CliRunner().invoke(app, ["run", str(path), "--dry-run", "--storage", str(tmp_path / "runs")])
+    assert result.exit_code == 0, result.output
+    assert "6 trials (6 to run, 0 already have results)" in result.output
+    # 1 dataset, 2 poisoned sets, 2 models, 4 defense stages, 2 + 4 evaluations.
+    assert "unique stages: 15 (dataset 1, poison 2, train 2, evaluate 6, defense 4)" in result.output
+
+
+def test_query_and_status_without_results_exit_2(tmp_path):
+    result = CliRunner().invoke(app, ["query", "SELECT * FROM results", "--storage", str(tmp_path)])
+    assert result.exit_code == 2 and "no result files" in result.output
+    result = CliRunner().invoke(app, ["status", "nothing", "--storage", str(tmp_path)])
+    assert result.exit_code == 2 and "no sweep named 'nothing'" in result.output

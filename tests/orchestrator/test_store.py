@@ -1,0 +1,101 @@
+import json
+import multiprocessing
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from orchestrator.store import ArtifactStore, Stage
+from tasks.config import StageConfig
+
+
+class CountConfig(StageConfig):
+    value: int
+    log: str  # file that gets one line per execution, shared across processes
+    delay: float = 0.0
+
+
+@dataclass
+class Number:
+    value: int
+
+    @property
+    def metrics(self):
+        return {"value": self.value}
+
+    def save(self, directory: Path):
+        (directory / "number.json").write_text(json.dumps(self.value))
+
+    @classmethod
+    def load(cls, directory: Path):
+        return cls(json.loads((directory / "number.json").read_text()))
+
+
+def produce(config: CountConfig, *parents: Number) -> Number:
+    import time
+
+    with open(config.log, "a") as log:
+        log.write(f"{config.value}\n")
+    time.sleep(config.delay)
+    return Number(config.value + sum(parent.value for parent in parents))
+
+
+def fail(config, *parents):
+    raise RuntimeError("stage crashed")
+
+
+STAGE = Stage("count", 1, produce, Number)
+
+
+def executions(log: Path) -> int:
+    return len(log.read_text().splitlines()) if log.exists() else 0
+
+
+def test_second_resolve_reuses_and_loads_from_disk(tmp_path):
+    store = ArtifactStore(tmp_path / "cache")
+    config = CountConfig(value=3, log=str(tmp_path / "log"))
+    first, record = store.resolve(STAGE, config, [])
+    assert record.computed and record.metrics == {"value": 3}
+    second, record = store.resolve(STAGE, config, [])
+    assert not record.computed and record.metrics == {"value": 3}
+    assert second.load().value == 3
+    assert executions(tmp_path / "log") == 1
+
+
+def test_key_depends_on_config_parents_and_version(tmp_path):
+    store = ArtifactStore(tmp_path)
+    config = CountConfig(value=1, log="x")
+    base = store.key(STAGE, config, ["a"])
+    assert base == store.key(STAGE, CountConfig(value=1, log="x"), ["a"])
+    assert base != store.key(STAGE, CountConfig(value=2, log="x"), ["a"])
+    assert base != store.key(STAGE, config, ["b"])
+    assert base != store.key(Stage("count", 2, produce, Number), config, ["a"])
+
+
+def test_parents_flow_into_children(tmp_path):
+    store = ArtifactStore(tmp_path)
+    parent, _ = store.resolve(STAGE, CountConfig(value=2, log=str(tmp_path / "log")), [])
+    child, _ = store.resolve(STAGE, CountConfig(value=5, log=str(tmp_path / "log")), [parent])
+    assert child.load().value == 7
+    assert json.loads((child.path / "manifest.json").read_text())["parents"] == [parent.key]
+
+
+def test_failed_stage_leaves_nothing_behind(tmp_path):
+    store = ArtifactStore(tmp_path)
+    with pytest.raises(RuntimeError, match="crashed"):
+        store.resolve(Stage("count", 1, fail, Number), CountConfig(value=1, log="x"), [])
+    assert [p.name for p in (tmp_path / "count").iterdir() if not p.name.endswith(".lock")] == []
+
+
+def _resolve_in_process(root, log):
+    store = ArtifactStore(root)
+    _, record = store.resolve(STAGE, CountConfig(value=9, log=log, delay=0.5), [])
+    return record.computed
+
+
+def test_concurrent_processes_compute_a_stage_once(tmp_path):
+    log = str(tmp_path / "log")
+    with multiprocessing.get_context("spawn").Pool(4) as pool:
+        computed = pool.starmap(_resolve_in_process, [(str(tmp_path / "cache"), log)] * 4)
+    assert sorted(computed) == [False, False, False, True]
+    assert executions(Path(log)) == 1

@@ -1,0 +1,75 @@
+"""End to end: a small sweep on real Ray (127.0.0.1), real Keras, real ART, real Parquet."""
+
+import textwrap
+
+import pytest
+from typer.testing import CliRunner
+
+from orchestrator.cli import app
+from orchestrator.results import query
+
+pytestmark = [pytest.mark.slow, pytest.mark.ray]
+
+SPACE = """
+name: e2e
+dataset: {name: synthetic_signs, per_class: 12, test_per_class: 4}
+model: gtsrb_cnn
+train: {epochs: 1, batch_size: 32}
+attack: {source: 8, target: 14, trigger: [yellow_square, big_yellow_square], poison_pct: [10, 50]}
+seeds: [0]
+defenses:
+  - none
+  - ac: {cluster_analysis: [smaller, distance]}
+resources: {cpu: 1}
+"""
+
+
+def snapshot(directory):
+    return {p.relative_to(directory): (p.read_bytes(), p.stat().st_mtime_ns) for p in directory.glob("**/*.parquet")}
+
+
+def test_sweep_runs_every_trial_and_trains_each_model_once(tmp_path):
+    space, storage = tmp_path / "space.yaml", tmp_path / "runs"
+    space.write_text(textwrap.dedent(SPACE))
+    runner = CliRunner()
+
+    result = runner.invoke(app, ["run", str(space), "--storage", str(storage), "--max-concurrent", "2"])
+    assert result.exit_code == 0, result.output
+    assert "12 result rows in" in result.output and str((storage / "e2e" / "results").resolve()) in result.output
+
+    rows = query(storage, "SELECT * FROM results")
+    assert len(rows) == 12 and rows["trial_id"].is_unique
+    # Each unique stage was computed by exactly one trial and reused by the others.
+    assert rows["train_computed"].sum() == 4  # 2 triggers x 2 poison percentages
+    assert rows["poison_computed"].sum() == 4
+    assert rows["dataset_computed"].sum() == 1
+    assert rows["evaluate_before_computed"].sum() == 4
+    assert rows["d1_computed"].sum() == 8
+    assert len(list((storage / "cache" / "train").glob("*/manifest.json"))) == 4
+    assert set(rows["pipeline"]) == {"none", "ac(cluster_analysis=smaller)", "ac(cluster_analysis=distance)"}
+    ac = rows[rows["n_defenses"] == 1]
+    assert (ac["d1_n_poisoned"] == ac["n_poisoned"]).all()
+    assert (ac["d1_removed_poisoned"] <= ac["d1_removed_total"]).all()
+    assert ac["d1_tpr"].between(0, 1).all() and ac["d1_fpr"].between(0, 1).all()
+    assert rows["clean_acc_after"].between(0, 1).all() and rows["asr_after"].between(0, 1).all()
+    assert rows["code_version"].str.len().min() >= 7 and (rows["node"] != "").all()
+
+    # Running it again computes nothing and leaves exactly the same rows.
+    before = snapshot(storage / "e2e" / "results")
+    manifests = sorted((storage / "cache").glob("*/*/manifest.json"))
+    again = runner.invoke(app, ["run", str(space), "--storage", str(storage)])
+    assert again.exit_code == 0, again.output
+    assert "12 trials (0 to run, 12 already have results)" in again.output
+    assert snapshot(storage / "e2e" / "results") == before
+    assert sorted((storage / "cache").glob("*/*/manifest.json")) == manifests
+
+    printed = runner.invoke(
+        app, ["query", "SELECT trigger, poison_pct, pipeline, clean_acc_after, asr_after FROM results", "--storage", str(storage)]
+    )
+    assert printed.exit_code == 0, printed.output
+    lines = printed.output.strip().splitlines()
+    assert lines[0].split() == ["trigger", "poison_pct", "pipeline", "clean_acc_after", "asr_after"]
+    assert len(lines) == 13
+
+    status = runner.invoke(app, ["status", "e2e", "--storage", str(storage)])
+    assert "12 trials, 12 done, 0 pending" in status.output

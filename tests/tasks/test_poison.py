@@ -1,0 +1,64 @@
+import numpy as np
+import pytest
+from pydantic import ValidationError
+
+from tasks.poison import AttackConfig, poison_dataset
+from tasks.triggers import apply_trigger
+
+
+def test_poison_replaces_pct_of_source_class_in_place(tiny_dataset):
+    config = AttackConfig(source=1, target=3, trigger="big_yellow_square", poison_pct=25, seed=0)
+    poisoned = poison_dataset(config, tiny_dataset)
+    x, y, is_poison = poisoned.training_set(tiny_dataset)
+
+    assert poisoned.n_poisoned == 5  # 25 % of the 20 source images
+    assert len(x) == len(tiny_dataset.x_train)
+    assert np.all(tiny_dataset.y_train[is_poison] == 1), "only source-class images are poisoned"
+    assert np.all(y[is_poison] == 3)
+    np.testing.assert_array_equal(y[~is_poison], tiny_dataset.y_train[~is_poison])
+    np.testing.assert_array_equal(x[~is_poison], tiny_dataset.x_train[~is_poison])
+    np.testing.assert_array_equal(x[is_poison], apply_trigger(np.asarray(tiny_dataset.x_train[is_poison]), "big_yellow_square"))
+
+
+def test_poisoned_test_set_is_every_source_test_image_with_trigger(tiny_dataset):
+    poisoned = poison_dataset(AttackConfig(source=2, target=0, trigger="yellow_square", poison_pct=10), tiny_dataset)
+    source_test = tiny_dataset.x_test[tiny_dataset.y_test == 2]
+    np.testing.assert_array_equal(poisoned.x_test_triggered, apply_trigger(source_test, "yellow_square"))
+
+
+def test_poison_selection_depends_only_on_seed(tiny_dataset):
+    def chosen(seed):
+        config = AttackConfig(source=1, target=3, trigger="white_square", poison_pct=50, seed=seed)
+        return poison_dataset(config, tiny_dataset).poison_index
+
+    np.testing.assert_array_equal(chosen(4), chosen(4))
+    assert not np.array_equal(chosen(4), chosen(5))
+
+
+def test_classes_may_be_named(tiny_dataset):
+    config = AttackConfig(source="class_1", target="class_3", trigger="white_square", poison_pct=10)
+    poisoned = poison_dataset(config, tiny_dataset)
+    assert (poisoned.source, poisoned.target) == (1, 3)
+
+
+def test_unknown_class_name_is_an_error(tiny_dataset):
+    with pytest.raises(ValueError, match="Tom_Hanks"):
+        poison_dataset(AttackConfig(source="Tom_Hanks", target=0, trigger="white_square", poison_pct=10), tiny_dataset)
+
+
+def test_zero_percent_is_a_clean_baseline(tiny_dataset):
+    poisoned = poison_dataset(AttackConfig(source=1, target=3, trigger="white_square", poison_pct=0), tiny_dataset)
+    assert poisoned.n_poisoned == 0
+
+
+def test_unknown_trigger_is_rejected():
+    with pytest.raises(ValidationError, match="unknown trigger"):
+        AttackConfig(source=1, target=3, trigger="purple_square", poison_pct=10)
+
+
+def test_artifact_roundtrip(tmp_path, tiny_dataset):
+    poisoned = poison_dataset(AttackConfig(source=1, target=3, trigger="white_square", poison_pct=50), tiny_dataset)
+    poisoned.save(tmp_path)
+    loaded = type(poisoned).load(tmp_path)
+    assert loaded.metrics == poisoned.metrics
+    np.testing.assert_array_equal(loaded.x_poison, poisoned.x_poison)
