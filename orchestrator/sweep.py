@@ -7,6 +7,7 @@ plain functions so tests can call them without a cluster.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 from collections import Counter
@@ -21,6 +22,8 @@ from orchestrator.store import ArtifactStore
 
 # Ray would otherwise report usage to its servers; bdsweep sends no traffic off the machine.
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+# Tune's newer console output prints its own tables whatever the verbosity; bdsweep prints progress itself.
+os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
 
 REPORTED_METRICS = ("clean_acc_before", "asr_before", "clean_acc_after", "asr_after", "stages_computed")
 
@@ -141,10 +144,12 @@ def start_ray(address: str | None = None) -> None:
 
     if ray.is_initialized():
         return
+    quiet = {"log_to_driver": False, "logging_level": logging.WARNING}
     if address:
-        ray.init(address=address, log_to_driver=False)
+        ray.init(address=address, **quiet)
     else:
-        ray.init(include_dashboard=False, _node_ip_address="127.0.0.1", log_to_driver=False)
+        ray.init(include_dashboard=False, _node_ip_address="127.0.0.1", **quiet)
+    logging.getLogger("ray.tune").setLevel(logging.WARNING)
 
 
 def launch(plan: SweepPlan, resources, max_concurrent: int | None = None, address: str | None = None,

@@ -5,20 +5,21 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from pydantic import Field
-
-import tasks.runtime  # noqa: F401  (selects the Keras backend before keras is imported)
-import keras
 
 from tasks.config import StageConfig
 from tasks.datasets import ImageDataset
 from tasks.poison import PoisonedDataset
 from tasks.train import TrainedModel
 
+if TYPE_CHECKING:
+    import keras
 
-def predict_labels(model: keras.Model, x: np.ndarray, batch_size: int = 256) -> np.ndarray:
+
+def predict_labels(model: "keras.Model", x: np.ndarray, batch_size: int = 256) -> np.ndarray:
     """Predicted class indices (int64, shape (n,)) for uint8 images ``x`` (n, h, w, c), batch by batch."""
     labels = [
         np.argmax(model.predict_on_batch(np.asarray(x[start : start + batch_size])), axis=1)
@@ -28,7 +29,7 @@ def predict_labels(model: keras.Model, x: np.ndarray, batch_size: int = 256) -> 
 
 
 def evaluate_model(
-    model: keras.Model, dataset: ImageDataset, poisoned: PoisonedDataset, batch_size: int = 256
+    model: "keras.Model", dataset: ImageDataset, poisoned: PoisonedDataset, batch_size: int = 256
 ) -> dict[str, float]:
     """Measure a model on the clean and the poisoned test set.
 

@@ -5,25 +5,23 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 from pydantic import Field
 
 import tasks.runtime  # noqa: F401  (selects the Keras backend before keras is imported)
-import keras
-
 from tasks.config import StageConfig
 from tasks.datasets import ImageDataset
 from tasks.models import MODELS, build_model
 from tasks.poison import PoisonedDataset
 
-OPTIMIZERS = {
-    "adam": keras.optimizers.Adam,
-    "sgd": keras.optimizers.SGD,
-    "adadelta": keras.optimizers.Adadelta,
-    "rmsprop": keras.optimizers.RMSprop,
-}
+if TYPE_CHECKING:
+    import keras
+
+# Names of keras.optimizers classes. Keras is imported where it is used, so that configs (and a
+# sweep's dry run) load without TensorFlow.
+OPTIMIZERS = {"adam": "Adam", "sgd": "SGD", "adadelta": "Adadelta", "rmsprop": "RMSprop"}
 
 
 class TrainConfig(StageConfig):
@@ -51,7 +49,7 @@ class TrainedModel:
         What the stage that produced the model measured (defense detection counts, epochs...).
     """
 
-    model: keras.Model
+    model: "keras.Model"
     keep: np.ndarray
     metrics: dict = field(default_factory=dict)
 
@@ -62,6 +60,8 @@ class TrainedModel:
 
     @classmethod
     def load(cls, directory: Path) -> "TrainedModel":
+        import keras
+
         return cls(
             model=keras.models.load_model(directory / "model.keras", compile=False),
             keep=np.load(directory / "keep.npy"),
@@ -69,15 +69,18 @@ class TrainedModel:
         )
 
 
-def fit_model(config: TrainConfig, model: keras.Model, x: np.ndarray, y: np.ndarray) -> keras.Model:
+def fit_model(config: TrainConfig, model: "keras.Model", x: np.ndarray, y: np.ndarray) -> "keras.Model":
     """Train ``model`` in place on uint8 images ``x`` (n, h, w, c) and int labels ``y`` (n,).
 
     Seeds Keras (Python, NumPy and TensorFlow generators) with ``config.seed`` first: Keras draws
     its initial weights and batch order from that global state and offers no per-call generator.
     """
+    import keras
+
     keras.utils.set_random_seed(config.seed)
+    optimizer = getattr(keras.optimizers, OPTIMIZERS[config.optimizer])
     model.compile(
-        optimizer=OPTIMIZERS[config.optimizer](learning_rate=config.learning_rate),
+        optimizer=optimizer(learning_rate=config.learning_rate),
         loss="sparse_categorical_crossentropy",
         metrics=["accuracy"],
     )
@@ -85,8 +88,10 @@ def fit_model(config: TrainConfig, model: keras.Model, x: np.ndarray, y: np.ndar
     return model
 
 
-def train_from_scratch(config: TrainConfig, x: np.ndarray, y: np.ndarray, n_classes: int) -> keras.Model:
+def train_from_scratch(config: TrainConfig, x: np.ndarray, y: np.ndarray, n_classes: int) -> "keras.Model":
     """A new ``config.model`` trained on ``x`` (uint8, (n, h, w, c)) and ``y`` (int, (n,))."""
+    import keras
+
     keras.utils.set_random_seed(config.seed)
     model = build_model(config.model, x.shape[1:], n_classes)
     return fit_model(config, model, x, y)

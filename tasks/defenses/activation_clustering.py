@@ -8,20 +8,19 @@ InputLayer, and it converts the whole training set at once.
 
 from __future__ import annotations
 
-from typing import Literal
+import warnings
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 from pydantic import Field
 
 import tasks.runtime  # noqa: F401  (selects the Keras backend before keras is imported)
-import keras
-from art.defences.detector.poison import ActivationDefence
-from art.estimators.classification import KerasClassifier
-from art.utils import segment_by_class
-
 from tasks.config import StageConfig
 from tasks.defenses.filtering import filtering_metrics, retrain
 from tasks.models import last_hidden_layer
+
+if TYPE_CHECKING:
+    import keras
 
 
 class Params(StageConfig):
@@ -35,9 +34,11 @@ class Params(StageConfig):
     retrain: Literal["full", "none"] = "full"
 
 
-def layer_activations(model: keras.Model, x: np.ndarray, layer: str, batch_size: int = 256) -> np.ndarray:
+def layer_activations(model: "keras.Model", x: np.ndarray, layer: str, batch_size: int = 256) -> np.ndarray:
     """Activations of ``layer`` for uint8 images ``x`` (n, h, w, c), flattened to float32 (n, features)."""
-    extractor = keras.Model(model.inputs, model.get_layer(layer).output)
+    import keras
+
+    extractor = keras.Model(model.input, model.get_layer(layer).output)
     batches = [
         np.asarray(extractor.predict_on_batch(np.asarray(x[start : start + batch_size]))).reshape(
             min(batch_size, len(x) - start), -1
@@ -47,7 +48,7 @@ def layer_activations(model: keras.Model, x: np.ndarray, layer: str, batch_size:
     return np.concatenate(batches).astype(np.float32)
 
 
-def detect_poison(params: Params, model: keras.Model, x: np.ndarray, y: np.ndarray, n_classes: int, seed: int):
+def detect_poison(params: Params, model: "keras.Model", x: np.ndarray, y: np.ndarray, n_classes: int, seed: int):
     """Run ART's Activation Clustering on ``x`` (uint8 (n, h, w, c)) with labels ``y`` (int (n,)).
 
     Returns
@@ -55,6 +56,13 @@ def detect_poison(params: Params, model: keras.Model, x: np.ndarray, y: np.ndarr
     flagged : ndarray of bool, shape (n,)
         True where ART judged the sample poisonous (its ``is_clean_lst`` is 1 = clean, 0 = flagged).
     """
+    with warnings.catch_warnings():
+        # ART warns at import that PyTorch is absent; bdsweep does not use ART's PyTorch parts.
+        warnings.filterwarnings("ignore", message="PyTorch not found")
+        from art.defences.detector.poison import ActivationDefence
+        from art.estimators.classification import KerasClassifier
+        from art.utils import segment_by_class
+
     activations = layer_activations(model, x, params.layer or last_hidden_layer(model))
     y_onehot = np.eye(n_classes, dtype=np.float32)[y]
     model.compile(loss="categorical_crossentropy")  # ART requires a compiled model

@@ -1,0 +1,57 @@
+import numpy as np
+import pytest
+
+import tasks.runtime  # noqa: F401
+import keras
+
+from tasks.datasets import ImageDataset
+from tasks.defenses import DefenseConfig, apply_defense
+from tasks.defenses.activation_clustering import Params, detect_poison, layer_activations
+from tasks.models import build_model
+from tasks.poison import AttackConfig, poison_dataset
+from tasks.train import TrainConfig, TrainedModel, train_model
+from tests.conftest import make_dataset
+
+
+@pytest.fixture(scope="module")
+def dataset32() -> ImageDataset:
+    return make_dataset(n_classes=3, per_class=30, size=32, seed=1)
+
+
+def test_layer_activations_are_the_named_layers_output(dataset32):
+    model = build_model("gtsrb_cnn", dataset32.image_shape, dataset32.n_classes)
+    x = np.asarray(dataset32.x_train[:10])
+    ours = layer_activations(model, x, "fc_1", batch_size=4)
+    expected = keras.Model(model.input, model.get_layer("fc_1").output)(x.astype("float32")).numpy()
+    assert ours.shape == (10, 512)
+    np.testing.assert_allclose(ours, expected, rtol=1e-5, atol=1e-5)
+
+
+def test_detect_poison_returns_one_flag_per_sample_and_is_seeded(dataset32):
+    model = build_model("gtsrb_cnn", dataset32.image_shape, dataset32.n_classes)
+    x, y = np.asarray(dataset32.x_train), np.asarray(dataset32.y_train)
+    first = detect_poison(Params(), model, x, y, dataset32.n_classes, seed=3)
+    second = detect_poison(Params(), model, x, y, dataset32.n_classes, seed=3)
+    assert first.shape == (len(x),) and first.dtype == bool
+    np.testing.assert_array_equal(first, second)
+    # "smaller" flags the smaller of two clusters in every class: some, never most, of each class.
+    for label in range(dataset32.n_classes):
+        assert 0 < first[y == label].sum() <= (y == label).sum() / 2
+
+
+@pytest.mark.slow
+def test_defense_stage_keeps_indices_into_the_poisoned_training_set(dataset32):
+    poisoned = poison_dataset(AttackConfig(source=0, target=1, trigger="big_yellow_square", poison_pct=50), dataset32)
+    train = TrainConfig(model="gtsrb_cnn", epochs=1, batch_size=16)
+    trained = train_model(train, dataset32, poisoned)
+    config = DefenseConfig(name="ac", params={"retrain": "none"}, train=train)
+    defended = apply_defense(config, dataset32, poisoned, trained)
+    _, _, is_poison = poisoned.training_set(dataset32)
+    removed = np.setdiff1d(trained.keep, defended.keep)
+    assert defended.metrics["removed_total"] == len(removed)
+    assert defended.metrics["removed_poisoned"] == int(is_poison[removed].sum())
+    assert defended.model is trained.model  # retrain: none hands the model on
+    # A second defense sees only what the first kept.
+    again = apply_defense(config, dataset32, poisoned, TrainedModel(defended.model, defended.keep))
+    assert again.metrics["n_seen"] == len(defended.keep)
+    assert set(again.keep) <= set(defended.keep)
