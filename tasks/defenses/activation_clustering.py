@@ -8,7 +8,6 @@ InputLayer, and it converts the whole training set at once.
 
 from __future__ import annotations
 
-import warnings
 from typing import TYPE_CHECKING, Literal
 
 import numpy as np
@@ -48,27 +47,37 @@ def layer_activations(model: "keras.Model", x: np.ndarray, layer: str, batch_siz
     return np.concatenate(batches).astype(np.float32)
 
 
-def detect_poison(params: Params, model: "keras.Model", x: np.ndarray, y: np.ndarray, n_classes: int, seed: int):
+def analysable_classes(y: np.ndarray, n_classes: int, params: Params) -> np.ndarray:
+    """Bool mask over classes with enough samples to reduce to ``nb_dims`` and split into ``nb_clusters``."""
+    counts = np.bincount(y, minlength=n_classes)
+    return counts >= max(params.nb_dims, params.nb_clusters, 2)
+
+
+def detect_poison(params: Params, model: "keras.Model", x, y, n_classes: int, seed: int) -> np.ndarray:
     """Run ART's Activation Clustering on ``x`` (uint8 (n, h, w, c)) with labels ``y`` (int (n,)).
+
+    Classes too small to analyse (see :func:`analysable_classes`) are left unflagged.
 
     Returns
     -------
     flagged : ndarray of bool, shape (n,)
         True where ART judged the sample poisonous (its ``is_clean_lst`` is 1 = clean, 0 = flagged).
     """
-    with warnings.catch_warnings():
-        # ART warns at import that PyTorch is absent; bdsweep does not use ART's PyTorch parts.
-        warnings.filterwarnings("ignore", message="PyTorch not found")
-        from art.defences.detector.poison import ActivationDefence
-        from art.estimators.classification import KerasClassifier
-        from art.utils import segment_by_class
+    from tasks.defenses.art_fixes import ActivationDefence  # first: it silences ART's import warning
+    from art.estimators.classification import KerasClassifier
 
-    activations = layer_activations(model, x, params.layer or last_hidden_layer(model))
-    y_onehot = np.eye(n_classes, dtype=np.float32)[y]
+    flagged = np.zeros(len(y), dtype=bool)
+    analysable = analysable_classes(y, n_classes, params)
+    if not analysable.any():
+        return flagged
+    selected = analysable[y]
+    relabel = np.cumsum(analysable) - 1  # class index -> index among the analysable classes
+    y_onehot = np.eye(int(analysable.sum()), dtype=np.float32)[relabel[y[selected]]]
+    activations = layer_activations(model, x[selected], params.layer or last_hidden_layer(model))
+
     model.compile(loss="categorical_crossentropy")  # ART requires a compiled model
-    classifier = KerasClassifier(model, clip_values=(0, 255))
-    defence = ActivationDefence(classifier, x, y_onehot)
-    defence.activations_by_class = segment_by_class(activations, y_onehot, n_classes)
+    defence = ActivationDefence(KerasClassifier(model, clip_values=(0, 255)), x[selected], y_onehot)
+    defence.activations_by_class = defence._segment_by_class(activations, y_onehot)
     # ART's KMeans and PCA/FastICA take no random_state and draw from NumPy's global generator.
     np.random.seed(seed)
     _, is_clean = defence.detect_poison(
@@ -77,7 +86,8 @@ def detect_poison(params: Params, model: "keras.Model", x: np.ndarray, y: np.nda
         reduce=params.reduce,
         cluster_analysis=params.cluster_analysis,
     )
-    return np.asarray(is_clean) == 0
+    flagged[selected] = np.asarray(is_clean) == 0
+    return flagged
 
 
 def defend(params: Params, model, x, y, is_poison, train, n_classes):
@@ -97,4 +107,6 @@ def defend(params: Params, model, x, y, is_poison, train, n_classes):
     flagged = detect_poison(params, model, x, y, n_classes, seed=train.seed)
     kept = ~flagged
     new_model = retrain(params.retrain, train, model, x[kept], y[kept], n_classes)
-    return new_model, kept, filtering_metrics(is_poison, flagged)
+    metrics = filtering_metrics(is_poison, flagged)
+    metrics["classes_skipped"] = int(n_classes - analysable_classes(y, n_classes, params).sum())
+    return new_model, kept, metrics

@@ -55,3 +55,26 @@ def test_defense_stage_keeps_indices_into_the_poisoned_training_set(dataset32):
     again = apply_defense(config, dataset32, poisoned, TrainedModel(defended.model, defended.keep))
     assert again.metrics["n_seen"] == len(defended.keep)
     assert set(again.keep) <= set(defended.keep)
+
+
+def test_classes_too_small_to_cluster_are_left_unflagged():
+    # Class 2 has 4 samples, fewer than nb_dims=10: plain ART's PCA crashes on it.
+    from art.defences.detector.poison import ActivationDefence as PlainActivationDefence
+    from art.estimators.classification import KerasClassifier
+    from art.utils import segment_by_class
+
+    data = make_dataset(n_classes=3, per_class=30, size=32, seed=2)
+    keep = np.flatnonzero((data.y_train != 2) | (np.arange(len(data.y_train)) % 30 < 4))
+    x, y = np.asarray(data.x_train[keep]), np.asarray(data.y_train[keep])
+    model = build_model("gtsrb_cnn", data.image_shape, data.n_classes)
+    model.compile(loss="categorical_crossentropy")
+
+    y_onehot = np.eye(3, dtype=np.float32)[y]
+    plain = PlainActivationDefence(KerasClassifier(model, clip_values=(0, 255)), x, y_onehot)
+    plain.activations_by_class = segment_by_class(layer_activations(model, x, "fc_1"), y_onehot, 3)
+    with pytest.raises(ValueError, match="n_components"):
+        plain.detect_poison(nb_clusters=2, nb_dims=10, reduce="PCA", cluster_analysis="smaller")
+
+    flagged = detect_poison(Params(), model, x, y, n_classes=3, seed=0)
+    assert not flagged[y == 2].any()
+    assert flagged[y != 2].any()
