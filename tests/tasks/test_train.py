@@ -1,0 +1,30 @@
+import subprocess
+import sys
+
+import numpy as np
+
+from tasks.poison import AttackConfig, poison_dataset
+from tasks.train import TrainConfig, TrainedModel, train_model
+from tests.conftest import make_dataset
+
+
+def test_trained_model_roundtrip_predicts_the_same(tmp_path):
+    dataset = make_dataset(n_classes=3, per_class=10, size=32)
+    poisoned = poison_dataset(AttackConfig(source=0, target=1, trigger="yellow_square", poison_pct=20), dataset)
+    trained = train_model(TrainConfig(model="gtsrb_cnn", epochs=1, batch_size=8), dataset, poisoned)
+    assert trained.keep.tolist() == list(range(len(dataset.x_train)))
+    trained.save(tmp_path)
+    loaded = TrainedModel.load(tmp_path)
+    x = np.asarray(dataset.x_test)
+    np.testing.assert_allclose(loaded.model.predict(x, verbose=0), trained.model.predict(x, verbose=0), atol=1e-6)
+    assert loaded.metrics == trained.metrics
+
+
+def test_configure_tensorflow_limits_threads_before_tensorflow_starts():
+    code = (
+        "from tasks.runtime import configure_tensorflow; configure_tensorflow(cpus=1.5);"
+        "import tensorflow as tf, os;"
+        "print(tf.config.threading.get_intra_op_parallelism_threads(), os.environ['OMP_NUM_THREADS'])"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.split() == ["2", "2"]
