@@ -35,7 +35,7 @@ class SweepPlan:
     Attributes
     ----------
     trials : all trials of the space
-    pending : trials with no result file yet (the ones that will run)
+    pending : trials with no result file yet (the ones that will run), shortest pipelines first
     stages : Counter of unique stages the sweep needs, by stage name
     cached : Counter of those already in the artifact store
     """
@@ -75,7 +75,9 @@ def plan_sweep(trials: list[TrialSpec], storage: str | Path, name: str) -> Sweep
         name=name,
         storage=storage,
         trials=trials,
-        pending=[trial for trial in trials if trial.trial_id not in done],
+        # Undefended trials first: each trains a different model, so the first trials to run in
+        # parallel do not queue on one model's lock, and every later trial finds its model cached.
+        pending=sorted((t for t in trials if t.trial_id not in done), key=lambda t: len(t.defenses)),
         stages=Counter(unique.values()),
         cached=cached,
     )
