@@ -1,4 +1,4 @@
-"""Shared fixtures: tiny datasets made in the test, and a Ray cluster bound to 127.0.0.1."""
+"""Shared fixtures: tiny datasets made in the test."""
 
 from __future__ import annotations
 
@@ -34,15 +34,3 @@ def make_dataset(n_classes: int = 4, per_class: int = 20, size: int = 12, seed: 
 @pytest.fixture
 def tiny_dataset() -> ImageDataset:
     return make_dataset()
-
-
-@pytest.fixture
-def local_ray():
-    """A real single-node Ray on 127.0.0.1 with 2 CPUs, shut down after the test."""
-    import ray
-
-    ray.init(num_cpus=2, include_dashboard=False, _node_ip_address="127.0.0.1", log_to_driver=False)
-    try:
-        yield ray
-    finally:
-        ray.shutdown()
