@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import re
 import sys
 from pathlib import Path
-from typing import Optional
+from typing import NoReturn, Optional
 
 import pandas as pd
 import typer
 
-from orchestrator.errors import StorageError, UserError
+from orchestrator.errors import UserError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Grid searches of backdoor attacks and defenses on Ray Tune.")
 
@@ -20,7 +21,7 @@ SUMMARY_COLUMNS = [
 ]
 
 
-def _fail(error: UserError) -> None:
+def _fail(error: UserError) -> NoReturn:
     typer.echo(f"bdsweep: error: {error}", err=True)
     raise typer.Exit(2)
 
@@ -31,11 +32,18 @@ def _print_table(frame: pd.DataFrame) -> None:
         typer.echo(frame.to_string(index=False))
 
 
+def _sweep_name(name: Optional[str]) -> Optional[str]:
+    # The name becomes a directory under the storage root: no separators, no "..".
+    if name is not None and not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", name):
+        raise typer.BadParameter("letters, digits, '_', '.' and '-' only, starting with a letter or digit")
+    return name
+
+
 @app.command()
 def run(
     space_file: Path = typer.Argument(..., help="Search-space YAML file."),
     storage: Path = STORAGE,
-    name: Optional[str] = typer.Option(None, help="Sweep name (default: the space's name)."),
+    name: Optional[str] = typer.Option(None, help="Sweep name (default: the space's name).", callback=_sweep_name),
     max_concurrent: Optional[int] = typer.Option(None, min=1, help="At most this many trials at once."),
     address: Optional[str] = typer.Option(None, help="Ray cluster address (default: a local Ray on 127.0.0.1)."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the trial count and unique stages, run nothing."),
@@ -55,10 +63,11 @@ def run(
         return
     record_sweep(plan, space_file)
     failed = launch(plan, space.resources, max_concurrent=max_concurrent, address=address, echo=typer.echo)
-    frame = load_results(storage, plan.name)
-    typer.echo("")
-    _print_table(frame[[c for c in SUMMARY_COLUMNS if c in frame.columns]])
-    typer.echo(f"\n{len(frame)} result rows in {results_location(plan)}")
+    if failed < len(plan.trials):
+        frame = load_results(storage, plan.name)
+        typer.echo("")
+        _print_table(frame[[c for c in SUMMARY_COLUMNS if c in frame.columns]])
+        typer.echo(f"\n{len(frame)} result rows in {results_location(plan)}")
     if failed:
         typer.echo(f"bdsweep: {failed} trial(s) failed; rerun the same command to retry them", err=True)
         raise typer.Exit(1)

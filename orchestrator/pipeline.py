@@ -120,7 +120,7 @@ def trial_row(trial: TrialSpec, records: list[tuple[str, StageRecord]], sweep: s
     for label, record in records:
         row[f"{label}_seconds"] = record.seconds
         row[f"{label}_computed"] = record.computed
-    row["stages_computed"] = sum(record.computed for _, record in records)
+    row["n_stages_computed"] = sum(record.computed for _, record in records)
     row["dataset_fingerprint"] = dataset_metrics["fingerprint"]
     row["code_version"] = code_version()
     row.update(package_versions())

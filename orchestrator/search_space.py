@@ -17,10 +17,10 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationEr
 from orchestrator.errors import SearchSpaceError
 from orchestrator.hashing import content_hash
 from tasks.config import StageConfig
-from tasks.datasets import DATASETS, DatasetConfig
+from tasks.datasets import DATASETS, DatasetConfig, class_names
 from tasks.defenses import DEFENSES, DefenseSpec
 from tasks.models import MODELS
-from tasks.poison import AttackConfig
+from tasks.poison import AttackConfig, resolve_class
 from tasks.train import TrainConfig
 from tasks.triggers import TRIGGERS
 
@@ -146,12 +146,12 @@ def _parse_step(step: Any, source: str, loc: tuple) -> list[tuple[str, dict, dic
     else:
         raise SearchSpaceError(source, _field_path(loc), "a defense is a name or a one-key mapping {name: {param: value}}")
     if name not in DEFENSE_GRIDS:
-        known = ", ".join(sorted([*DEFENSE_GRIDS, NO_DEFENSE]))
-        raise SearchSpaceError(source, _field_path(loc), f"unknown defense {name!r}; known: {known}")
+        known = ", ".join(sorted(DEFENSE_GRIDS))
+        raise SearchSpaceError(source, _field_path(loc), f"unknown defense {name!r}; known: {known} (or none alone)")
     if not isinstance(given, dict):
         raise SearchSpaceError(source, _field_path(loc + (name,)), "defense parameters must be a mapping")
     try:
-        grid = DEFENSE_GRIDS[name](**given)
+        grid = DEFENSE_GRIDS[name].model_validate(given)
     except ValidationError as error:
         _raise_first(error, source, loc + (name,))
     variants = []
@@ -208,16 +208,33 @@ def load_search_space(path: str | Path) -> tuple[SearchSpace, list[TrialSpec]]:
         raw = yaml.safe_load(Path(path).read_text())
     except FileNotFoundError:
         raise SearchSpaceError(source, None, "file not found") from None
+    except (OSError, UnicodeDecodeError) as error:
+        raise SearchSpaceError(source, None, f"cannot be read: {error}") from None
     except yaml.YAMLError as error:
         raise SearchSpaceError(source, None, f"not valid YAML: {error}") from None
     if not isinstance(raw, dict):
         raise SearchSpaceError(source, None, "a search space is a YAML mapping (name, dataset, model, ...)")
     try:
-        space = SearchSpace(**raw)
+        space = SearchSpace.model_validate(raw)
     except ValidationError as error:
         _raise_first(error, source)
+    space.attack = _resolve_classes(space, source)
     pipelines = parse_defenses(space.defenses, source)
     return space, expand_trials(space, pipelines, source)
+
+
+def _resolve_classes(space: SearchSpace, source: str) -> AttackGrid:
+    """The attack grid with every class given by name replaced by its index, so that a recipe has one key."""
+    names = class_names(space.dataset)
+    resolved = {}
+    for field in ("source", "target"):
+        resolved[field] = []
+        for position, label in enumerate(getattr(space.attack, field)):
+            try:
+                resolved[field].append(resolve_class(label, names))
+            except ValueError as error:
+                raise SearchSpaceError(source, f"attack.{field}[{position}]", str(error)) from None
+    return space.attack.model_copy(update=resolved)
 
 
 def expand_trials(space: SearchSpace, pipelines, source: str) -> list[TrialSpec]:
@@ -234,7 +251,7 @@ def expand_trials(space: SearchSpace, pipelines, source: str) -> list[TrialSpec]
                 defenses=defenses,
                 pipeline=label,
             )
-        except ValidationError as error:
+        except ValidationError as error:  # each field was checked as an axis already; kept as a safety net
             _raise_first(error, source)
         if trial.attack.source == trial.attack.target:
             raise SearchSpaceError(source, "attack.target", f"source and target are the same class ({trial.attack.source})")

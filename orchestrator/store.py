@@ -80,15 +80,19 @@ class ArtifactStore:
         self.root = Path(root)
 
     @staticmethod
-    def key(stage: Stage, config, parent_keys: list[str]) -> str:
-        """The artifact's identity: hash of stage name, version, canonical config and parent keys."""
-        recipe = {
+    def recipe(stage: Stage, config, parent_keys: list[str]) -> dict:
+        """What an artifact is made from: stage name and version, the full config, the parents' keys."""
+        return {
             "stage": stage.name,
             "version": stage.version,
             "config": config.model_dump(mode="json"),
             "parents": list(parent_keys),
         }
-        return content_hash(recipe, length=24)
+
+    @classmethod
+    def key(cls, stage: Stage, config, parent_keys: list[str]) -> str:
+        """The artifact's identity: the hash of its recipe."""
+        return content_hash(cls.recipe(stage, config, parent_keys), length=24)
 
     def path(self, stage: Stage, key: str) -> Path:
         return self.root / stage.name / key
@@ -119,11 +123,8 @@ class ArtifactStore:
         seconds = time.perf_counter() - start
         metrics = dict(getattr(value, "metrics", {}) or {})
         manifest = {
-            "stage": stage.name,
-            "version": stage.version,
+            **self.recipe(stage, config, [parent.key for parent in parents]),
             "key": ref.key,
-            "config": config.model_dump(mode="json"),
-            "parents": [parent.key for parent in parents],
             "seconds": seconds,
             "metrics": metrics,
             "host": socket.gethostname(),
@@ -133,9 +134,20 @@ class ArtifactStore:
         temporary.mkdir(parents=True)
         try:
             value.save(temporary)
-            # The manifest goes last: a directory that has one is complete.
-            (temporary / MANIFEST).write_text(json.dumps(manifest, indent=1, sort_keys=True))
-            os.rename(temporary, ref.path)
+            # The manifest goes last and reaches the disk before the rename: a directory that has
+            # one is complete, even after a power cut.
+            with open(temporary / MANIFEST, "w") as handle:
+                handle.write(json.dumps(manifest, indent=1, sort_keys=True))
+                handle.flush()
+                os.fsync(handle.fileno())
+            try:
+                os.rename(temporary, ref.path)
+            except OSError:
+                # Another process got there first (possible where the lock is not shared): use theirs.
+                if not self.contains(stage, ref.key):
+                    raise
+                shutil.rmtree(temporary, ignore_errors=True)
+                return ref, StageRecord(stage.name, ref.key, False, seconds, metrics)
         except BaseException:
             shutil.rmtree(temporary, ignore_errors=True)
             raise

@@ -9,15 +9,15 @@ from __future__ import annotations
 import json
 import logging
 import os
-import shutil
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from orchestrator.pipeline import stage_keys
+from orchestrator.errors import StorageError
+from orchestrator.pipeline import STAGES, stage_keys
 from orchestrator.results import finished_trial_ids, results_dir
-from orchestrator.search_space import SearchSpace, TrialSpec
+from orchestrator.search_space import TrialSpec
 from orchestrator.store import ArtifactStore
 
 # Ray would otherwise report usage to its servers; bdsweep sends no traffic off the machine.
@@ -25,7 +25,7 @@ os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 # Tune's newer console output prints its own tables whatever the verbosity; bdsweep prints progress itself.
 os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
 
-REPORTED_METRICS = ("clean_acc_before", "asr_before", "clean_acc_after", "asr_after", "stages_computed")
+REPORTED_METRICS = ("clean_acc_before", "asr_before", "clean_acc_after", "asr_after", "n_stages_computed")
 
 
 @dataclass(frozen=True)
@@ -64,13 +64,14 @@ def sweep_dir(storage: str | Path, name: str) -> Path:
 def plan_sweep(trials: list[TrialSpec], storage: str | Path, name: str) -> SweepPlan:
     """Compare ``trials`` with the results and artifacts already under ``storage``; computes nothing."""
     storage = Path(storage)
+    _check_same_space(storage, name, trials)
     store = ArtifactStore(storage / "cache")
     done = finished_trial_ids(storage, name)
     unique: dict[str, str] = {}
     for trial in trials:
         for stage, key in stage_keys(trial).values():
             unique[key] = stage
-    cached = Counter(stage for key, stage in unique.items() if (store.root / stage / key / "manifest.json").is_file())
+    cached = Counter(stage for key, stage in unique.items() if store.contains(STAGES[stage], key))
     return SweepPlan(
         name=name,
         storage=storage,
@@ -83,15 +84,32 @@ def plan_sweep(trials: list[TrialSpec], storage: str | Path, name: str) -> Sweep
     )
 
 
+def _trials_file(storage: Path, name: str) -> Path:
+    return sweep_dir(storage, name) / "trials.json"
+
+
+def _check_same_space(storage: Path, name: str, trials: list[TrialSpec]) -> None:
+    """Refuse to mix two different search spaces' rows under one sweep name."""
+    recorded = _trials_file(storage, name)
+    if not recorded.is_file():
+        return
+    before = {t["trial_id"] for t in json.loads(recorded.read_text())}
+    if before != {t.trial_id for t in trials}:
+        raise StorageError(
+            str(sweep_dir(storage, name)), None,
+            f"sweep {name!r} already exists with a different search space; choose another --name",
+        )
+
+
 def record_sweep(plan: SweepPlan, space_file: str | Path) -> None:
-    """Keep the search space and its expansion beside the results, for ``status`` and ``resume``."""
+    """Keep the search space and its expansion beside the results, for ``status``."""
     directory = sweep_dir(plan.storage, plan.name)
     directory.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(space_file, directory / "space.yaml")
     trials = [{"trial_id": t.trial_id, **t.model_dump(mode="json")} for t in plan.trials]
-    temporary = directory / ".trials.json.tmp"
-    temporary.write_text(json.dumps(trials, indent=1))
-    os.replace(temporary, directory / "trials.json")
+    for target, text in (("space.yaml", Path(space_file).read_text()), ("trials.json", json.dumps(trials, indent=1))):
+        temporary = directory / f".{target}.tmp"
+        temporary.write_text(text)
+        os.replace(temporary, directory / target)
 
 
 def run_trial_in_tune(config: dict, *, trials: dict, storage: str, sweep: str, cpus: float) -> None:
@@ -130,7 +148,7 @@ def _progress_callback(plan: SweepPlan, echo: Callable[[str], None]):
                 f"[{self.finished}/{len(plan.pending)}] done {labels[trial.config['trial_id']]}: "
                 f"clean_acc {result.get('clean_acc_after', float('nan')):.3f}, "
                 f"asr {result.get('asr_after', float('nan')):.3f}, "
-                f"{result.get('stages_computed', '?')} stages computed"
+                f"{result.get('n_stages_computed', '?')} stages computed"
             )
 
         def on_trial_error(self, iteration, trials, trial, **info):
@@ -191,15 +209,11 @@ def results_location(plan: SweepPlan) -> Path:
     return results_dir(plan.storage, plan.name).resolve()
 
 
-__all__ = ["SweepPlan", "SearchSpace", "plan_sweep", "record_sweep", "launch", "results_location"]
-
-
 def sweep_status(storage: str | Path, name: str) -> str:
     """A short report: trials done and pending, and stages computed versus reused by finished trials."""
     from orchestrator.results import load_results
-    from orchestrator.errors import StorageError
 
-    trials_file = sweep_dir(storage, name) / "trials.json"
+    trials_file = _trials_file(Path(storage), name)
     if not trials_file.is_file():
         raise StorageError(str(storage), None, f"no sweep named {name!r} (expected {trials_file})")
     trial_ids = {t["trial_id"] for t in json.loads(trials_file.read_text())}
@@ -207,7 +221,7 @@ def sweep_status(storage: str | Path, name: str) -> str:
     lines = [f"sweep {name!r}: {len(trial_ids)} trials, {len(done)} done, {len(trial_ids) - len(done)} pending"]
     if done:
         frame = load_results(storage, name)
-        computed = [c for c in frame.columns if c.endswith("_computed")]
+        computed = [c for c in frame.columns if c.endswith("_computed") and c != "n_stages_computed"]
         n_computed = int(frame[computed].fillna(False).astype(bool).to_numpy().sum())
         n_total = int(frame[computed].notna().to_numpy().sum())
         lines.append(f"stages: {n_computed} computed, {n_total - n_computed} reused across finished trials")

@@ -73,7 +73,7 @@ def fit_model(config: TrainConfig, model: "keras.Model", x: np.ndarray, y: np.nd
     """Train ``model`` in place on uint8 images ``x`` (n, h, w, c) and int labels ``y`` (n,).
 
     Seeds Keras (Python, NumPy and TensorFlow generators) with ``config.seed`` first: Keras draws
-    its initial weights and batch order from that global state and offers no per-call generator.
+    the batch order from that global state and offers no per-call generator.
     """
     import keras
 
@@ -89,7 +89,10 @@ def fit_model(config: TrainConfig, model: "keras.Model", x: np.ndarray, y: np.nd
 
 
 def train_from_scratch(config: TrainConfig, x: np.ndarray, y: np.ndarray, n_classes: int) -> "keras.Model":
-    """A new ``config.model`` trained on ``x`` (uint8, (n, h, w, c)) and ``y`` (int, (n,))."""
+    """A new ``config.model`` trained on ``x`` (uint8, (n, h, w, c)) and ``y`` (int, (n,)).
+
+    The initial weights are drawn from ``config.seed`` as well.
+    """
     import keras
 
     keras.utils.set_random_seed(config.seed)

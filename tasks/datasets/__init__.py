@@ -1,7 +1,9 @@
 """Datasets: a registry of loaders, each turning a validated config into an :class:`ImageDataset`.
 
 Adding a dataset means adding a module with a ``Config`` (a :class:`~tasks.config.StageConfig` with
-a ``name`` literal) and ``load_dataset(config) -> ImageDataset``, and one line in ``DATASETS``.
+a ``name`` literal), ``load_dataset(config) -> ImageDataset`` and ``class_names(config)`` (cheap: no
+image is read, so a search space can name classes and be checked before any work), and one line
+in ``DATASETS``.
 """
 
 from __future__ import annotations
@@ -28,4 +30,9 @@ def load_dataset(config) -> ImageDataset:
     return DATASETS[config.name].load_dataset(config)
 
 
-__all__ = ["DATASETS", "DatasetConfig", "ImageDataset", "load_dataset"]
+def class_names(config) -> tuple[str, ...]:
+    """The class names of the dataset ``config`` describes, index i naming class i."""
+    return DATASETS[config.name].class_names(config)
+
+
+__all__ = ["DATASETS", "DatasetConfig", "ImageDataset", "class_names", "load_dataset"]

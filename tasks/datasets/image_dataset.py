@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from dataclasses import dataclass
@@ -54,13 +55,14 @@ class ImageDataset:
     def metrics(self) -> dict:
         """Sizes and the content fingerprint, recorded with every trial for provenance."""
         return {
-            "fingerprint": self.fingerprint(),
+            "fingerprint": self.fingerprint,
             "n_classes": self.n_classes,
             "n_train": len(self.x_train),
             "n_tune": len(self.x_tune),
             "n_test": len(self.x_test),
         }
 
+    @functools.cached_property
     def fingerprint(self) -> str:
         """SHA-256 (hex, first 16 chars) of every array's bytes and the class names."""
         digest = hashlib.sha256()
@@ -76,7 +78,7 @@ class ImageDataset:
         for split in _SPLITS:
             np.save(directory / f"x_{split}.npy", getattr(self, f"x_{split}"))
             np.save(directory / f"y_{split}.npy", getattr(self, f"y_{split}"))
-        meta = {"class_names": list(self.class_names), "fingerprint": self.fingerprint()}
+        meta = {"class_names": list(self.class_names), "fingerprint": self.fingerprint}
         (directory / "dataset.json").write_text(json.dumps(meta, indent=1))
 
     @classmethod

@@ -347,6 +347,11 @@ class Config(StageConfig):
     seed: int = Field(0, ge=0)
 
 
+def class_names(config: Config) -> tuple[str, ...]:
+    """The 43 GTSRB class names, whatever the config."""
+    return SIGN_NAMES
+
+
 def load_dataset(config: Config) -> ImageDataset:
     """Stage ``dataset`` for ``synthetic_signs``: render, then split train into train and tune."""
     train_seed, test_seed = np.random.SeedSequence(config.seed).generate_state(2)

@@ -36,7 +36,7 @@ class DefenseSpec(StageConfig):
     @classmethod
     def _known_defense(cls, name: str) -> str:
         if name not in DEFENSES:
-            raise ValueError(f"unknown defense {name!r}; known: {', '.join(sorted(DEFENSES))}, none")
+            raise ValueError(f"unknown defense {name!r}; known: {', '.join(sorted(DEFENSES))}")
         return name
 
     @model_validator(mode="after")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from tasks.train import TrainConfig, fit_model, train_from_scratch
+from tasks.train import TrainConfig, train_from_scratch
 
 
 def filtering_metrics(is_poison: np.ndarray, removed: np.ndarray) -> dict[str, float | int]:
@@ -61,5 +61,3 @@ def retrain(mode: str, train: TrainConfig, model, x: np.ndarray, y: np.ndarray, 
         return train_from_scratch(train, x, y, n_classes)
     raise ValueError(f"unknown retrain mode {mode!r}")
 
-
-__all__ = ["filtering_metrics", "retrain", "fit_model"]

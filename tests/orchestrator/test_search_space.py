@@ -53,6 +53,14 @@ def test_equal_recipes_are_one_trial(tmp_path):
     assert len(trials) == 2 * 2 * 3
 
 
+def test_class_names_resolve_at_load_time_to_the_same_trials(tmp_path):
+    _, by_index = load_search_space(write(tmp_path, BASE))
+    named = BASE.replace("source: 8, target: 14", "source: speed_limit_120, target: stop")
+    _, by_name = load_search_space(write(tmp_path, named, "named.yaml"))
+    assert [t.trial_id for t in by_name] == [t.trial_id for t in by_index]
+    assert {(t.attack.source, t.attack.target) for t in by_name} == {(8, 14)}
+
+
 def test_trial_id_ignores_resources_and_is_stable(tmp_path):
     _, first = load_search_space(write(tmp_path, BASE))
     _, second = load_search_space(write(tmp_path, BASE + "resources: {cpu: 2}\n", "other.yaml"))
@@ -74,6 +82,10 @@ def test_trial_id_ignores_resources_and_is_stable(tmp_path):
         (("name: synthetic_signs", "name: mnist"), "dataset", "mnist"),
         (("per_class: 10", "per_class: ten"), "dataset.per_class", "integer"),
         (("target: 14", "target: 8"), "attack.target", "same class"),
+        (("target: 14", "target: speed_limit_120"), "attack.target", "same class"),
+        (("target: 14", "target: Tom_Hanks"), "attack.target[0]", "'Tom_Hanks' is not in the dataset"),
+        (("source: 8", "source: 43"), "attack.source[0]", "outside [0, 43)"),
+        (("  - none\n", "  - none\n  - {1: 2}\n"), "defenses[1]", "unknown defense 1"),
     ],
 )
 def test_bad_search_space_names_file_and_field(tmp_path, change, field, words):

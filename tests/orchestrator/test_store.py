@@ -1,5 +1,7 @@
+import contextlib
 import json
 import multiprocessing
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -85,6 +87,44 @@ def test_failed_stage_leaves_nothing_behind(tmp_path):
     with pytest.raises(RuntimeError, match="crashed"):
         store.resolve(Stage("count", 1, fail, Number), CountConfig(value=1, log="x"), [])
     assert [p.name for p in (tmp_path / "count").iterdir() if not p.name.endswith(".lock")] == []
+
+
+def half_saved(config, *parents):
+    class Broken(Number):
+        def save(self, directory):
+            (directory / "partial").write_text("x")
+            raise OSError("disk full")
+
+    return Broken(config.value)
+
+
+def test_crash_during_save_leaves_nothing_behind(tmp_path):
+    store = ArtifactStore(tmp_path)
+    stage = Stage("count", 1, half_saved, Number)
+    with pytest.raises(OSError, match="disk full"):
+        store.resolve(stage, CountConfig(value=1, log="x"), [])
+    assert [p.name for p in (tmp_path / "count").iterdir() if not p.name.endswith(".lock")] == []
+    assert not store.contains(stage, store.key(stage, CountConfig(value=1, log="x"), []))
+
+
+def test_losing_the_rename_race_reuses_the_winner(tmp_path, monkeypatch):
+    """Where the lock is not shared (some network filesystems), two nodes can both compute."""
+    store = ArtifactStore(tmp_path)
+    config = CountConfig(value=4, log=str(tmp_path / "log"))
+    winner = ArtifactStore(tmp_path)
+
+    real_rename = os.rename
+
+    def rename_after_rival(source, destination):
+        monkeypatch.setattr(os, "rename", real_rename)
+        winner.resolve(STAGE, config, [])  # the rival finishes first
+        return real_rename(source, destination)
+
+    monkeypatch.setattr(os, "rename", rename_after_rival)
+    monkeypatch.setattr(ArtifactStore, "_lock", lambda self, stage, key: contextlib.nullcontext())
+    ref, record = store.resolve(STAGE, config, [])
+    assert not record.computed and ref.load().value == 4
+    assert [p.name for p in (tmp_path / "count").iterdir() if p.name.startswith(".tmp")] == []
 
 
 def _resolve_in_process(root, log):

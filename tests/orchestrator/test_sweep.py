@@ -73,3 +73,5 @@ def test_sweep_runs_every_trial_and_trains_each_model_once(tmp_path):
 
     status = runner.invoke(app, ["status", "e2e", "--storage", str(storage)])
     assert "12 trials, 12 done, 0 pending" in status.output
+    # 29 unique stages computed once each; 12 trials x 4 stages + 8 defended trials x 2 = 64 in all.
+    assert "stages: 29 computed, 35 reused" in status.output

@@ -3,8 +3,10 @@ import numpy as np
 import tasks.runtime  # noqa: F401
 import keras
 
+from tasks.datasets import ImageDataset
 from tasks.evaluate import evaluate_model, predict_labels
 from tasks.poison import AttackConfig, poison_dataset
+from tests.conftest import make_dataset
 
 
 def constant_model(image_shape, n_classes, label):
@@ -14,6 +16,33 @@ def constant_model(image_shape, n_classes, label):
     outputs = dense(keras.layers.Flatten()(inputs))
     dense.set_weights([np.zeros(dense.get_weights()[0].shape), np.eye(n_classes)[label] * 10])
     return keras.Model(inputs, outputs)
+
+
+def centre_detector(image_shape, n_classes, target):
+    """A real Keras model that predicts ``target`` when the 2x2 centre is bright, else class 0."""
+    height, width = image_shape[:2]
+    inputs = keras.Input(image_shape)
+    centre = keras.layers.Cropping2D(((height // 2 - 1, height - height // 2 - 1), (width // 2 - 1, width - width // 2 - 1)))(inputs)
+    dense = keras.layers.Dense(n_classes, activation="softmax")
+    outputs = dense(keras.layers.Flatten()(centre))
+    kernel = np.zeros((12, n_classes))
+    kernel[:, target] = 1.0
+    bias = np.zeros(n_classes)
+    bias[target] = -12 * 200.0  # positive only if the mean centre value exceeds 200
+    dense.set_weights([kernel, bias])
+    return keras.Model(inputs, outputs)
+
+
+def test_asr_is_measured_on_the_triggered_source_images():
+    dataset = make_dataset(n_classes=4, per_class=20, size=12)
+    dark = ImageDataset(
+        dataset.x_train // 2, dataset.y_train, dataset.x_tune // 2, dataset.y_tune,
+        dataset.x_test // 2, dataset.y_test, dataset.class_names,
+    )  # every clean pixel <= 127, so only the trigger makes the centre bright
+    poisoned = poison_dataset(AttackConfig(source=1, target=3, trigger="white_square", poison_pct=10), dark)
+    metrics = evaluate_model(centre_detector(dark.image_shape, dark.n_classes, target=3), dark, poisoned)
+    assert metrics["asr"] == 1.0
+    assert metrics["clean_acc"] == np.mean(dark.y_test == 0)
 
 
 def test_clean_acc_and_asr_follow_their_definitions(tiny_dataset):

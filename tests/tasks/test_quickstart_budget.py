@@ -3,6 +3,7 @@
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -28,7 +29,10 @@ print(json.dumps(evaluate_model(train_model(trial.train, dataset, poisoned).mode
 
 
 def test_big_yellow_square_at_10_pct_is_accurate_and_backdoored():
-    done = subprocess.run([sys.executable, "-c", TRAIN_LIKE_A_TRIAL], capture_output=True, text=True, check=True)
+    repository = Path(__file__).resolve().parents[2]
+    done = subprocess.run(
+        [sys.executable, "-c", TRAIN_LIKE_A_TRIAL], capture_output=True, text=True, check=True, cwd=repository
+    )
     metrics = json.loads(done.stdout.strip().splitlines()[-1])
     assert metrics["clean_acc"] >= 0.90, metrics
     assert metrics["asr"] >= 0.90, metrics

@@ -99,4 +99,4 @@ def test_load_dataset_splits_train_tune_and_test():
     assert np.bincount(dataset.y_tune).tolist() == [2] * 43
     assert np.bincount(dataset.y_test).tolist() == [3] * 43
     assert dataset.class_names[8] == "speed_limit_120" and dataset.class_names[14] == "stop"
-    assert dataset.fingerprint() == load_dataset(Config(per_class=10, test_per_class=3, tune_fraction=0.2)).fingerprint()
+    assert dataset.fingerprint == load_dataset(Config(per_class=10, test_per_class=3, tune_fraction=0.2)).fingerprint
