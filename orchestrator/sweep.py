@@ -158,6 +158,17 @@ def _progress_callback(plan: SweepPlan, echo: Callable[[str], None]):
     return Progress()
 
 
+def keep_local_ray_on_loopback() -> None:
+    """Make a local Ray instance listen on 127.0.0.1 only.
+
+    Ray replaces a node address of 127.0.0.1 with the machine's reachable IP and binds its servers
+    there, unless clusters are switched off with this variable (its name says Windows/OSX; it is
+    read on every platform). Must be set before ``ray`` is imported; not for ``--address`` runs,
+    where other nodes must reach this driver.
+    """
+    os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+
+
 def start_ray(address: str | None = None) -> None:
     """Connect to the cluster at ``address``, or start a local Ray bound to 127.0.0.1."""
     import ray
@@ -175,11 +186,13 @@ def start_ray(address: str | None = None) -> None:
 def launch(plan: SweepPlan, resources, max_concurrent: int | None = None, address: str | None = None,
            echo: Callable[[str], None] = print) -> int:
     """Run ``plan.pending`` as Tune trials; returns the number of trials that failed."""
+    if not plan.pending:
+        return 0
+    if address is None:
+        keep_local_ray_on_loopback()
     import ray
     from ray import tune
 
-    if not plan.pending:
-        return 0
     started_here = not ray.is_initialized()
     start_ray(address)
     try:
