@@ -113,7 +113,8 @@ def record_sweep(plan: SweepPlan, space_file: str | Path) -> None:
 
 
 def run_trial_in_tune(config: dict, *, trials: dict, storage: str, sweep: str, cpus: float) -> None:
-    """Tune trainable: run one trial's pipeline and write its Parquet row."""
+    """Tune trainable: run one trial's pipeline and write its Parquet row (with the Ray node it ran on)."""
+    import ray
     from ray import tune
 
     from orchestrator.pipeline import execute_trial
@@ -123,6 +124,8 @@ def run_trial_in_tune(config: dict, *, trials: dict, storage: str, sweep: str, c
     configure_tensorflow(cpus)
     trial = TrialSpec.model_validate(trials[config["trial_id"]])
     row = execute_trial(trial, ArtifactStore(Path(storage) / "cache"), sweep)
+    row["node_ip"] = ray.util.get_node_ip_address()
+    row["node_id"] = ray.get_runtime_context().get_node_id()
     write_row(storage, sweep, row)
     tune.report({key: row[key] for key in REPORTED_METRICS})
 

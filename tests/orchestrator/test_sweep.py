@@ -53,6 +53,7 @@ def test_sweep_runs_every_trial_and_trains_each_model_once(tmp_path):
     assert ac["d1_tpr"].between(0, 1).all() and ac["d1_fpr"].between(0, 1).all()
     assert rows["clean_acc_after"].between(0, 1).all() and rows["asr_after"].between(0, 1).all()
     assert rows["code_version"].str.len().min() >= 7 and (rows["node"] != "").all()
+    assert set(rows["node_ip"]) == {"127.0.0.1"} and rows["node_id"].nunique() == 1
 
     # Running it again computes nothing and leaves exactly the same rows.
     before = snapshot(storage / "e2e" / "results")
