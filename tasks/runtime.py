@@ -10,6 +10,11 @@ os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
+def cpu_budget() -> int:
+    """Threads this process may use: the trial's CPUs once :func:`configure_tensorflow` ran, else all cores."""
+    return int(os.environ.get("TF_NUM_INTRAOP_THREADS", os.cpu_count() or 1))
+
+
 def configure_tensorflow(cpus: float = 1, gpu_memory_limit_mb: int | None = None) -> None:
     """Limit TensorFlow to ``cpus`` threads and make it share GPUs politely.
 
