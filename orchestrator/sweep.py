@@ -156,7 +156,10 @@ def _progress_callback(plan: SweepPlan, echo: Callable[[str], None]):
 
         def on_trial_error(self, iteration, trials, trial, **info):
             self.finished += 1
-            echo(f"[{self.finished}/{len(plan.pending)}] FAILED {labels[trial.config['trial_id']]}: see {trial.path}")
+            echo(
+                f"[{self.finished}/{len(plan.pending)}] FAILED {labels[trial.config['trial_id']]}: "
+                f"{_last_line(trial.get_error())}\n    traceback: {trial.error_file or trial.path}"
+            )
 
     return Progress()
 
@@ -170,6 +173,12 @@ def keep_local_ray_on_loopback() -> None:
     where other nodes must reach this driver.
     """
     os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+
+
+def _last_line(text: str | None) -> str:
+    """The exception line of a traceback (``tasks.errors.DatasetError: /data/x: directory not found``)."""
+    lines = [line for line in (text or "").splitlines() if line.strip()]
+    return lines[-1].strip() if lines else "(no error text)"
 
 
 def start_ray(address: str | None = None) -> None:

@@ -76,3 +76,21 @@ def test_sweep_runs_every_trial_and_trains_each_model_once(tmp_path):
     assert "12 trials, 12 done, 0 pending" in status.output
     # 29 unique stages computed once each; 12 trials x 4 stages + 8 defended trials x 2 = 64 in all.
     assert "stages: 29 computed, 35 reused" in status.output
+
+
+def test_failed_trial_is_reported_with_its_error_and_others_still_finish(tmp_path):
+    space = tmp_path / "space.yaml"
+    space.write_text(textwrap.dedent("""
+        name: failing
+        dataset: {name: synthetic_signs, per_class: 12, test_per_class: 1}
+        model: gtsrb_cnn
+        train: {epochs: 1}
+        attack: {source: 8, target: 14, trigger: yellow_square, poison_pct: 50}
+        defenses: [none, {ac: {layer: no_such_layer}}]
+    """))
+    result = CliRunner().invoke(app, ["run", str(space), "--storage", str(tmp_path / "runs")])
+    assert result.exit_code == 1, result.output
+    assert "FAILED yellow_square 50% seed=0 ac(layer=no_such_layer)" in result.output
+    assert "no_such_layer" in result.output.split("FAILED", 1)[1].splitlines()[0]
+    assert "1 trial(s) failed" in result.output
+    assert len(query(tmp_path / "runs", "SELECT * FROM results")) == 1
