@@ -15,7 +15,8 @@ from orchestrator.provenance import code_version, node_name, package_versions
 from orchestrator.search_space import TrialSpec
 from orchestrator.store import ArtifactRef, ArtifactStore, Stage, StageRecord
 from tasks.datasets import ImageDataset, load_dataset
-from tasks.defenses import DefenseConfig, apply_defense
+from tasks.defenses import DefenseConfig, activations_config, apply_defense
+from tasks.defenses.activations import Activations, compute_activations
 from tasks.evaluate import EvaluateConfig, Evaluation, evaluate_stage
 from tasks.poison import PoisonedDataset, poison_dataset
 from tasks.train import TrainedModel, train_model
@@ -26,6 +27,7 @@ STAGES = {
         Stage("dataset", 1, load_dataset, ImageDataset),
         Stage("poison", 1, poison_dataset, PoisonedDataset),
         Stage("train", 1, train_model, TrainedModel),
+        Stage("activations", 1, compute_activations, Activations),
         Stage("defense", 1, apply_defense, TrainedModel),
         Stage("evaluate", 1, evaluate_stage, Evaluation),
     )
@@ -46,8 +48,9 @@ def pipeline_steps(trial: TrialSpec) -> list[Step]:
     """The stages of ``trial`` in order.
 
     Labels are ``dataset``, ``poison``, ``train``, ``evaluate_before``, ``d1``, ``d2``, ...,
-    ``evaluate_after`` (the last only when the pipeline has defenses). Each defense sees the model
-    and kept data of the step before it.
+    ``evaluate_after`` (the last only when the pipeline has defenses); a defense that needs
+    activations is preceded by ``dN_activations``. Each defense sees the model and kept data of the
+    step before it.
     """
     data = ("dataset", "poison")
     steps = [
@@ -59,7 +62,11 @@ def pipeline_steps(trial: TrialSpec) -> list[Step]:
     model = "train"
     for position, defense in enumerate(trial.defenses, start=1):
         config = DefenseConfig(name=defense.name, params=defense.params, train=trial.train)
-        steps.append(Step(f"d{position}", "defense", config, (*data, model)))
+        parents = (*data, model)
+        if (needed := activations_config(defense)) is not None:
+            steps.append(Step(f"d{position}_activations", "activations", needed, parents))
+            parents = (*parents, f"d{position}_activations")
+        steps.append(Step(f"d{position}", "defense", config, parents))
         model = f"d{position}"
     if trial.defenses:
         steps.append(Step("evaluate_after", "evaluate", EvaluateConfig(), (*data, model)))

@@ -1,9 +1,9 @@
 """Activation Clustering (Chen et al. 2018) through ART 1.20's ``ActivationDefence`` (thesis §2.7).
 
-The activations are computed here, in batches, from the layer the config names (the model's last
-hidden layer by default) and handed to ART: ART's own ``_get_activations`` picks layer
-``len(layer_names) - 1``, which for Functional Keras models is one layer off because it counts the
-InputLayer, and it converts the whole training set at once.
+The activations come from the shared ``activations`` stage (the layer the config names, the
+model's last hidden layer by default) and are handed to ART: ART's own ``_get_activations`` picks
+layer ``len(layer_names) - 1``, which for Functional Keras models is one layer off because it
+counts the InputLayer, and it converts the whole training set at once.
 """
 
 from __future__ import annotations
@@ -16,7 +16,6 @@ from pydantic import Field
 import tasks.runtime  # noqa: F401  (selects the Keras backend before keras is imported)
 from tasks.config import StageConfig
 from tasks.defenses.filtering import filtering_metrics, retrain
-from tasks.models import last_hidden_layer
 
 if TYPE_CHECKING:
     import keras
@@ -33,30 +32,22 @@ class Params(StageConfig):
     retrain: Literal["full", "none"] = "full"
 
 
-def layer_activations(model: "keras.Model", x: np.ndarray, layer: str, batch_size: int = 256) -> np.ndarray:
-    """Activations of ``layer`` for uint8 images ``x`` (n, h, w, c), flattened to float32 (n, features)."""
-    import keras
-
-    extractor = keras.Model(model.input, model.get_layer(layer).output)
-    batches = [
-        np.asarray(extractor.predict_on_batch(np.asarray(x[start : start + batch_size]))).reshape(
-            min(batch_size, len(x) - start), -1
-        )
-        for start in range(0, len(x), batch_size)
-    ]
-    return np.concatenate(batches).astype(np.float32)
-
-
 def analysable_classes(y: np.ndarray, n_classes: int, params: Params) -> np.ndarray:
     """Bool mask over classes with enough samples to reduce to ``nb_dims`` and split into ``nb_clusters``."""
     counts = np.bincount(y, minlength=n_classes)
     return counts >= max(params.nb_dims, params.nb_clusters, 2)
 
 
-def detect_poison(params: Params, model: "keras.Model", x, y, n_classes: int, seed: int) -> np.ndarray:
+USES_ACTIVATIONS = True
+
+
+def detect_poison(
+    params: Params, model: "keras.Model", x, y, activations: np.ndarray, n_classes: int, seed: int
+) -> np.ndarray:
     """Run ART's Activation Clustering on ``x`` (uint8 (n, h, w, c)) with labels ``y`` (int (n,)).
 
-    Classes too small to analyse (see :func:`analysable_classes`) are left unflagged.
+    ``activations`` (float (n, features)) are the chosen layer's outputs for ``x``. Classes too
+    small to analyse (see :func:`analysable_classes`) are left unflagged.
 
     Returns
     -------
@@ -73,7 +64,7 @@ def detect_poison(params: Params, model: "keras.Model", x, y, n_classes: int, se
     selected = analysable[y]
     relabel = np.cumsum(analysable) - 1  # class index -> index among the analysable classes
     y_onehot = np.eye(int(analysable.sum()), dtype=np.float32)[relabel[y[selected]]]
-    activations = layer_activations(model, x[selected], params.layer or last_hidden_layer(model))
+    activations = activations[selected]
 
     model.compile(loss="categorical_crossentropy")  # ART requires a compiled model
     defence = ActivationDefence(KerasClassifier(model, clip_values=(0, 255)), x[selected], y_onehot)
@@ -90,7 +81,7 @@ def detect_poison(params: Params, model: "keras.Model", x, y, n_classes: int, se
     return flagged
 
 
-def defend(params: Params, model, x, y, is_poison, train, n_classes):
+def defend(params: Params, model, x, y, is_poison, train, n_classes, activations):
     """Filter the training data with Activation Clustering and retrain on what is kept.
 
     Parameters
@@ -99,12 +90,13 @@ def defend(params: Params, model, x, y, is_poison, train, n_classes):
     x, y, is_poison : the training samples this stage sees (uint8 images, int labels, bool truth)
     train : TrainConfig used to retrain
     n_classes : int
+    activations : ndarray of float32, shape (n, features), the ``activations`` stage's values for ``x``
 
     Returns
     -------
     model : keras.Model, kept : ndarray of bool (n,), metrics : dict
     """
-    flagged = detect_poison(params, model, x, y, n_classes, seed=train.seed)
+    flagged = detect_poison(params, model, x, y, activations, n_classes, seed=train.seed)
     kept = ~flagged
     new_model = retrain(params.retrain, train, model, x[kept], y[kept], n_classes)
     metrics = filtering_metrics(is_poison, flagged)

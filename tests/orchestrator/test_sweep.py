@@ -45,6 +45,7 @@ def test_sweep_runs_every_trial_and_trains_each_model_once(tmp_path):
     assert rows["dataset_computed"].sum() == 1
     assert rows["evaluate_before_computed"].sum() == 4
     assert rows["d1_computed"].sum() == 8
+    assert rows["d1_activations_computed"].sum() == 4  # smaller and distance share each model's activations
     assert len(list((storage / "cache" / "train").glob("*/manifest.json"))) == 4
     assert set(rows["pipeline"]) == {"none", "ac(cluster_analysis=smaller)", "ac(cluster_analysis=distance)"}
     ac = rows[rows["n_defenses"] == 1]
@@ -74,8 +75,8 @@ def test_sweep_runs_every_trial_and_trains_each_model_once(tmp_path):
 
     status = runner.invoke(app, ["status", "e2e", "--storage", str(storage)])
     assert "12 trials, 12 done, 0 pending" in status.output
-    # 29 unique stages computed once each; 12 trials x 4 stages + 8 defended trials x 2 = 64 in all.
-    assert "stages: 29 computed, 35 reused" in status.output
+    # 33 unique stages computed once each; 12 trials x 4 stages + 8 defended trials x 3 = 72 in all.
+    assert "stages: 33 computed, 39 reused" in status.output
 
 
 def test_failed_trial_is_reported_with_its_error_and_others_still_finish(tmp_path):

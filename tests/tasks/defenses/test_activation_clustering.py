@@ -6,7 +6,8 @@ import keras
 
 from tasks.datasets import ImageDataset
 from tasks.defenses import DefenseConfig, apply_defense
-from tasks.defenses.activation_clustering import Params, detect_poison, layer_activations
+from tasks.defenses.activation_clustering import Params, detect_poison
+from tasks.defenses.activations import ActivationsConfig, compute_activations, layer_activations
 from tasks.models import build_model
 from tasks.poison import AttackConfig, poison_dataset
 from tasks.train import TrainConfig, TrainedModel, train_model
@@ -18,20 +19,12 @@ def dataset32() -> ImageDataset:
     return make_dataset(n_classes=3, per_class=30, size=32, seed=1)
 
 
-def test_layer_activations_are_the_named_layers_output(dataset32):
-    model = build_model("gtsrb_cnn", dataset32.image_shape, dataset32.n_classes)
-    x = np.asarray(dataset32.x_train[:10])
-    ours = layer_activations(model, x, "fc_1", batch_size=4)
-    expected = keras.Model(model.input, model.get_layer("fc_1").output)(x.astype("float32")).numpy()
-    assert ours.shape == (10, 512)
-    np.testing.assert_allclose(ours, expected, rtol=1e-5, atol=1e-5)
-
-
 def test_detect_poison_returns_one_flag_per_sample_and_is_seeded(dataset32):
     model = build_model("gtsrb_cnn", dataset32.image_shape, dataset32.n_classes)
     x, y = np.asarray(dataset32.x_train), np.asarray(dataset32.y_train)
-    first = detect_poison(Params(), model, x, y, dataset32.n_classes, seed=3)
-    second = detect_poison(Params(), model, x, y, dataset32.n_classes, seed=3)
+    activations = layer_activations(model, x, "fc_1")
+    first = detect_poison(Params(), model, x, y, activations, dataset32.n_classes, seed=3)
+    second = detect_poison(Params(), model, x, y, activations, dataset32.n_classes, seed=3)
     assert first.shape == (len(x),) and first.dtype == bool
     np.testing.assert_array_equal(first, second)
     # "smaller" flags the smaller of two clusters in every class: some, never most, of each class.
@@ -45,14 +38,19 @@ def test_defense_stage_keeps_indices_into_the_poisoned_training_set(dataset32):
     train = TrainConfig(model="gtsrb_cnn", epochs=1, batch_size=16)
     trained = train_model(train, dataset32, poisoned)
     config = DefenseConfig(name="ac", params={"retrain": "none"}, train=train)
-    defended = apply_defense(config, dataset32, poisoned, trained)
+    activations = compute_activations(ActivationsConfig(), dataset32, poisoned, trained)
+    assert activations.layer == "fc_1" and activations.values.shape == (len(trained.keep), 512)
+    defended = apply_defense(config, dataset32, poisoned, trained, activations)
     _, _, is_poison = poisoned.training_set(dataset32)
     removed = np.setdiff1d(trained.keep, defended.keep)
     assert defended.metrics["removed_total"] == len(removed)
     assert defended.metrics["removed_poisoned"] == int(is_poison[removed].sum())
     assert defended.model is trained.model  # retrain: none hands the model on
     # A second defense sees only what the first kept.
-    again = apply_defense(config, dataset32, poisoned, TrainedModel(defended.model, defended.keep))
+    narrowed = TrainedModel(defended.model, defended.keep)
+    again = apply_defense(
+        config, dataset32, poisoned, narrowed, compute_activations(ActivationsConfig(), dataset32, poisoned, narrowed)
+    )
     assert again.metrics["n_seen"] == len(defended.keep)
     assert set(again.keep) <= set(defended.keep)
 
@@ -71,10 +69,11 @@ def test_classes_too_small_to_cluster_are_left_unflagged():
 
     y_onehot = np.eye(3, dtype=np.float32)[y]
     plain = PlainActivationDefence(KerasClassifier(model, clip_values=(0, 255)), x, y_onehot)
-    plain.activations_by_class = segment_by_class(layer_activations(model, x, "fc_1"), y_onehot, 3)
+    activations = layer_activations(model, x, "fc_1")
+    plain.activations_by_class = segment_by_class(activations, y_onehot, 3)
     with pytest.raises(ValueError, match="n_components"):
         plain.detect_poison(nb_clusters=2, nb_dims=10, reduce="PCA", cluster_analysis="smaller")
 
-    flagged = detect_poison(Params(), model, x, y, n_classes=3, seed=0)
+    flagged = detect_poison(Params(), model, x, y, activations, n_classes=3, seed=0)
     assert not flagged[y == 2].any()
     assert flagged[y != 2].any()
