@@ -19,13 +19,16 @@ from pydantic import field_validator, model_validator
 
 from tasks.config import StageConfig
 from tasks.datasets import ImageDataset
-from tasks.defenses import activation_clustering
+from tasks.defenses import activation_clustering, perfect_filter, random_filter, spectral_signatures
 from tasks.defenses.activations import Activations, ActivationsConfig
 from tasks.poison import PoisonedDataset
 from tasks.train import TrainConfig, TrainedModel
 
 DEFENSES = {
     "ac": activation_clustering,
+    "ss": spectral_signatures,
+    "perfect_filter": perfect_filter,
+    "random_filter": random_filter,
 }
 
 

@@ -29,7 +29,7 @@ class Params(StageConfig):
     nb_dims: int = Field(10, ge=1, le=1024)
     reduce: Literal["PCA", "FastICA"] = "PCA"
     layer: str | None = Field(None, description="layer whose activations are clustered; None = last hidden")
-    retrain: Literal["full", "none"] = "full"
+    retrain: Literal["full", "finetune", "none"] = "full"
 
 
 def analysable_classes(y: np.ndarray, n_classes: int, params: Params) -> np.ndarray:
@@ -98,7 +98,8 @@ def defend(params: Params, model, x, y, is_poison, train, n_classes, activations
     """
     flagged = detect_poison(params, model, x, y, activations, n_classes, seed=train.seed)
     kept = ~flagged
-    new_model = retrain(params.retrain, train, model, x[kept], y[kept], n_classes)
+    new_model, retrained = retrain(params.retrain, train, model, x[kept], y[kept], n_classes)
     metrics = filtering_metrics(is_poison, flagged)
+    metrics["retrained"] = retrained
     metrics["classes_skipped"] = int(n_classes - analysable_classes(y, n_classes, params).sum())
     return new_model, kept, metrics

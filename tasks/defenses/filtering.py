@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from tasks.train import TrainConfig, train_from_scratch
+from tasks.train import TrainConfig, fit_model, train_from_scratch
 
 
 def filtering_metrics(is_poison: np.ndarray, removed: np.ndarray) -> dict[str, float | int]:
@@ -50,14 +50,20 @@ def filtering_metrics(is_poison: np.ndarray, removed: np.ndarray) -> dict[str, f
 def retrain(mode: str, train: TrainConfig, model, x: np.ndarray, y: np.ndarray, n_classes: int):
     """The model a filtering defense hands on after keeping ``x`` (uint8, (n, h, w, c)) and ``y``.
 
-    ``full`` trains a fresh model from scratch, as the thesis did; ``none`` returns ``model``
-    unchanged (detection metrics only).
-    """
-    if mode == "none":
-        return model
-    if mode == "full":
-        if len(x) == 0:
-            raise ValueError("the defense removed every training sample; there is nothing to retrain on")
-        return train_from_scratch(train, x, y, n_classes)
-    raise ValueError(f"unknown retrain mode {mode!r}")
+    ``full`` trains a fresh model from scratch, as the thesis did; ``finetune`` continues training
+    the current model on the kept data for ``train.epochs``; ``none`` hands the model on unchanged
+    (detection metrics only). When nothing was kept there is nothing to train on, so the model is
+    handed on unchanged whatever the mode.
 
+    Returns
+    -------
+    model : keras.Model
+    retrained : bool, False when the model was handed on unchanged
+    """
+    if mode == "none" or len(x) == 0:
+        return model, False
+    if mode == "full":
+        return train_from_scratch(train, x, y, n_classes), True
+    if mode == "finetune":
+        return fit_model(train, model, x, y), True
+    raise ValueError(f"unknown retrain mode {mode!r}")

@@ -1,0 +1,88 @@
+"""Spectral Signatures (Tran et al. 2018), with ART 1.20's score or the centred score of Algorithm 1.
+
+Per class, each sample gets an outlier score from the top singular vector of the class's
+activations, and the ``min(1, eps_multiplier * expected_pp_poison)`` highest-scoring share of
+*every* class is removed, exactly as ART's ``SpectralSignatureDefense.detect_poison`` does.
+``score="art"`` is ART's ``spectral_signature_scores``: it projects the *uncentred* activations, so
+depending on the sign of the singular vector the flagged tail can be the clean one. ``score=
+"centered"`` projects centred activations and squares, as in the paper.
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import Literal
+
+import numpy as np
+from pydantic import Field
+
+from tasks.config import StageConfig
+from tasks.defenses.filtering import filtering_metrics, retrain
+
+USES_ACTIVATIONS = True
+
+
+class Params(StageConfig):
+    """Parameters of ``ss`` (ART's names; the thesis grid is in SPEC §1)."""
+
+    expected_pp_poison: float = Field(0.33, gt=0, le=1, description="expected poisoned share of a class")
+    eps_multiplier: float = Field(1.5, gt=0)
+    score: Literal["art", "centered"] = "centered"
+    layer: str | None = Field(None, description="layer whose activations are scored; None = last hidden")
+    retrain: Literal["full", "finetune", "none"] = "full"
+
+
+def centered_scores(activations: np.ndarray) -> np.ndarray:
+    """Tran et al. Algorithm 1: squared projection of centred activations (n, d) on the top singular vector."""
+    centred = activations - activations.mean(axis=0)
+    _, _, right = np.linalg.svd(centred, full_matrices=False)
+    return (centred @ right[0]) ** 2
+
+
+def art_scores(activations: np.ndarray) -> np.ndarray:
+    """ART 1.20's ``spectral_signature_scores`` (uncentred projection), as a flat array (n,)."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="PyTorch not found")
+        from art.defences.detector.poison import SpectralSignatureDefense
+
+    return SpectralSignatureDefense.spectral_signature_scores(activations).ravel()
+
+
+SCORES = {"art": art_scores, "centered": centered_scores}
+
+
+def detect_poison(params: Params, y: np.ndarray, activations: np.ndarray, n_classes: int) -> np.ndarray:
+    """Flag the highest-scoring ``min(1, eps * pp)`` share of each class.
+
+    Parameters
+    ----------
+    y : ndarray of int, shape (n,)
+    activations : ndarray of float, shape (n, features)
+    n_classes : int
+
+    Returns
+    -------
+    flagged : ndarray of bool, shape (n,)
+    """
+    flagged = np.zeros(len(y), dtype=bool)
+    share = min(1.0, params.eps_multiplier * params.expected_pp_poison)
+    for label in range(n_classes):
+        members = np.flatnonzero(y == label)
+        if len(members) < 2:
+            continue  # one sample has no direction of variance to score against
+        scores = SCORES[params.score](activations[members])
+        # ART keeps score < quantile(1 - share); at share 1 the cut is the minimum and all go.
+        cutoff = np.quantile(scores, max(1.0 - share, 0.0))
+        flagged[members] = scores >= cutoff if share < 1 else True
+    return flagged
+
+
+def defend(params: Params, model, x, y, is_poison, train, n_classes, activations):
+    """Filter with Spectral Signatures and retrain on what is kept (see :mod:`tasks.defenses`)."""
+    flagged = detect_poison(params, y, activations, n_classes)
+    kept = ~flagged
+    new_model, retrained = retrain(params.retrain, train, model, x[kept], y[kept], n_classes)
+    metrics = filtering_metrics(is_poison, flagged)
+    metrics["flagged_share"] = min(1.0, params.eps_multiplier * params.expected_pp_poison)
+    metrics["retrained"] = retrained
+    return new_model, kept, metrics
