@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import traceback
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -123,7 +124,12 @@ def run_trial_in_tune(config: dict, *, trials: dict, storage: str, sweep: str, c
 
     configure_tensorflow(cpus)
     trial = TrialSpec.model_validate(trials[config["trial_id"]])
-    row = execute_trial(trial, ArtifactStore(Path(storage) / "cache"), sweep)
+    try:
+        row = execute_trial(trial, ArtifactStore(Path(storage) / "cache"), sweep)
+    except Exception:
+        # Tune writes its own error file only after its callbacks ran; this one the driver can read.
+        write_error(storage, sweep, trial.trial_id, traceback.format_exc())
+        raise
     row["node_ip"] = ray.util.get_node_ip_address()
     row["node_id"] = ray.get_runtime_context().get_node_id()
     write_row(storage, sweep, row)
@@ -156,9 +162,12 @@ def _progress_callback(plan: SweepPlan, echo: Callable[[str], None]):
 
         def on_trial_error(self, iteration, trials, trial, **info):
             self.finished += 1
+            trial_id = trial.config["trial_id"]
+            error_file = _error_file(plan.storage, plan.name, trial_id)
+            text = error_file.read_text() if error_file.is_file() else trial.get_error()
             echo(
-                f"[{self.finished}/{len(plan.pending)}] FAILED {labels[trial.config['trial_id']]}: "
-                f"{_last_line(trial.get_error())}\n    traceback: {trial.error_file or trial.path}"
+                f"[{self.finished}/{len(plan.pending)}] FAILED {labels[trial_id]}: {_last_line(text)}\n"
+                f"    traceback: {error_file if error_file.is_file() else trial.path}"
             )
 
     return Progress()
@@ -173,6 +182,17 @@ def keep_local_ray_on_loopback() -> None:
     where other nodes must reach this driver.
     """
     os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+
+
+def _error_file(storage: str | Path, sweep: str, trial_id: str) -> Path:
+    return sweep_dir(storage, sweep) / "errors" / f"{trial_id}.txt"
+
+
+def write_error(storage: str | Path, sweep: str, trial_id: str, text: str) -> None:
+    """Keep the traceback of a failed trial at ``<storage>/<sweep>/errors/<trial_id>.txt``."""
+    path = _error_file(storage, sweep, trial_id)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
 
 
 def _last_line(text: str | None) -> str:

@@ -95,3 +95,31 @@ def test_failed_trial_is_reported_with_its_error_and_others_still_finish(tmp_pat
     assert "no_such_layer" in result.output.split("FAILED", 1)[1].splitlines()[0]
     assert "1 trial(s) failed" in result.output
     assert len(query(tmp_path / "runs", "SELECT * FROM results")) == 1
+
+
+def test_chained_defenses_record_every_stage(tmp_path):
+    space = tmp_path / "space.yaml"
+    space.write_text(textwrap.dedent("""
+        name: chain
+        dataset: {name: synthetic_signs, per_class: 12, test_per_class: 2}
+        model: gtsrb_cnn
+        train: {epochs: 1}
+        attack: {source: 8, target: 14, trigger: big_yellow_square, poison_pct: 50}
+        defenses:
+          - [ss: {expected_pp_poison: 0.1, retrain: finetune}, ac: {retrain: none}]
+          - [ss: {expected_pp_poison: 0.5, eps_multiplier: 2}, perfect_filter: {retrain: none}]
+    """))
+    result = CliRunner().invoke(app, ["run", str(space), "--storage", str(tmp_path / "runs")])
+    assert result.exit_code == 0, result.output
+    rows = query(tmp_path / "runs", "SELECT * FROM results ORDER BY pipeline").to_dict("records")
+    first, everything = rows  # ordered by pipeline: pp 0.1 sorts before pp 0.5
+    assert first["pipeline"].startswith("ss(") and ">ac(" in first["pipeline"]
+    n_train = 11 * 43
+    assert first["d1_n_seen"] == n_train
+    assert first["d2_n_seen"] == n_train - first["d1_removed_total"]
+    assert first["d2_n_poisoned"] == first["d1_n_poisoned"] - first["d1_removed_poisoned"]
+    assert first["d1_retrained"] and not first["d2_retrained"]
+    assert first["d1_activations_computed"] and first["d2_activations_computed"]
+    # eps x pp = 1: SS flags everything, nothing is left to retrain on or to filter after it.
+    assert everything["d1_removed_total"] == n_train and not everything["d1_retrained"]
+    assert everything["d2_n_seen"] == 0

@@ -77,3 +77,12 @@ def test_classes_too_small_to_cluster_are_left_unflagged():
     flagged = detect_poison(Params(), model, x, y, activations, n_classes=3, seed=0)
     assert not flagged[y == 2].any()
     assert flagged[y != 2].any()
+
+
+def test_a_single_analysable_class_is_clustered():
+    data = make_dataset(n_classes=3, per_class=30, size=32, seed=4)
+    keep = np.flatnonzero((data.y_train == 0) | (np.arange(len(data.y_train)) % 30 < 3))
+    x, y = np.asarray(data.x_train[keep]), np.asarray(data.y_train[keep])
+    model = build_model("gtsrb_cnn", data.image_shape, data.n_classes)
+    flagged = detect_poison(Params(), model, x, y, layer_activations(model, x, "fc_1"), n_classes=3, seed=0)
+    assert flagged[y == 0].any() and not flagged[y != 0].any()
