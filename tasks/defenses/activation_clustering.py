@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 class Params(StageConfig):
     """Parameters of ``ac``; the thesis's "size-based" analysis is ``smaller``, "distance-based" is ``distance``."""
 
-    cluster_analysis: Literal["smaller", "distance"] = "smaller"
+    cluster_analysis: Literal["smaller", "distance", "relative-size", "silhouette-scores"] = "smaller"
     nb_clusters: int = Field(2, ge=2, le=20)
     nb_dims: int = Field(10, ge=1, le=1024)
     reduce: Literal["PCA", "FastICA"] = "PCA"

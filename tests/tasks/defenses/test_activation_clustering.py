@@ -86,3 +86,40 @@ def test_a_single_analysable_class_is_clustered():
     model = build_model("gtsrb_cnn", data.image_shape, data.n_classes)
     flagged = detect_poison(Params(), model, x, y, layer_activations(model, x, "fc_1"), n_classes=3, seed=0)
     assert flagged[y == 0].any() and not flagged[y != 0].any()
+
+
+def _defence_with_clusters(clusters, reduced, analysis):
+    from tasks.defenses.art_fixes import ActivationDefence
+
+    defence = ActivationDefence.__new__(ActivationDefence)  # the analysis reads only these fields
+    defence.clusters_by_class, defence.red_activations_by_class = clusters, reduced
+    defence.nb_clusters, defence.cluster_analysis = 2, analysis
+    defence.set_params = lambda **kwargs: None
+    return defence
+
+
+def test_relative_size_works_where_plain_art_crashes():
+    from art.defences.detector.poison.clustering_analyzer import ClusteringAnalyzer
+
+    balanced = [np.array([0] * 50 + [1] * 50), np.array([0] * 90 + [1] * 10)]
+    with pytest.raises(ValueError, match="truth value of an empty array"):
+        ClusteringAnalyzer().analyze_by_relative_size(balanced)
+    _, clean = _defence_with_clusters(balanced, [None, None], "relative-size").analyze_clusters()
+    assert clean[0].tolist() == [1] * 100
+    assert clean[1].tolist() == [1] * 90 + [0] * 10
+
+
+def test_silhouette_flags_only_the_small_cohesive_cluster_where_plain_art_flags_the_class():
+    from art.defences.detector.poison.clustering_analyzer import ClusteringAnalyzer
+
+    rng = np.random.default_rng(0)
+    separated = np.vstack([rng.normal(0, 1, (90, 3)), rng.normal(8, 1, (10, 3))])
+    mixed = rng.normal(0, 1, (100, 3))
+    clusters = [np.array([0] * 90 + [1] * 10)] * 2
+    _, plain_summary, plain_report = ClusteringAnalyzer().analyze_by_silhouette_score(clusters[:1], [separated])
+    # ART finds the class suspicious, then records the small cluster as clean (and leaves the large
+    # one's assignments uninitialised, whatever np.empty held).
+    assert plain_report["class_0"]["suspicious"] is True and plain_summary[0].tolist() == [0, 0]
+    _, clean = _defence_with_clusters(clusters, [separated, mixed], "silhouette-scores").analyze_clusters()
+    assert clean[0].tolist() == [1] * 90 + [0] * 10
+    assert clean[1].tolist() == [1] * 100  # a small cluster that is not cohesive is not suspicious
