@@ -23,6 +23,8 @@ from tasks.runtime import cpu_budget
 
 log = logging.getLogger(__name__)
 
+_CHUNK = 64  # images per decoding task, and rows per move when compacting
+
 
 def open_root(root: str) -> tuple[pafs.FileSystem, str]:
     """The filesystem and path of a dataset root: a local path or a URI pyarrow understands.
@@ -114,7 +116,8 @@ def decode_images(
             with filesystem.open_input_file(path) as handle:
                 image = Image.open(io.BytesIO(handle.read()))
                 image.load()
-        except (OSError, UnidentifiedImageError, SyntaxError) as error:
+        # PIL raises ValueError ("not enough image data"), not OSError, for some truncated PPM files.
+        except (OSError, UnidentifiedImageError, SyntaxError, ValueError) as error:
             if not skip_unreadable:
                 raise DatasetError(path, None, f"unreadable or truncated image ({error})") from None
             ok[index] = False
@@ -124,12 +127,29 @@ def decode_images(
             image = image.crop((x1, y1, x2 + 1, y2 + 1))
         x[index] = np.asarray(image.convert("RGB").resize((width, height), Image.BILINEAR))
 
-    # PIL releases the GIL while decoding and resizing, so threads use several cores.
+    def decode_chunk(start: int) -> None:
+        for index in range(start, min(start + _CHUNK, len(paths))):
+            decode(index)
+
+    # PIL releases the GIL while decoding and resizing, so threads use several cores. One task per
+    # chunk, not per image: a pending future costs about 2 KB, as much as a 26x26 RGB image.
     with ThreadPoolExecutor(max_workers=workers or cpu_budget()) as pool:
-        list(pool.map(decode, range(len(paths))))
+        list(pool.map(decode_chunk, range(0, len(paths), _CHUNK)))
     if not ok.all():
         log.warning("skipped %d unreadable image(s) of %d", int((~ok).sum()), len(paths))
-        kept = int(ok.sum())
-        x[:kept] = x[ok]  # compacts in place (forward copy), no second array
-        x = x[:kept]
+        x = _compact(x, ok)
     return x, ok
+
+
+def _compact(x: np.ndarray, ok: np.ndarray) -> np.ndarray:
+    """``x[ok]`` without a second array: rows move forward in place, ``_CHUNK`` at a time.
+
+    ``x[:kept] = x[ok]`` would materialise all kept rows first, doubling the peak memory. Row
+    ``keep[i]`` moves to row ``i <= keep[i]``, so a chunk overwrites only rows already moved or
+    just copied out by ``x[rows]``; the temporary copy is at most ``_CHUNK`` rows.
+    """
+    keep = np.flatnonzero(ok)
+    for start in range(0, len(keep), _CHUNK):
+        rows = keep[start : start + _CHUNK]
+        x[start : start + len(rows)] = x[rows]
+    return x[: len(keep)]

@@ -40,3 +40,17 @@ def test_missing_root_and_csv_columns(tmp_path):
     filesystem, _ = open_root(str(tmp_path))
     with pytest.raises(DatasetError, match=r"gt.csv: missing column\(s\) ClassId"):
         read_csv(filesystem, str(tmp_path / "gt.csv"), ["Filename", "ClassId"], sep=";")
+
+
+def test_skipping_keeps_order_across_chunks(tmp_path):
+    # 150 images span three decoding chunks; unreadable ones sit at chunk edges and in between.
+    filesystem, _ = open_root(str(tmp_path))
+    paths = [write_image(tmp_path / f"{i:03d}.png", (i, 255 - i, 7)) for i in range(150)]
+    bad = [0, 63, 64, 100, 149]
+    for i in bad:
+        (tmp_path / f"{i:03d}.png").write_bytes(b"broken")
+    x, ok = decode_images(filesystem, paths, (2, 2), skip_unreadable=True, workers=2)
+    expected = [i for i in range(150) if i not in bad]
+    assert np.flatnonzero(ok).tolist() == expected and len(x) == len(expected)
+    np.testing.assert_array_equal(x[:, 0, 0, 0], expected)
+    np.testing.assert_array_equal(x[:, 1, 1, 1], [255 - i for i in expected])
