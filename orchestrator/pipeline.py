@@ -15,7 +15,7 @@ from orchestrator.provenance import code_version, node_name, package_versions
 from orchestrator.search_space import TrialSpec
 from orchestrator.store import ArtifactRef, ArtifactStore, Stage, StageRecord
 from tasks.datasets import ImageDataset, load_dataset
-from tasks.defenses import DefenseConfig, activations_config, apply_defense
+from tasks.defenses import DefenseConfig, apply_defense, preparation
 from tasks.defenses.activations import Activations, compute_activations
 from tasks.evaluate import EvaluateConfig, Evaluation, evaluate_stage
 from tasks.poison import PoisonedDataset, poison_dataset
@@ -48,8 +48,8 @@ def pipeline_steps(trial: TrialSpec) -> list[Step]:
     """The stages of ``trial`` in order.
 
     Labels are ``dataset``, ``poison``, ``train``, ``evaluate_before``, ``d1``, ``d2``, ...,
-    ``evaluate_after`` (the last only when the pipeline has defenses); a defense that needs
-    activations is preceded by ``dN_activations``. Each defense sees the model and kept data of the
+    ``evaluate_after`` (the last only when the pipeline has defenses); a defense that reads a
+    shared stage is preceded by it, labelled ``dN_<stage>`` (``d1_activations``). Each defense sees the model and kept data of the
     step before it.
     """
     data = ("dataset", "poison")
@@ -63,9 +63,10 @@ def pipeline_steps(trial: TrialSpec) -> list[Step]:
     for position, defense in enumerate(trial.defenses, start=1):
         config = DefenseConfig(name=defense.name, params=defense.params, train=trial.train)
         parents = (*data, model)
-        if (needed := activations_config(defense)) is not None:
-            steps.append(Step(f"d{position}_activations", "activations", needed, parents))
-            parents = (*parents, f"d{position}_activations")
+        if (prepared := preparation(defense)) is not None:
+            stage, prepared_config = prepared
+            steps.append(Step(f"d{position}_{stage}", stage, prepared_config, parents))
+            parents = (*parents, f"d{position}_{stage}")
         steps.append(Step(f"d{position}", "defense", config, parents))
         model = f"d{position}"
     if trial.defenses:

@@ -2,25 +2,27 @@
 
 Each module exposes ``Params`` (a :class:`~tasks.config.StageConfig`) and
 
-    defend(params, model, x, y, is_poison, train, n_classes, activations) -> (model, kept, metrics)
+    defend(params, model, data: DefenseData, train: TrainConfig, prepared) -> (model, kept, metrics)
 
-where ``x``, ``y``, ``is_poison`` are the training samples the stage sees (what earlier stages
-kept), ``kept`` is a bool mask over them and ``metrics`` a flat dict. A module that sets
-``USES_ACTIVATIONS = True`` (and has a ``layer`` parameter) gets the shared ``activations`` stage's
-values for ``x``; the others get None. Adding a defense means adding a module and a line in
-``DEFENSES``.
+where ``data`` holds the training samples the stage sees (what earlier stages kept) and the clean
+tuning set, ``kept`` is a bool mask over ``data.x`` and ``metrics`` a flat dict. A module may also
+expose ``preparation(params) -> (stage name, config)``: a shared stage computed before it on the
+same model and data (the ``activations`` of a layer, a ``pruning_curve``), passed in as
+``prepared`` and reused by every configuration that needs the same one; else ``prepared`` is None.
+Adding a defense means adding a module and a line in ``DEFENSES``.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 from pydantic import field_validator, model_validator
 
 from tasks.config import StageConfig
 from tasks.datasets import ImageDataset
 from tasks.defenses import activation_clustering, perfect_filter, random_filter, spectral_signatures
-from tasks.defenses.activations import Activations, ActivationsConfig
+from tasks.defenses.filtering import DefenseData
 from tasks.poison import PoisonedDataset
 from tasks.train import TrainConfig, TrainedModel
 
@@ -59,26 +61,20 @@ class DefenseConfig(DefenseSpec):
     train: TrainConfig
 
 
-def activations_config(spec: DefenseSpec) -> ActivationsConfig | None:
-    """The ``activations`` stage a defense needs before it runs, or None if it needs none."""
-    if not getattr(DEFENSES[spec.name], "USES_ACTIVATIONS", False):
-        return None
-    return ActivationsConfig(layer=spec.params.get("layer"))
+def preparation(spec: DefenseSpec):
+    """``(stage name, config)`` of the shared stage a defense reads before it runs, or None."""
+    module = DEFENSES[spec.name]
+    prepare = getattr(module, "preparation", None)
+    return None if prepare is None else prepare(module.Params(**spec.params))
 
 
 def apply_defense(
-    config: DefenseConfig,
-    dataset: ImageDataset,
-    poisoned: PoisonedDataset,
-    current: TrainedModel,
-    activations: Activations | None = None,
+    config: DefenseConfig, dataset: ImageDataset, poisoned: PoisonedDataset, current: TrainedModel, prepared=None
 ) -> TrainedModel:
     """Stage ``defense``: apply ``config.name`` to the model and data an earlier stage handed on."""
     x, y, is_poison = poisoned.training_set(dataset)
     seen = current.keep
+    data = DefenseData(x[seen], y[seen], is_poison[seen], np.asarray(dataset.x_tune), np.asarray(dataset.y_tune), dataset.n_classes)
     module = DEFENSES[config.name]
-    model, kept, metrics = module.defend(
-        module.Params(**config.params), current.model, x[seen], y[seen], is_poison[seen], config.train,
-        dataset.n_classes, None if activations is None else activations.values,
-    )
+    model, kept, metrics = module.defend(module.Params(**config.params), current.model, data, config.train, prepared)
     return TrainedModel(model=model, keep=seen[kept], metrics=metrics)

@@ -15,7 +15,8 @@ from pydantic import Field
 
 import tasks.runtime  # noqa: F401  (selects the Keras backend before keras is imported)
 from tasks.config import StageConfig
-from tasks.defenses.filtering import filtering_metrics, retrain
+from tasks.defenses.activations import ActivationsConfig
+from tasks.defenses.filtering import DefenseData, filter_and_retrain
 
 if TYPE_CHECKING:
     import keras
@@ -36,9 +37,6 @@ def analysable_classes(y: np.ndarray, n_classes: int, params: Params) -> np.ndar
     """Bool mask over classes with enough samples to reduce to ``nb_dims`` and split into ``nb_clusters``."""
     counts = np.bincount(y, minlength=n_classes)
     return counts >= max(params.nb_dims, params.nb_clusters, 2)
-
-
-USES_ACTIVATIONS = True
 
 
 def detect_poison(
@@ -81,25 +79,17 @@ def detect_poison(
     return flagged
 
 
-def defend(params: Params, model, x, y, is_poison, train, n_classes, activations):
+def preparation(params: Params) -> tuple[str, ActivationsConfig]:
+    """The shared stage this defense reads: the activations of ``params.layer``."""
+    return "activations", ActivationsConfig(layer=params.layer)
+
+
+def defend(params: Params, model, data: DefenseData, train, prepared):
     """Filter the training data with Activation Clustering and retrain on what is kept.
 
-    Parameters
-    ----------
-    model : keras.Model
-    x, y, is_poison : the training samples this stage sees (uint8 images, int labels, bool truth)
-    train : TrainConfig used to retrain
-    n_classes : int
-    activations : ndarray of float32, shape (n, features), the ``activations`` stage's values for ``x``
-
-    Returns
-    -------
-    model : keras.Model, kept : ndarray of bool (n,), metrics : dict
+    ``prepared`` is the :class:`~tasks.defenses.activations.Activations` of ``data.x``.
     """
-    flagged = detect_poison(params, model, x, y, activations, n_classes, seed=train.seed)
-    kept = ~flagged
-    new_model, retrained = retrain(params.retrain, train, model, x[kept], y[kept], n_classes)
-    metrics = filtering_metrics(is_poison, flagged)
-    metrics["retrained"] = retrained
-    metrics["classes_skipped"] = int(n_classes - analysable_classes(y, n_classes, params).sum())
-    return new_model, kept, metrics
+    flagged = detect_poison(params, model, data.x, data.y, prepared.values, data.n_classes, seed=train.seed)
+    model, kept, metrics = filter_and_retrain(params.retrain, train, model, data, flagged)
+    metrics["classes_skipped"] = int(data.n_classes - analysable_classes(data.y, data.n_classes, params).sum())
+    return model, kept, metrics

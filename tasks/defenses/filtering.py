@@ -1,10 +1,42 @@
-"""What every filtering defense shares: detection metrics and retraining on the kept data."""
+"""What every filtering defense shares: its inputs, detection metrics and retraining on the kept data."""
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 
 from tasks.train import TrainConfig, fit_model, train_from_scratch
+
+
+@dataclass(frozen=True, eq=False)
+class DefenseData:
+    """The data a defense stage works with.
+
+    Attributes
+    ----------
+    x, y, is_poison : the training samples this stage sees (what earlier stages kept): uint8
+        images (n, h, w, c), int labels (n,), bool ground truth (n,) for metrics and controls only
+    x_tune, y_tune : the clean tuning set the defender holds (never poisoned)
+    n_classes : int
+    """
+
+    x: np.ndarray
+    y: np.ndarray
+    is_poison: np.ndarray
+    x_tune: np.ndarray
+    y_tune: np.ndarray
+    n_classes: int
+
+
+def filter_and_retrain(mode: str, train: TrainConfig, model, data: DefenseData, flagged: np.ndarray):
+    """Drop the ``flagged`` samples (bool (n,)), retrain per ``mode`` and measure the detection.
+
+    Returns ``(model, kept, metrics)`` as every defense does, with ``retrained`` in the metrics.
+    """
+    kept = ~flagged
+    new_model, retrained = retrain(mode, train, model, data.x[kept], data.y[kept], data.n_classes)
+    return new_model, kept, {**filtering_metrics(data.is_poison, flagged), "retrained": retrained}
 
 
 def filtering_metrics(is_poison: np.ndarray, removed: np.ndarray) -> dict[str, float | int]:

@@ -5,15 +5,13 @@ from __future__ import annotations
 from typing import Literal
 
 from tasks.config import StageConfig
-from tasks.defenses.filtering import filtering_metrics, retrain
+from tasks.defenses.filtering import DefenseData, filter_and_retrain
 
 
 class Params(StageConfig):
     retrain: Literal["full", "finetune", "none"] = "full"
 
 
-def defend(params: Params, model, x, y, is_poison, train, n_classes, activations):
+def defend(params: Params, model, data: DefenseData, train, prepared):
     """Keep exactly the clean samples and retrain (see :mod:`tasks.defenses`)."""
-    kept = ~is_poison
-    new_model, retrained = retrain(params.retrain, train, model, x[kept], y[kept], n_classes)
-    return new_model, kept, {**filtering_metrics(is_poison, is_poison), "retrained": retrained}
+    return filter_and_retrain(params.retrain, train, model, data, flagged=data.is_poison)

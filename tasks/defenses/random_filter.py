@@ -12,7 +12,7 @@ import numpy as np
 from pydantic import Field
 
 from tasks.config import StageConfig
-from tasks.defenses.filtering import filtering_metrics, retrain
+from tasks.defenses.filtering import DefenseData, filter_and_retrain
 
 
 class Params(StageConfig):
@@ -20,11 +20,9 @@ class Params(StageConfig):
     retrain: Literal["full", "finetune", "none"] = "full"
 
 
-def defend(params: Params, model, x, y, is_poison, train, n_classes, activations):
+def defend(params: Params, model, data: DefenseData, train, prepared):
     """Remove ``round(fraction * n)`` samples chosen with ``train.seed`` and retrain."""
-    rng = np.random.default_rng(train.seed)
-    flagged = np.zeros(len(y), dtype=bool)
-    flagged[rng.choice(len(y), size=int(round(params.fraction * len(y))), replace=False)] = True
-    kept = ~flagged
-    new_model, retrained = retrain(params.retrain, train, model, x[kept], y[kept], n_classes)
-    return new_model, kept, {**filtering_metrics(is_poison, flagged), "retrained": retrained}
+    n = len(data.y)
+    flagged = np.zeros(n, dtype=bool)
+    flagged[np.random.default_rng(train.seed).choice(n, size=int(round(params.fraction * n)), replace=False)] = True
+    return filter_and_retrain(params.retrain, train, model, data, flagged)

@@ -17,9 +17,8 @@ import numpy as np
 from pydantic import Field
 
 from tasks.config import StageConfig
-from tasks.defenses.filtering import filtering_metrics, retrain
-
-USES_ACTIVATIONS = True
+from tasks.defenses.activations import ActivationsConfig
+from tasks.defenses.filtering import DefenseData, filter_and_retrain
 
 
 class Params(StageConfig):
@@ -77,12 +76,14 @@ def detect_poison(params: Params, y: np.ndarray, activations: np.ndarray, n_clas
     return flagged
 
 
-def defend(params: Params, model, x, y, is_poison, train, n_classes, activations):
-    """Filter with Spectral Signatures and retrain on what is kept (see :mod:`tasks.defenses`)."""
-    flagged = detect_poison(params, y, activations, n_classes)
-    kept = ~flagged
-    new_model, retrained = retrain(params.retrain, train, model, x[kept], y[kept], n_classes)
-    metrics = filtering_metrics(is_poison, flagged)
+def preparation(params: Params) -> tuple[str, ActivationsConfig]:
+    """The shared stage this defense reads: the activations of ``params.layer``."""
+    return "activations", ActivationsConfig(layer=params.layer)
+
+
+def defend(params: Params, model, data: DefenseData, train, prepared):
+    """Filter with Spectral Signatures and retrain on what is kept (``prepared``: :class:`Activations`)."""
+    flagged = detect_poison(params, data.y, prepared.values, data.n_classes)
+    model, kept, metrics = filter_and_retrain(params.retrain, train, model, data, flagged)
     metrics["flagged_share"] = min(1.0, params.eps_multiplier * params.expected_pp_poison)
-    metrics["retrained"] = retrained
-    return new_model, kept, metrics
+    return model, kept, metrics
