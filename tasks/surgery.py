@@ -156,3 +156,61 @@ def zero_mask_channels(model: "keras.Model", layer: str, channels) -> "keras.Mod
     bias[channels] = 0
     masked.get_layer(layer).set_weights([kernel, bias])
     return masked
+
+
+def conv_layer(model: "keras.Model", which: str) -> str:
+    """Name of ``"last_conv"``, ``"second_to_last_conv"`` (in layer order), or ``which`` itself if it names a Conv2D."""
+    convs = [layer.name for layer in model.layers if type(layer).__name__ == "Conv2D"]
+    position = {"last_conv": -1, "second_to_last_conv": -2}.get(which)
+    if position is not None:
+        if len(convs) < -position:
+            raise ValueError(f"model {model.name!r} has {len(convs)} Conv2D layer(s), no {which}")
+        return convs[position]
+    if which not in convs:
+        raise ValueError(f"{which!r} is not a Conv2D layer of {model.name!r}; Conv2D layers: {', '.join(convs)}")
+    return which
+
+
+def tail_model(model: "keras.Model", layer: str) -> tuple["keras.Model", list[str]]:
+    """The part of ``model`` after ``layer``, as a model of its own with copied weights.
+
+    Returns
+    -------
+    tail : keras.Model
+        Inputs: the output of ``layer``, then the outputs of ``extra``; outputs: the model's.
+    extra : list of str
+        Layers upstream of ``layer`` whose outputs the tail also reads (DeepID's pool_3 feeds fc_1
+        beside conv_4). Their values do not depend on ``layer``'s channels, so they can be cached.
+    """
+    import keras
+
+    parents = layer_parents(model)
+    children = _children(parents)
+    downstream: set[str] = set()
+    frontier = [layer]
+    while frontier:
+        for child in children[frontier.pop()]:
+            if child not in downstream:
+                downstream.add(child)
+                frontier.append(child)
+    order = [config["name"] for config in model.get_config()["layers"]]
+    extra = list(dict.fromkeys(
+        parent for name in order if name in downstream for parent in parents[name]
+        if parent != layer and parent not in downstream
+    ))  # fmt: skip
+    tensors = {name: keras.Input(shape=model.get_layer(name).output.shape[1:], name=f"tail_{name}")
+               for name in (layer, *extra)}  # fmt: skip
+    copies = []
+    for name in order:
+        if name not in downstream:
+            continue
+        original = model.get_layer(name)
+        copy = type(original).from_config(original.get_config())
+        inputs = [tensors[parent] for parent in parents[name]]
+        tensors[name] = copy(inputs[0] if len(inputs) == 1 else inputs)
+        copies.append((copy, original))
+    outputs = [tensors[name] for name in _endpoint_names(model.get_config()["output_layers"])]
+    tail = keras.Model([tensors[layer], *(tensors[name] for name in extra)], outputs[0] if len(outputs) == 1 else outputs)
+    for copy, original in copies:
+        copy.set_weights(original.get_weights())
+    return tail, extra

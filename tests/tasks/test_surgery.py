@@ -71,3 +71,26 @@ def test_unsupported_graphs_are_refused():
         prune_channels(model, "fc_1", [0])
     with pytest.raises(ValueError, match="all 128 channels"):
         prune_channels(model, "conv_6", range(128))
+
+
+@pytest.mark.parametrize("name, build, layer", CASES, ids=[f"{n}-{l}" for n, _, l in CASES])
+def test_tail_model_on_cached_activations_equals_the_whole_model(name, build, layer):
+    from tasks.surgery import tail_model
+
+    model = randomised(build())
+    x = np.random.default_rng(3).integers(0, 256, size=(5, *model.input_shape[1:]), dtype=np.uint8)
+    tail, extra = tail_model(model, layer)
+    cached = keras.Model(model.input, [model.get_layer(n).output for n in (layer, *extra)]).predict(x, verbose=0)
+    cached = cached if isinstance(cached, list) else [cached]
+    np.testing.assert_allclose(tail.predict(cached, verbose=0), model.predict(x, verbose=0), atol=1e-5)
+    if name == "deepid-like" and layer == "conv_3":
+        assert extra == ["fc_1"]  # the other branch, cached where it joins
+
+
+def test_conv_layer_names():
+    from tasks.surgery import conv_layer
+
+    model = build_model("gtsrb_cnn", (32, 32, 3), 3)
+    assert (conv_layer(model, "last_conv"), conv_layer(model, "second_to_last_conv")) == ("conv_6", "conv_5")
+    with pytest.raises(ValueError, match="not a Conv2D"):
+        conv_layer(model, "fc_1")
