@@ -17,6 +17,7 @@ from orchestrator.store import ArtifactRef, ArtifactStore, Stage, StageRecord
 from tasks.datasets import ImageDataset, load_dataset
 from tasks.defenses import DefenseConfig, apply_defense, preparation
 from tasks.defenses.activations import Activations, compute_activations
+from tasks.defenses.fine_pruning import PruningCurve, compute_pruning_curve
 from tasks.evaluate import EvaluateConfig, Evaluation, evaluate_stage
 from tasks.poison import PoisonedDataset, poison_dataset
 from tasks.train import TrainedModel, train_model
@@ -28,6 +29,7 @@ STAGES = {
         Stage("poison", 1, poison_dataset, PoisonedDataset),
         Stage("train", 1, train_model, TrainedModel),
         Stage("activations", 1, compute_activations, Activations),
+        Stage("pruning_curve", 1, compute_pruning_curve, PruningCurve),
         Stage("defense", 1, apply_defense, TrainedModel),
         Stage("evaluate", 1, evaluate_stage, Evaluation),
     )

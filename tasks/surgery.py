@@ -146,10 +146,9 @@ def _endpoint_names(entries: list) -> list[str]:
 
 def zero_mask_channels(model: "keras.Model", layer: str, channels) -> "keras.Model":
     """A copy of ``model`` with the kernels and biases of ``layer``'s ``channels`` set to zero."""
-    import keras
+    from tasks.train import copy_model
 
-    masked = keras.models.clone_model(model)
-    masked.set_weights(model.get_weights())
+    masked = copy_model(model)
     kernel, bias = masked.get_layer(layer).get_weights()
     channels = np.asarray(channels, dtype=int)
     kernel[..., channels] = 0

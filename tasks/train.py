@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 import numpy as np
-from pydantic import Field
+from pydantic import Field, model_validator
 
 import tasks.runtime  # noqa: F401  (selects the Keras backend before keras is imported)
 from tasks.config import StageConfig
 from tasks.datasets import ImageDataset
-from tasks.models import MODELS, build_model
+from tasks.models import MODELS, build_model, weights_problem
 from tasks.poison import PoisonedDataset
 
 if TYPE_CHECKING:
@@ -25,14 +26,29 @@ OPTIMIZERS = {"adam": "Adam", "sgd": "SGD", "adadelta": "Adadelta", "rmsprop": "
 
 
 class TrainConfig(StageConfig):
-    """How a model is trained (thesis Table 3.4 gives the defaults of each thesis search space)."""
+    """How a model is trained (thesis Table 3.4 gives the defaults of each thesis search space).
+
+    ``weights`` (a local file of pretrained weights) and ``random_init`` apply to the models that
+    fine-tune pretrained weights (``vgg16_face``), which need exactly one of them; the others train
+    from scratch and take neither. Only the combination is checked here: the file is looked for
+    when the search space is loaded and when the model is built.
+    """
 
     model: Literal[tuple(MODELS)]  # type: ignore[valid-type]
     epochs: int = Field(10, ge=1, le=1000)
     batch_size: int = Field(32, ge=1, le=65536)
     optimizer: Literal[tuple(OPTIMIZERS)] = "adam"  # type: ignore[valid-type]
     learning_rate: float = Field(0.001, gt=0, le=10)
+    weights: str | None = Field(None, min_length=1, description="local pretrained weights file (vgg16_face)")
+    random_init: bool = Field(False, description="vgg16_face without pretrained weights, asked for explicitly")
     seed: int = Field(0, ge=0)
+
+    @model_validator(mode="after")
+    def _weights_fit_model(self) -> "TrainConfig":
+        problem = weights_problem(self.model, self.weights, self.random_init)
+        if problem:
+            raise ValueError(problem[1])
+        return self
 
 
 @dataclass(frozen=True, eq=False)
@@ -88,20 +104,43 @@ def fit_model(config: TrainConfig, model: "keras.Model", x: np.ndarray, y: np.nd
     return model
 
 
+def copy_model(model: "keras.Model") -> "keras.Model":
+    """An independent, uncompiled copy of ``model`` with the same weights."""
+    import keras
+
+    copy = keras.models.clone_model(model)
+    copy.set_weights(model.get_weights())
+    return copy
+
+
 def train_from_scratch(config: TrainConfig, x: np.ndarray, y: np.ndarray, n_classes: int) -> "keras.Model":
     """A new ``config.model`` trained on ``x`` (uint8, (n, h, w, c)) and ``y`` (int, (n,)).
 
-    The initial weights are drawn from ``config.seed`` as well.
+    The initial weights are drawn from ``config.seed`` as well; a pretrained model starts from
+    ``config.weights`` again, with a freshly drawn last layer.
     """
     import keras
 
     keras.utils.set_random_seed(config.seed)
-    model = build_model(config.model, x.shape[1:], n_classes)
+    model = build_model(config.model, x.shape[1:], n_classes, weights=config.weights, random_init=config.random_init)
     return fit_model(config, model, x, y)
+
+
+def file_sha256(path: str) -> str:
+    """Hex SHA-256 of a file's bytes, read in 1 MiB blocks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def train_model(config: TrainConfig, dataset: ImageDataset, poisoned: PoisonedDataset) -> TrainedModel:
     """Stage ``train``: the (backdoored) model trained on the whole poisoned training set."""
     x, y, _ = poisoned.training_set(dataset)
     model = train_from_scratch(config, x, y, dataset.n_classes)
-    return TrainedModel(model=model, keep=np.arange(len(x), dtype=np.int64), metrics={"n_train": len(x)})
+    metrics = {"n_train": len(x)}
+    if config.weights is not None:
+        # The recipe names the file by path only; its digest records which weights were actually used.
+        metrics["weights_sha256"] = file_sha256(config.weights)
+    return TrainedModel(model=model, keep=np.arange(len(x), dtype=np.int64), metrics=metrics)

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from tasks.train import TrainConfig, fit_model, train_from_scratch
+from tasks.train import TrainConfig, copy_model, fit_model, train_from_scratch
 
 
 @dataclass(frozen=True, eq=False)
@@ -97,5 +97,5 @@ def retrain(mode: str, train: TrainConfig, model, x: np.ndarray, y: np.ndarray, 
     if mode == "full":
         return train_from_scratch(train, x, y, n_classes), True
     if mode == "finetune":
-        return fit_model(train, model, x, y), True
+        return fit_model(train, copy_model(model), x, y), True
     raise ValueError(f"unknown retrain mode {mode!r}")

@@ -123,3 +123,25 @@ def test_chained_defenses_record_every_stage(tmp_path):
     # eps x pp = 1: SS flags everything, nothing is left to retrain on or to filter after it.
     assert everything["d1_removed_total"] == n_train and not everything["d1_retrained"]
     assert everything["d2_n_seen"] == 0
+
+
+def test_ac_then_fp_and_fp_then_ac_both_run(tmp_path):
+    space = tmp_path / "space.yaml"
+    space.write_text(textwrap.dedent("""
+        name: orders
+        dataset: {name: synthetic_signs, per_class: 12, test_per_class: 2}
+        model: gtsrb_cnn
+        train: {epochs: 1}
+        attack: {source: 8, target: 14, trigger: big_yellow_square, poison_pct: 50}
+        defenses:
+          - [ac: {cluster_analysis: smaller, retrain: finetune}, fp: {threshold: 0.04, epochs: 1}]
+          - [fp: {threshold: 0.04, epochs: 1}, ac: {cluster_analysis: smaller, retrain: finetune}]
+    """))
+    result = CliRunner().invoke(app, ["run", str(space), "--storage", str(tmp_path / "runs")])
+    assert result.exit_code == 0, result.output
+    rows = query(tmp_path / "runs", "SELECT * FROM results").set_index("d1_name")
+    assert set(rows.index) == {"ac", "fp"}
+    assert rows.loc["ac", "d2_name"] == "fp" and rows.loc["fp", "d2_name"] == "ac"
+    assert rows.loc["ac", "d2_layer_width"] == 128 and rows.loc["fp", "d1_layer_width"] == 128
+    assert rows.loc["ac", "d1_removed_total"] > 0 and rows.loc["fp", "d2_removed_total"] > 0
+    assert len(rows.loc["fp", "d1_tune_acc_curve"]) == 128
