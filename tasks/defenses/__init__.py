@@ -21,7 +21,14 @@ from pydantic import field_validator, model_validator
 
 from tasks.config import StageConfig
 from tasks.datasets import ImageDataset
-from tasks.defenses import activation_clustering, fine_pruning, perfect_filter, random_filter, spectral_signatures
+from tasks.defenses import (
+    activation_clustering,
+    data_provenance,
+    fine_pruning,
+    perfect_filter,
+    random_filter,
+    spectral_signatures,
+)
 from tasks.defenses.filtering import DefenseData
 from tasks.poison import PoisonedDataset
 from tasks.train import TrainConfig, TrainedModel
@@ -29,6 +36,7 @@ from tasks.train import TrainConfig, TrainedModel
 DEFENSES = {
     "ac": activation_clustering,
     "ss": spectral_signatures,
+    "dp": data_provenance,
     "fp": fine_pruning,
     "perfect_filter": perfect_filter,
     "random_filter": random_filter,

@@ -1,0 +1,34 @@
+import numpy as np
+import pytest
+
+from tasks.defenses.data_provenance import ATTACKER_CAMERA, Params, camera_ids, defend, segment_gains
+from tasks.defenses.filtering import DefenseData
+from tasks.train import TrainConfig
+from tasks.datasets import load_dataset
+from tasks.datasets.synthetic_signs import Config
+
+
+def test_poison_comes_from_the_attackers_camera():
+    is_poison = np.r_[np.zeros(300, bool), np.ones(20, bool)]
+    cameras = camera_ids(is_poison, seed=1)
+    assert (cameras[is_poison] == ATTACKER_CAMERA).all()
+    assert set(cameras[~is_poison]) == {0, 1, 2}
+    np.testing.assert_array_equal(cameras, camera_ids(is_poison, seed=1))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("mode", ["trusted", "untrusted"])
+def test_a_camera_with_random_labels_is_flagged(mode):
+    dataset = load_dataset(Config(per_class=40, test_per_class=1, tune_fraction=0.2))
+    x, y = np.asarray(dataset.x_train), np.asarray(dataset.y_train).copy()
+    rng = np.random.default_rng(0)
+    bad = rng.random(len(y)) < 0.4  # the "attacker's camera": 40 % of the data, labels scrambled
+    y[bad] = rng.integers(0, 43, size=bad.sum())
+    data = DefenseData(x, y, bad, np.asarray(dataset.x_tune), np.asarray(dataset.y_tune), 43)
+    train = TrainConfig(model="gtsrb_cnn", epochs=3, batch_size=32)
+    params = Params(mode=mode, eps=0.0, retrain="none")
+    gains = segment_gains(params, data, camera_ids(bad, seed=0), train)
+    assert max(gains, key=gains.get) == ATTACKER_CAMERA, gains
+    _, kept, metrics = defend(params, "model", data, train, None)
+    assert ATTACKER_CAMERA in map(int, metrics["removed_cameras"].split(","))
+    assert metrics["tpr"] == 1.0 and not kept[bad].any()
