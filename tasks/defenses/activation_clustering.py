@@ -30,6 +30,9 @@ class Params(StageConfig):
     nb_dims: int = Field(10, ge=1, le=1024)
     reduce: Literal["PCA", "FastICA"] = "PCA"
     layer: str | None = Field(None, description="layer whose activations are clustered; None = last hidden")
+    ex_re_threshold: float | None = Field(
+        None, gt=0, description="exclusionary reclassification: None = off; else ART's threshold (e.g. 1)"
+    )
     retrain: Literal["full", "finetune", "none"] = "full"
 
 
@@ -79,6 +82,34 @@ def detect_poison(
     return flagged
 
 
+def exclusionary_reclassification(
+    flagged: np.ndarray, x: np.ndarray, y: np.ndarray, threshold: float, train, n_classes: int
+) -> np.ndarray:
+    """Chen et al.'s check of each class's flagged samples by a model trained without any of them.
+
+    A flagged group that this model still classifies mostly as its own label is clean: it is
+    unflagged when ``count(own label) / count(most frequent other label) > threshold`` (ART's
+    rule), or when no other label is predicted at all. Poison, relabelled by the attacker, is
+    classified as its true source class instead and stays flagged.
+
+    Returns the new ``flagged`` (bool (n,)).
+    """
+    from tasks.evaluate import predict_labels
+    from tasks.train import train_from_scratch
+
+    if not flagged.any() or flagged.all():
+        return flagged
+    judge = train_from_scratch(train, x[~flagged], y[~flagged], n_classes)
+    result = flagged.copy()
+    for label in np.unique(y[flagged]):
+        group = np.flatnonzero(flagged & (y == label))
+        counts = np.bincount(predict_labels(judge, x[group]), minlength=n_classes)
+        own, other = counts[label], np.delete(counts, label).max()
+        if other == 0 or own / other > threshold:
+            result[group] = False
+    return result
+
+
 def preparation(params: Params) -> tuple[str, ActivationsConfig]:
     """The shared stage this defense reads: the activations of ``params.layer``."""
     return "activations", ActivationsConfig(layer=params.layer)
@@ -90,6 +121,10 @@ def defend(params: Params, model, data: DefenseData, train, prepared):
     ``prepared`` is the :class:`~tasks.defenses.activations.Activations` of ``data.x``.
     """
     flagged = detect_poison(params, model, data.x, data.y, prepared.values, data.n_classes, seed=train.seed)
+    flagged_by_clustering = int(flagged.sum())
+    if params.ex_re_threshold is not None:
+        flagged = exclusionary_reclassification(flagged, data.x, data.y, params.ex_re_threshold, train, data.n_classes)
     model, kept, metrics = filter_and_retrain(params.retrain, train, model, data, flagged)
+    metrics["flagged_by_clustering"] = flagged_by_clustering
     metrics["classes_skipped"] = int(data.n_classes - analysable_classes(data.y, data.n_classes, params).sum())
     return model, kept, metrics

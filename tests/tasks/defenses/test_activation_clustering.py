@@ -123,3 +123,20 @@ def test_silhouette_flags_only_the_small_cohesive_cluster_where_plain_art_flags_
     _, clean = _defence_with_clusters(clusters, [separated, mixed], "silhouette-scores").analyze_clusters()
     assert clean[0].tolist() == [1] * 90 + [0] * 10
     assert clean[1].tolist() == [1] * 100  # a small cluster that is not cohesive is not suspicious
+
+
+@pytest.mark.slow
+def test_exclusionary_reclassification_keeps_clean_groups_and_confirms_relabelled_ones():
+    from tasks.defenses.activation_clustering import exclusionary_reclassification
+
+    data = make_dataset(n_classes=4, per_class=40, size=32, seed=6)
+    x, y = np.asarray(data.x_train), np.asarray(data.y_train).copy()
+    relabelled = np.flatnonzero(y == 0)[:10]
+    y[relabelled] = 1  # class-0 images labelled 1: what poison looks like to the judge
+    flagged = np.zeros(len(y), dtype=bool)
+    flagged[relabelled] = True
+    clean_group = np.flatnonzero(y == 2)[:10]
+    flagged[clean_group] = True  # a clean cluster that "smaller" would flag
+    train = TrainConfig(model="gtsrb_cnn", epochs=3, batch_size=16)
+    result = exclusionary_reclassification(flagged, x, y, threshold=1.0, train=train, n_classes=4)
+    assert result[relabelled].all() and not result[clean_group].any()
