@@ -106,3 +106,15 @@ def test_missing_and_malformed_files(tmp_path):
     with pytest.raises(SearchSpaceError, match="required key is missing") as info:
         load_search_space(write(tmp_path, "name: x\nmodel: gtsrb_cnn\n"))
     assert info.value.field == "dataset"
+
+
+def test_shipped_search_spaces_are_valid():
+    from pathlib import Path
+
+    spaces = Path(__file__).resolve().parents[2] / "search_spaces"
+    _, quickstart = load_search_space(spaces / "quickstart.yaml")
+    assert len(quickstart) == 12
+    _, bundled = load_search_space(spaces / "thesis_bundled.yaml")
+    # 5 triggers x 4 poison percentages x (1 + 1 + 2 + 16 + 198 + 6 + 6 + 2 + 2 + 1) pipelines
+    assert len(bundled) == 20 * 235
+    assert {t.defenses[0].name for t in bundled if t.defenses} == {"perfect_filter", "random_filter", "ac", "ss", "dp", "fp"}
