@@ -96,6 +96,40 @@ def status(name: str = typer.Argument(..., help="Sweep name."), storage: Path = 
         _fail(error)
 
 
+@app.command()
+def triggers(
+    dataset: str = typer.Option(..., "--dataset", help="Dataset name (synthetic_faces, digits, gtsrb, ...)."),
+    out: Path = typer.Option(..., "--out", help="PNG file to write."),
+    n: int = typer.Option(4, "--n", min=1, max=64, help="Sample images (rows)."),
+    root: Optional[str] = typer.Option(None, "--root", help="Folder (or URI) of a dataset read from disk."),
+    trigger: Optional[list[str]] = typer.Option(
+        None, "--trigger", help="Show this trigger (repeatable; png:<file>.png for your own) instead of the dataset's."
+    ),
+    seed: int = typer.Option(0, help="Picks the sample images."),
+) -> None:
+    """Render a gallery PNG: sample images of DATASET clean and with each of its triggers."""
+    from orchestrator.gallery import dataset_config, render_gallery
+    from tasks.datasets import load_dataset
+    from tasks.triggers import check_trigger_name, triggers_for
+
+    try:
+        config = dataset_config(dataset, root)
+        names = tuple(check_trigger_name(name) for name in trigger) if trigger else triggers_for(dataset)
+    except ValueError as error:
+        raise typer.BadParameter(str(error)) from None
+    try:
+        gallery = render_gallery(load_dataset(config), names, out, n=n, seed=seed)
+    except UserError as error:
+        _fail(error)
+    placed = "; ".join(
+        f"{name}: " + ", ".join(f"{count} {how}" for how, count in counts.items())
+        for name, counts in gallery.placements.items()
+    )
+    typer.echo(f"wrote {gallery.path} ({len(gallery.triggers)} triggers x {len(gallery.sample_index)} images)")
+    if placed:
+        typer.echo(f"placement: {placed}")
+
+
 def main() -> None:  # pragma: no cover - console entry point
     app()
 

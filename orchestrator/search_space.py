@@ -12,17 +12,18 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, create_model
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, create_model
 
 from orchestrator.errors import SearchSpaceError
 from orchestrator.hashing import content_hash
 from tasks.config import StageConfig
 from tasks.datasets import DATASETS, DatasetConfig, class_names
 from tasks.defenses import DEFENSES, DefenseSpec
-from tasks.models import MODELS
+from tasks.errors import TriggerError
+from tasks.models import MODELS, weights_problem
 from tasks.poison import AttackConfig, resolve_class
 from tasks.train import TrainConfig
-from tasks.triggers import TRIGGERS
+from tasks.triggers import PNG_PREFIX, check_trigger_name, get_trigger
 
 NO_DEFENSE = "none"
 
@@ -66,7 +67,7 @@ class AttackGrid(BaseModel):
 
     source: axis(ClassRef)
     target: axis(ClassRef)
-    trigger: axis(Literal[tuple(TRIGGERS)])  # type: ignore[valid-type]
+    trigger: axis(Annotated[str, AfterValidator(check_trigger_name)])
     poison_pct: axis(Annotated[float, Field(ge=0, le=100)])
 
 
@@ -218,9 +219,44 @@ def load_search_space(path: str | Path) -> tuple[SearchSpace, list[TrialSpec]]:
         space = SearchSpace.model_validate(raw)
     except ValidationError as error:
         _raise_first(error, source)
+    _resolve_paths(space, Path(path).parent)
+    _check_files(space, source)
     space.attack = _resolve_classes(space, source)
     pipelines = parse_defenses(space.defenses, source)
     return space, expand_trials(space, pipelines, source)
+
+
+def _resolve_paths(space: SearchSpace, base: Path) -> None:
+    """Make ``train.weights`` and ``png:`` trigger paths absolute, relative ones from the space file's folder.
+
+    Trials run elsewhere (Ray workers change directory), and an absolute path is also one recipe key
+    whatever directory the sweep was launched from.
+    """
+
+    def absolute(path: str) -> str:
+        return str((base / Path(path).expanduser()).resolve())
+
+    space.train.weights = [None if w is None else absolute(w) for w in space.train.weights]
+    space.attack.trigger = [
+        PNG_PREFIX + absolute(t[len(PNG_PREFIX) :]) if t.startswith(PNG_PREFIX) else t for t in space.attack.trigger
+    ]
+
+
+def _check_files(space: SearchSpace, source: str) -> None:
+    """Fail before any work when a model's weights settings or a user trigger's file are wrong."""
+    for model in space.model:
+        for train in expand_grid(space.train):
+            problem = weights_problem(model, train["weights"], train["random_init"])
+            if problem:
+                raise SearchSpaceError(source, f"train.{problem[0]}", problem[1])
+    for position, weights in enumerate(space.train.weights):
+        if weights is not None and not Path(weights).is_file():
+            raise SearchSpaceError(source, f"train.weights[{position}]", f"weights file not found: {weights}")
+    for position, trigger in enumerate(space.attack.trigger):
+        try:
+            get_trigger(trigger)
+        except TriggerError as error:
+            raise SearchSpaceError(source, f"attack.trigger[{position}]", f"{error.source}: {error.message}") from None
 
 
 def _resolve_classes(space: SearchSpace, source: str) -> AttackGrid:

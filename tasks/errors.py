@@ -18,3 +18,11 @@ class UserError(Exception):
 
 class DatasetError(UserError):
     """A dataset on disk is missing, incomplete or unreadable; ``source`` is the offending path."""
+
+
+class ModelError(UserError):
+    """A model cannot be built as configured (pretrained weights missing or not matching); ``field`` is the config key."""
+
+
+class TriggerError(UserError):
+    """A trigger image the user named is missing or unreadable; ``source`` is its path."""

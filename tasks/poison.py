@@ -7,7 +7,7 @@ label; they replace the originals in place, so the training set keeps its size.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +15,7 @@ from pydantic import Field, field_validator
 
 from tasks.config import StageConfig
 from tasks.datasets import ImageDataset
-from tasks.triggers import TRIGGERS, apply_trigger
+from tasks.triggers import check_trigger_name, get_trigger
 
 
 class AttackConfig(StageConfig):
@@ -23,16 +23,14 @@ class AttackConfig(StageConfig):
 
     source: int | str
     target: int | str
-    trigger: str
+    trigger: str = Field(description="a registered trigger name, or png:<path>.png for a user overlay")
     poison_pct: float = Field(ge=0, le=100, description="percent of the source class's training images")
     seed: int = Field(0, ge=0)
 
     @field_validator("trigger")
     @classmethod
     def _known_trigger(cls, trigger: str) -> str:
-        if trigger not in TRIGGERS:
-            raise ValueError(f"unknown trigger {trigger!r}; known: {', '.join(sorted(TRIGGERS))}")
-        return trigger
+        return check_trigger_name(trigger)
 
 
 @dataclass(frozen=True, eq=False)
@@ -49,6 +47,9 @@ class PoisonedDataset:
         The triggered images that replace ``x_train[poison_index]``; their label is ``target``.
     x_test_triggered : ndarray of uint8, shape (n_source_test, h, w, 3)
         Every source-class test image with the trigger: the set ``asr`` is measured on.
+    placement, test_placement : dict of str to int
+        How the trigger was placed on ``x_poison`` and on ``x_test_triggered`` (for the sunglasses:
+        ``haar`` = eyes detected, ``prior`` = aligned-face prior); empty for centred patches.
     """
 
     source: int
@@ -56,6 +57,8 @@ class PoisonedDataset:
     poison_index: np.ndarray
     x_poison: np.ndarray
     x_test_triggered: np.ndarray
+    placement: dict = field(default_factory=dict)
+    test_placement: dict = field(default_factory=dict)
 
     @property
     def n_poisoned(self) -> int:
@@ -68,6 +71,8 @@ class PoisonedDataset:
             "target": self.target,
             "n_poisoned": self.n_poisoned,
             "n_test_triggered": len(self.x_test_triggered),
+            **{f"placement_{how}": count for how, count in self.placement.items()},
+            **{f"test_placement_{how}": count for how, count in self.test_placement.items()},
         }
 
     def training_set(self, dataset: ImageDataset) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -84,7 +89,9 @@ class PoisonedDataset:
         np.save(directory / "poison_index.npy", self.poison_index)
         np.save(directory / "x_poison.npy", self.x_poison)
         np.save(directory / "x_test_triggered.npy", self.x_test_triggered)
-        (directory / "attack.json").write_text(json.dumps({"source": self.source, "target": self.target}))
+        attack = {"source": self.source, "target": self.target}
+        attack.update(placement=self.placement, test_placement=self.test_placement)
+        (directory / "attack.json").write_text(json.dumps(attack))
 
     @classmethod
     def load(cls, directory: Path) -> "PoisonedDataset":
@@ -95,6 +102,9 @@ class PoisonedDataset:
             poison_index=np.load(directory / "poison_index.npy"),
             x_poison=np.load(directory / "x_poison.npy"),
             x_test_triggered=np.load(directory / "x_test_triggered.npy"),
+            # Artifacts written before placements were recorded hold patch triggers: nothing to count.
+            placement=attack.get("placement", {}),
+            test_placement=attack.get("test_placement", {}),
         )
 
 
@@ -110,7 +120,11 @@ def resolve_class(label: int | str, class_names: tuple[str, ...]) -> int:
 
 
 def poison_dataset(config: AttackConfig, dataset: ImageDataset) -> PoisonedDataset:
-    """Stage ``poison``: choose ``round(poison_pct/100 * n_source)`` source images and trigger them."""
+    """Stage ``poison``: choose ``round(poison_pct/100 * n_source)`` source images and trigger them.
+
+    The trigger is also stamped on every source-class test image (the set ``asr`` is measured on).
+    Raises TriggerError when a ``png:`` trigger's file cannot be read.
+    """
     source = resolve_class(config.source, dataset.class_names)
     target = resolve_class(config.target, dataset.class_names)
     if source == target:
@@ -119,10 +133,15 @@ def poison_dataset(config: AttackConfig, dataset: ImageDataset) -> PoisonedDatas
     n_poisoned = int(round(config.poison_pct / 100 * len(source_index)))
     rng = np.random.default_rng(config.seed)
     poison_index = np.sort(rng.choice(source_index, size=n_poisoned, replace=False)).astype(np.int64)
+    trigger = get_trigger(config.trigger)
+    x_poison, placement = trigger.apply(np.asarray(dataset.x_train[poison_index]))
+    x_test_triggered, test_placement = trigger.apply(np.asarray(dataset.x_test[dataset.y_test == source]))
     return PoisonedDataset(
         source=source,
         target=target,
         poison_index=poison_index,
-        x_poison=apply_trigger(np.asarray(dataset.x_train[poison_index]), config.trigger),
-        x_test_triggered=apply_trigger(np.asarray(dataset.x_test[dataset.y_test == source]), config.trigger),
+        x_poison=x_poison,
+        x_test_triggered=x_test_triggered,
+        placement=placement,
+        test_placement=test_placement,
     )

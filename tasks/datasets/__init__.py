@@ -12,11 +12,16 @@ from typing import Annotated, Union
 
 from pydantic import Field
 
-from tasks.datasets import synthetic_signs
+from tasks.datasets import digits, gtsrb, lfw, synthetic_faces, synthetic_signs, youtube_faces
 from tasks.datasets.image_dataset import ImageDataset
 
 DATASETS = {
     "synthetic_signs": synthetic_signs,
+    "gtsrb": gtsrb,
+    "youtube_faces": youtube_faces,
+    "lfw": lfw,
+    "digits": digits,
+    "synthetic_faces": synthetic_faces,
 }
 
 DatasetConfig = Annotated[

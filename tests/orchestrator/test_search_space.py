@@ -118,3 +118,126 @@ def test_shipped_search_spaces_are_valid():
     # 5 triggers x 4 poison percentages x (1 + 1 + 2 + 16 + 198 + 6 + 6 + 2 + 2 + 1) pipelines
     assert len(bundled) == 20 * 235
     assert {t.defenses[0].name for t in bundled if t.defenses} == {"perfect_filter", "random_filter", "ac", "ss", "dp", "fp"}
+
+
+# --- pretrained weights and user trigger files ---------------------------------------------------
+
+FACES = """
+name: faces
+dataset: {name: synthetic_faces, n_identities: 3, per_identity: 10}
+model: vgg16_face
+train: {epochs: 1, batch_size: 16, weights: weights/vgg_face.h5}
+attack: {source: person_00, target: person_01, trigger: [green_sunglasses, png:glasses.png], poison_pct: 10}
+"""
+
+
+def write_faces_space(tmp_path, text=FACES):
+    (tmp_path / "weights").mkdir(exist_ok=True)
+    (tmp_path / "weights" / "vgg_face.h5").write_bytes(b"")  # only its existence is checked at load time
+    from PIL import Image
+
+    Image.new("RGBA", (40, 16), (0, 200, 0, 255)).save(tmp_path / "glasses.png")
+    return write(tmp_path, text)
+
+
+def test_relative_weights_and_png_paths_are_taken_from_the_space_file(tmp_path, monkeypatch):
+    monkeypatch.chdir("/")
+    _, trials = load_search_space(write_faces_space(tmp_path))
+    assert {t.train.weights for t in trials} == {str((tmp_path / "weights" / "vgg_face.h5").resolve())}
+    assert {t.attack.trigger for t in trials} == {"green_sunglasses", f"png:{(tmp_path / 'glasses.png').resolve()}"}
+
+
+@pytest.mark.parametrize(
+    "change, field, words",
+    [
+        (("weights: weights/vgg_face.h5", "random_init: false"), "train.weights", "set train.weights to a local"),
+        (("weights: weights/vgg_face.h5", "weights: weights/other.h5"), "train.weights[0]", "weights file not found"),
+        (("batch_size: 16,", "batch_size: 16, random_init: true,"), "train.random_init", "not both"),
+        (("model: vgg16_face", "model: [deepid, vgg16_face]"), "train.weights", "deepid trains from scratch"),
+        (("png:glasses.png", "png:sunglasses.png"), "attack.trigger[1]", "trigger image not found"),
+        (("png:glasses.png", "png:glasses.jpg"), "attack.trigger[1]", "png:<path to a .png file>"),
+    ],
+)
+def test_weights_and_trigger_files_are_checked_before_any_work(tmp_path, change, field, words):
+    assert FACES.replace(*change) != FACES
+    path = write_faces_space(tmp_path, FACES.replace(*change))
+    with pytest.raises(SearchSpaceError) as info:
+        load_search_space(path)
+    assert (info.value.source, info.value.field) == (str(path), field)
+    assert words in str(info.value)
+
+
+def test_random_init_replaces_the_weights_file(tmp_path):
+    text = FACES.replace("weights: weights/vgg_face.h5", "random_init: true")
+    _, trials = load_search_space(write_faces_space(tmp_path, text))
+    assert {(t.train.weights, t.train.random_init) for t in trials} == {(None, True)}
+
+
+# --- the thesis search spaces ---------------------------------------------------------------------
+
+def tiny_jpeg() -> bytes:
+    import io
+
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.new("RGB", (8, 8), (120, 90, 60)).save(buffer, format="JPEG")
+    return buffer.getvalue()
+
+
+def thesis_space(tmp_path, name: str, root, weights=None):
+    """The shipped thesis space ``name`` with its placeholder paths pointed at ``root`` and ``weights``."""
+    import yaml
+    from pathlib import Path
+
+    raw = yaml.safe_load((Path(__file__).resolve().parents[2] / "search_spaces" / f"{name}.yaml").read_text())
+    raw["dataset"]["root"] = str(root)
+    if weights is not None:
+        assert raw["train"]["weights"] == "/path/to/vgg_face_weights.h5"  # the placeholder users must edit
+        raw["train"]["weights"] = str(weights)
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    return path
+
+
+def test_thesis_gtsrb_space_is_the_thesis_grid(tmp_path):
+    space, trials = load_search_space(thesis_space(tmp_path, "thesis_gtsrb", tmp_path / "GTSRB"))
+    assert len(trials) == 5 * 9 * 3
+    assert {(t.attack.source, t.attack.target) for t in trials} == {(8, 14)}
+    assert {(t.train.model, t.train.epochs, t.train.batch_size, t.train.optimizer, t.train.learning_rate) for t in trials} == {
+        ("gtsrb_cnn", 10, 32, "adam", 0.001)
+    }
+
+
+def test_thesis_youtube_faces_space_resolves_people_on_disk(tmp_path):
+    root, jpeg = tmp_path / "aligned_images_DB", tiny_jpeg()
+    for person in ("Sarah_Jessica_Parker", "Tom_Hanks"):
+        video = root / person / "0"
+        video.mkdir(parents=True)
+        for frame in range(100):
+            (video / f"aligned_detect_0.{frame}.jpg").write_bytes(jpeg)
+    _, trials = load_search_space(thesis_space(tmp_path, "thesis_youtube_faces", root))
+    assert len(trials) == 2 * 2 * 3
+    assert {(t.attack.source, t.attack.target) for t in trials} == {(0, 1)}  # sorted names
+    assert {t.attack.trigger for t in trials} == {"green_sunglasses", "black_sunglasses"}
+    assert {(t.train.model, t.train.optimizer, t.train.learning_rate, t.train.epochs) for t in trials} == {
+        ("deepid", "adadelta", 0.1, 10)
+    }
+
+
+def test_thesis_lfw_space_needs_its_weights_file(tmp_path):
+    root, jpeg = tmp_path / "lfw", tiny_jpeg()
+    for person in ("Arnold_Schwarzenegger", "Donald_Rumsfeld"):
+        (root / person).mkdir(parents=True)
+        for index in range(1, 21):
+            (root / person / f"{person}_{index:04d}.jpg").write_bytes(jpeg)
+    with pytest.raises(SearchSpaceError, match="weights file not found: /path/to/vgg_face_weights.h5") as info:
+        load_search_space(thesis_space(tmp_path, "thesis_lfw", root))
+    assert info.value.field == "train.weights[0]"
+
+    weights = tmp_path / "vgg_face.h5"
+    weights.write_bytes(b"")
+    _, trials = load_search_space(thesis_space(tmp_path, "thesis_lfw", root, weights))
+    assert len(trials) == 2 * 4 * 3
+    assert {(t.attack.source, t.attack.target) for t in trials} == {(1, 0)}  # Rumsfeld -> Schwarzenegger
+    assert {(t.train.model, t.train.epochs, t.train.weights) for t in trials} == {("vgg16_face", 50, str(weights))}

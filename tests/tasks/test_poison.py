@@ -63,3 +63,28 @@ def test_artifact_roundtrip(tmp_path, tiny_dataset):
     assert loaded.metrics == poisoned.metrics
     for field in ("poison_index", "x_poison", "x_test_triggered"):
         np.testing.assert_array_equal(getattr(loaded, field), getattr(poisoned, field))
+
+
+def test_face_trigger_placements_are_counted_and_kept(tmp_path):
+    from tasks.datasets.synthetic_faces import Config, load_dataset
+
+    faces = load_dataset(Config(n_identities=3, per_identity=20))
+    config = AttackConfig(source="person_01", target="person_02", trigger="green_sunglasses", poison_pct=50)
+    poisoned = poison_dataset(config, faces)
+    metrics = poisoned.metrics
+    assert poisoned.n_poisoned == 7  # half of person_01's 14 training images
+    assert metrics["placement_haar"] + metrics["placement_prior"] == 7
+    assert metrics["test_placement_haar"] + metrics["test_placement_prior"] == metrics["n_test_triggered"] == 4
+    assert not np.array_equal(poisoned.x_poison, faces.x_train[poisoned.poison_index])
+    poisoned.save(tmp_path)
+    assert type(poisoned).load(tmp_path).metrics == metrics
+
+
+def test_patch_triggers_record_no_placement(tiny_dataset):
+    poisoned = poison_dataset(AttackConfig(source=1, target=3, trigger="white_square", poison_pct=50), tiny_dataset)
+    assert not any(key.startswith(("placement_", "test_placement_")) for key in poisoned.metrics)
+
+
+def test_user_png_trigger_names_are_accepted_without_reading_the_file():
+    config = AttackConfig(source=1, target=3, trigger="png:/somewhere/glasses.png", poison_pct=10)
+    assert config.trigger == "png:/somewhere/glasses.png"

@@ -28,3 +28,28 @@ def test_configure_tensorflow_limits_threads_before_tensorflow_starts():
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.split() == ["2", "2"]
+
+
+def test_transfer_learning_trains_only_the_new_layer_and_records_the_weights(tmp_path):
+    import hashlib
+
+    import keras
+
+    from tasks.models import VGG_FACE_LAYERS, build_model, save_vgg_face_weights
+
+    dataset = make_dataset(n_classes=3, per_class=6, size=32)
+    keras.utils.set_random_seed(5)
+    path = tmp_path / "vgg_face.h5"
+    save_vgg_face_weights(build_model("vgg16_face", (32, 32, 3), 3, random_init=True), str(path))
+    poisoned = poison_dataset(AttackConfig(source=0, target=1, trigger="yellow_square", poison_pct=50), dataset)
+    config = TrainConfig(model="vgg16_face", weights=str(path), epochs=2, batch_size=8, optimizer="adadelta", learning_rate=0.1)
+    trained = train_model(config, dataset, poisoned)
+
+    pretrained = build_model("vgg16_face", (32, 32, 3), 3, weights=str(path))
+    for name in VGG_FACE_LAYERS:
+        for after, before in zip(trained.model.get_layer(name).get_weights(), pretrained.get_layer(name).get_weights()):
+            np.testing.assert_array_equal(after, before)
+    keras.utils.set_random_seed(config.seed)  # the untrained last layer train_model started from
+    fresh = build_model("vgg16_face", (32, 32, 3), 3, weights=str(path)).get_layer("predictions").get_weights()[0]
+    assert not np.allclose(trained.model.get_layer("predictions").get_weights()[0], fresh)
+    assert trained.metrics["weights_sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()
