@@ -121,6 +121,8 @@ def trial_row(trial: TrialSpec, records: list[tuple[str, StageRecord]], sweep: s
         "clean_acc_after": after["clean_acc"],
         "asr_after": after["asr"],
     }
+    # How face triggers were placed (Haar eye pairs or the aligned-face prior), for training and test poisons.
+    row.update({k: v for k, v in attack.items() if "placement" in k})
     row.update({f"dataset_{k}": v for k, v in trial.dataset.model_dump().items() if k != "name"})
     row.update({f"train_{k}": v for k, v in trial.train.model_dump().items() if k not in ("model", "seed")})
     for position, defense in enumerate(trial.defenses, start=1):
