@@ -241,3 +241,26 @@ def test_thesis_lfw_space_needs_its_weights_file(tmp_path):
     assert len(trials) == 2 * 4 * 3
     assert {(t.attack.source, t.attack.target) for t in trials} == {(1, 0)}  # Rumsfeld -> Schwarzenegger
     assert {(t.train.model, t.train.epochs, t.train.weights) for t in trials} == {("vgg16_face", 50, str(weights))}
+
+
+def test_people_are_named_in_a_space_over_data_on_disk(tmp_path):
+    from tests.tasks.datasets.test_youtube_faces import write_database
+
+    write_database(tmp_path)
+    space = write(tmp_path, f"""
+        name: faces
+        dataset: {{name: youtube_faces, root: {tmp_path}, min_images: 10}}
+        model: deepid
+        attack: {{source: Sarah_Jessica_Parker, target: Tom_Hanks, trigger: green_sunglasses, poison_pct: 10}}
+    """)
+    _, trials = load_search_space(space)
+    assert (trials[0].attack.source, trials[0].attack.target) == (1, 2)  # sorted names; Zed_Few has too few
+    bad = write(tmp_path, space.read_text().replace("Tom_Hanks", "Tom_Cruise"), "bad.yaml")
+    with pytest.raises(SearchSpaceError, match="'Tom_Cruise' is not in the dataset") as info:
+        load_search_space(bad)
+    assert info.value.field == "attack.target[0]"
+    missing = write(tmp_path, space.read_text().replace(str(tmp_path), str(tmp_path / "nowhere")), "missing.yaml")
+    from tasks.errors import DatasetError
+
+    with pytest.raises(DatasetError, match="nowhere.*directory not found"):
+        load_search_space(missing)  # a user error (exit 2), raised before any work
