@@ -24,6 +24,13 @@ resources: {cpu: 1}
 """
 
 
+def run_space(tmp_path, text: str):
+    """Write a search space and run it with the CLI into ``tmp_path/runs``; returns the CLI result."""
+    space = tmp_path / "space.yaml"
+    space.write_text(textwrap.dedent(text))
+    return CliRunner().invoke(app, ["run", str(space), "--storage", str(tmp_path / "runs")])
+
+
 def snapshot(directory):
     return {p.relative_to(directory): (p.read_bytes(), p.stat().st_mtime_ns) for p in directory.glob("**/*.parquet")}
 
@@ -80,16 +87,14 @@ def test_sweep_runs_every_trial_and_trains_each_model_once(tmp_path):
 
 
 def test_failed_trial_is_reported_with_its_error_and_others_still_finish(tmp_path):
-    space = tmp_path / "space.yaml"
-    space.write_text(textwrap.dedent("""
+    result = run_space(tmp_path, """
         name: failing
         dataset: {name: synthetic_signs, per_class: 12, test_per_class: 1}
         model: gtsrb_cnn
         train: {epochs: 1}
         attack: {source: 8, target: 14, trigger: yellow_square, poison_pct: 50}
         defenses: [none, {ac: {layer: no_such_layer}}]
-    """))
-    result = CliRunner().invoke(app, ["run", str(space), "--storage", str(tmp_path / "runs")])
+    """)
     assert result.exit_code == 1, result.output
     assert "FAILED yellow_square 50% seed=0 ac(layer=no_such_layer)" in result.output
     assert "no_such_layer" in result.output.split("FAILED", 1)[1].splitlines()[0]
@@ -98,8 +103,7 @@ def test_failed_trial_is_reported_with_its_error_and_others_still_finish(tmp_pat
 
 
 def test_chained_defenses_record_every_stage(tmp_path):
-    space = tmp_path / "space.yaml"
-    space.write_text(textwrap.dedent("""
+    result = run_space(tmp_path, """
         name: chain
         dataset: {name: synthetic_signs, per_class: 12, test_per_class: 2}
         model: gtsrb_cnn
@@ -108,8 +112,7 @@ def test_chained_defenses_record_every_stage(tmp_path):
         defenses:
           - [ss: {expected_pp_poison: 0.1, retrain: finetune}, ac: {retrain: none}]
           - [ss: {expected_pp_poison: 0.5, eps_multiplier: 2}, perfect_filter: {retrain: none}]
-    """))
-    result = CliRunner().invoke(app, ["run", str(space), "--storage", str(tmp_path / "runs")])
+    """)
     assert result.exit_code == 0, result.output
     rows = query(tmp_path / "runs", "SELECT * FROM results ORDER BY pipeline").to_dict("records")
     first, everything = rows  # ordered by pipeline: pp 0.1 sorts before pp 0.5
@@ -119,15 +122,16 @@ def test_chained_defenses_record_every_stage(tmp_path):
     assert first["d2_n_seen"] == n_train - first["d1_removed_total"]
     assert first["d2_n_poisoned"] == first["d1_n_poisoned"] - first["d1_removed_poisoned"]
     assert first["d1_retrained"] and not first["d2_retrained"]
-    assert first["d1_activations_computed"] and first["d2_activations_computed"]
+    # Both pipelines start with SS on the same model and data: one activations stage serves both.
+    assert first["d1_activations_computed"] + everything["d1_activations_computed"] == 1
+    assert first["d2_activations_computed"]
     # eps x pp = 1: SS flags everything, nothing is left to retrain on or to filter after it.
     assert everything["d1_removed_total"] == n_train and not everything["d1_retrained"]
     assert everything["d2_n_seen"] == 0
 
 
 def test_ac_then_fp_and_fp_then_ac_both_run(tmp_path):
-    space = tmp_path / "space.yaml"
-    space.write_text(textwrap.dedent("""
+    result = run_space(tmp_path, """
         name: orders
         dataset: {name: synthetic_signs, per_class: 12, test_per_class: 2}
         model: gtsrb_cnn
@@ -136,8 +140,7 @@ def test_ac_then_fp_and_fp_then_ac_both_run(tmp_path):
         defenses:
           - [ac: {cluster_analysis: smaller, retrain: finetune}, fp: {threshold: 0.04, epochs: 1}]
           - [fp: {threshold: 0.04, epochs: 1}, ac: {cluster_analysis: smaller, retrain: finetune}]
-    """))
-    result = CliRunner().invoke(app, ["run", str(space), "--storage", str(tmp_path / "runs")])
+    """)
     assert result.exit_code == 0, result.output
     rows = query(tmp_path / "runs", "SELECT * FROM results").set_index("d1_name")
     assert set(rows.index) == {"ac", "fp"}
