@@ -40,7 +40,6 @@ PNG_PREFIX = "png:"
 OVERLAY_EYES: tuple[tuple[float, float], tuple[float, float]] = ((0.25, 0.5), (0.75, 0.5))
 """Where an overlay's eye (lens) centres are, as ``(x / width, y / height)``: the anchors placed on the eyes."""
 
-FACE_DATASETS = frozenset({"youtube_faces", "lfw", "synthetic_faces"})
 
 
 class Trigger(Protocol):
@@ -333,8 +332,13 @@ def get_trigger(name: str) -> Trigger:
 
 
 def triggers_for(dataset: str) -> tuple[str, ...]:
-    """Names of the registered triggers meant for ``dataset``: sunglasses on faces, patches on anything else."""
-    if dataset in FACE_DATASETS:
+    """Names of the registered triggers meant for ``dataset``: sunglasses on faces, patches on anything else.
+
+    A dataset module says it holds aligned faces with ``FACES = True``.
+    """
+    from tasks.datasets import DATASETS  # here, not at the top: synthetic_faces is imported above
+
+    if getattr(DATASETS[dataset], "FACES", False):
         return FACE_TRIGGERS
     return tuple(name for name in TRIGGERS if name not in FACE_TRIGGERS)
 

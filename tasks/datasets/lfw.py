@@ -32,6 +32,9 @@ LAYOUT = "<Person>/<Person>_NNNN.jpg"
 _MAX_NESTING = 3
 
 
+# Aligned face crops: the sunglasses triggers are meant for them (tasks.triggers.triggers_for).
+FACES = True
+
 class Config(StageConfig):
     """The ``lfw`` dataset on disk (any of LFW's alignments: same layout).
 

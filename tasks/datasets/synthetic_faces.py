@@ -287,6 +287,9 @@ def render_synthetic_faces(
     return x, y
 
 
+# Aligned face crops: the sunglasses triggers are meant for them (tasks.triggers.triggers_for).
+FACES = True
+
 class Config(StageConfig):
     """The bundled ``synthetic_faces`` dataset.
 

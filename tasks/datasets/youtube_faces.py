@@ -29,6 +29,9 @@ FOLDER = "aligned_images_DB"
 LAYOUT = f"{FOLDER}/<Person>/<video>/aligned_detect_*.jpg"
 
 
+# Aligned face crops: the sunglasses triggers are meant for them (tasks.triggers.triggers_for).
+FACES = True
+
 class Config(StageConfig):
     """The ``youtube_faces`` dataset on disk.
 
