@@ -75,14 +75,23 @@ class PoisonedDataset:
             **{f"test_placement_{how}": count for how, count in self.test_placement.items()},
         }
 
-    def training_set(self, dataset: ImageDataset) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """The poisoned training set: ``(x, y, is_poison)`` with ``len(x) == len(dataset.x_train)``."""
-        x = np.array(dataset.x_train, copy=True)
-        y = np.array(dataset.y_train, dtype=np.int64, copy=True)
-        x[self.poison_index] = self.x_poison
-        y[self.poison_index] = self.target
-        is_poison = np.zeros(len(x), dtype=bool)
-        is_poison[self.poison_index] = True
+    def training_set(
+        self, dataset: ImageDataset, keep: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The poisoned training set ``(x, y, is_poison)``, or only its rows ``keep`` (sorted indices).
+
+        Only the requested rows are copied out of the (memory-mapped) dataset, once.
+        """
+        rows = np.arange(len(dataset.y_train)) if keep is None else np.asarray(keep, dtype=np.int64)
+        x = np.array(dataset.x_train if keep is None else dataset.x_train[rows], copy=True)
+        y = np.array(dataset.y_train[rows], dtype=np.int64)
+        # Where each poisoned image sits among the requested rows, if it is one of them.
+        position = np.minimum(np.searchsorted(rows, self.poison_index), max(len(rows) - 1, 0))
+        present = (rows[position] == self.poison_index) if len(rows) else np.zeros(0, dtype=bool)
+        x[position[present]] = self.x_poison[present]
+        y[position[present]] = self.target
+        is_poison = np.zeros(len(rows), dtype=bool)
+        is_poison[position[present]] = True
         return x, y, is_poison
 
     def save(self, directory: Path) -> None:

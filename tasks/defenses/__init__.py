@@ -81,9 +81,9 @@ def apply_defense(
     config: DefenseConfig, dataset: ImageDataset, poisoned: PoisonedDataset, current: TrainedModel, prepared=None
 ) -> TrainedModel:
     """Stage ``defense``: apply ``config.name`` to the model and data an earlier stage handed on."""
-    x, y, is_poison = poisoned.training_set(dataset)
     seen = current.keep
-    data = DefenseData(x[seen], y[seen], is_poison[seen], np.asarray(dataset.x_tune), np.asarray(dataset.y_tune), dataset.n_classes)
+    x, y, is_poison = poisoned.training_set(dataset, keep=seen)
+    data = DefenseData(x, y, is_poison, np.asarray(dataset.x_tune), np.asarray(dataset.y_tune), dataset.n_classes)
     module = DEFENSES[config.name]
     model, kept, metrics = module.defend(module.Params(**config.params), current.model, data, config.train, prepared)
     return TrainedModel(model=model, keep=seen[kept], metrics=metrics)

@@ -74,6 +74,6 @@ def compute_activations(
     config: ActivationsConfig, dataset: ImageDataset, poisoned: PoisonedDataset, current: TrainedModel
 ) -> Activations:
     """Stage ``activations`` on the samples ``current`` was trained on (``current.keep``)."""
-    x, _, _ = poisoned.training_set(dataset)
+    x, _, _ = poisoned.training_set(dataset, keep=current.keep)
     layer = config.layer or last_hidden_layer(current.model)
-    return Activations(layer_activations(current.model, x[current.keep], layer, config.batch_size), layer)
+    return Activations(layer_activations(current.model, x, layer, config.batch_size), layer)

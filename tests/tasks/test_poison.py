@@ -88,3 +88,13 @@ def test_patch_triggers_record_no_placement(tiny_dataset):
 def test_user_png_trigger_names_are_accepted_without_reading_the_file():
     config = AttackConfig(source=1, target=3, trigger="png:/somewhere/glasses.png", poison_pct=10)
     assert config.trigger == "png:/somewhere/glasses.png"
+
+
+def test_training_set_rows_equal_the_full_set_indexed(tiny_dataset):
+    poisoned = poison_dataset(AttackConfig(source=1, target=3, trigger="white_square", poison_pct=50), tiny_dataset)
+    x, y, is_poison = poisoned.training_set(tiny_dataset)
+    for keep in (np.arange(0, len(y), 3), poisoned.poison_index[1:], np.zeros(0, dtype=np.int64)):
+        xk, yk, pk = poisoned.training_set(tiny_dataset, keep=keep)
+        np.testing.assert_array_equal(xk, x[keep])
+        np.testing.assert_array_equal(yk, y[keep])
+        np.testing.assert_array_equal(pk, is_poison[keep])
