@@ -5,12 +5,18 @@ parents' keys, so "is it done?" is a directory lookup. Each artifact is computed
 storage root: a per-key file lock makes concurrent trials wait for the one computing it, and the
 result is written to a temporary directory then renamed into place, so a reader sees a whole
 artifact or none.
+
+Every file of an artifact has its size and SHA-256 in the manifest. Sizes are checked whenever an
+artifact is looked up, checksums whenever it is read; a damaged artifact (truncated, a byte flipped,
+a file missing) is moved aside and computed again, never used.
 """
 
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import json
+import logging
 import os
 import shutil
 import socket
@@ -24,6 +30,9 @@ from typing import Any, Callable
 from orchestrator.hashing import content_hash
 
 MANIFEST = "manifest.json"
+_CHUNK = 1 << 20
+
+log = logging.getLogger("bdsweep.store")
 
 
 @dataclass(frozen=True)
@@ -60,17 +69,61 @@ class StageRecord:
 
 @dataclass(eq=False)
 class ArtifactRef:
-    """A stored artifact, loaded from disk only when a later stage needs its value."""
+    """A stored artifact, loaded (and its checksums verified) only when a later stage needs its value."""
 
     stage: Stage
     key: str
     path: Path
+    store: "ArtifactStore" = field(repr=False)
+    config: Any = field(repr=False)
+    parents: list["ArtifactRef"] = field(repr=False)
     _value: Any = field(default=None, repr=False)
 
     def load(self) -> Any:
         if self._value is None:
-            self._value = self.stage.artifact.load(self.path)
+            self._value = self.store.load_verified(self)
         return self._value
+
+
+def file_digests(directory: Path) -> dict[str, dict]:
+    """``{relative path: {"size": bytes, "sha256": hex}}`` for every file under ``directory`` but the manifest."""
+    digests = {}
+    for path in sorted(directory.rglob("*")):
+        if path.is_file() and path.name != MANIFEST:
+            digest = hashlib.sha256()
+            with open(path, "rb") as handle:
+                while chunk := handle.read(_CHUNK):
+                    digest.update(chunk)
+            digests[path.relative_to(directory).as_posix()] = {"size": path.stat().st_size, "sha256": digest.hexdigest()}
+    return digests
+
+
+def artifact_damage(directory: Path, manifest: dict, *, checksums: bool) -> str | None:
+    """What is wrong with the artifact in ``directory``, or None if it is whole.
+
+    Compares the files on disk with the manifest's list: names and sizes always, SHA-256 only with
+    ``checksums`` (it reads every byte).
+    """
+    expected = manifest.get("files")
+    if expected is None:
+        return "its manifest lists no files (written by an older bdsweep)"
+    present = {
+        path.relative_to(directory).as_posix(): path
+        for path in directory.rglob("*") if path.is_file() and path.name != MANIFEST
+    }
+    if missing := sorted(set(expected) - set(present)):
+        return f"missing {missing[0]}"
+    if extra := sorted(set(present) - set(expected)):
+        return f"unexpected file {extra[0]}"
+    for name, facts in expected.items():
+        if (size := present[name].stat().st_size) != facts["size"]:
+            return f"{name} has {size} bytes, the manifest says {facts['size']}"
+    if checksums:
+        actual = file_digests(directory)
+        for name, facts in expected.items():
+            if actual[name]["sha256"] != facts["sha256"]:
+                return f"{name} does not match its SHA-256"
+    return None
 
 
 class ArtifactStore:
@@ -98,6 +151,7 @@ class ArtifactStore:
         return self.root / stage.name / key
 
     def contains(self, stage: Stage, key: str) -> bool:
+        """Whether an artifact was stored under ``key`` (whole or not: see :func:`artifact_damage`)."""
         return (self.path(stage, key) / MANIFEST).is_file()
 
     def manifest(self, stage: Stage, key: str) -> dict:
@@ -107,33 +161,72 @@ class ArtifactStore:
         """Return the artifact of ``stage`` for ``config`` and ``parents``, computing it if no one has.
 
         Waits on the key's lock while another process computes the same artifact, then reuses it.
+        A stored artifact whose files do not have the sizes its manifest states is computed again.
         """
         key = self.key(stage, config, [parent.key for parent in parents])
-        ref = ArtifactRef(stage, key, self.path(stage, key))
-        if not self.contains(stage, key):
+        ref = ArtifactRef(stage, key, self.path(stage, key), self, config, list(parents))
+        manifest = self._whole_manifest(ref, checksums=False)
+        if manifest is None:
             with self._lock(stage, key):
-                if not self.contains(stage, key):
-                    return self._compute(stage, config, parents, ref)
-        manifest = self.manifest(stage, key)
+                manifest = self._whole_manifest(ref, checksums=False)
+                if manifest is None:
+                    return self._compute(ref)
         return ref, StageRecord(stage.name, key, False, manifest["seconds"], manifest["metrics"])
 
-    def _compute(self, stage, config, parents, ref) -> tuple[ArtifactRef, StageRecord]:
+    def load_verified(self, ref: ArtifactRef) -> Any:
+        """``ref``'s value read from disk after checking every file's SHA-256; a damaged one is rebuilt."""
+        if self._whole_manifest(ref, checksums=True) is None:
+            with self._lock(ref.stage, ref.key):
+                if self._whole_manifest(ref, checksums=True) is None:
+                    self._compute(ref)
+                    return ref._value
+        return ref.stage.artifact.load(ref.path)
+
+    def _whole_manifest(self, ref: ArtifactRef, *, checksums: bool) -> dict | None:
+        """The manifest of a whole stored artifact; None when there is none or it was damaged (then moved aside)."""
+        try:
+            manifest = json.loads((ref.path / MANIFEST).read_text())
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError) as error:
+            damage = f"unreadable manifest ({error})"
+        else:
+            damage = artifact_damage(ref.path, manifest, checksums=checksums)
+            if damage is None:
+                return manifest
+        log.warning("artifact %s/%s is damaged (%s); computing it again", ref.stage.name, ref.key, damage)
+        self._discard(ref.path)
+        return None
+
+    @staticmethod
+    def _discard(path: Path) -> None:
+        # Renamed first so no reader ever sees a half-deleted artifact; a rival may have done it already.
+        aside = path.parent / f".damaged-{path.name}-{uuid.uuid4().hex}"
+        try:
+            os.rename(path, aside)
+        except FileNotFoundError:
+            return
+        shutil.rmtree(aside, ignore_errors=True)
+
+    def _compute(self, ref: ArtifactRef) -> tuple[ArtifactRef, StageRecord]:
+        stage, parents = ref.stage, ref.parents
         start = time.perf_counter()
-        value = stage.run(config, *(parent.load() for parent in parents))
+        value = stage.run(ref.config, *(parent.load() for parent in parents))
         seconds = time.perf_counter() - start
         metrics = dict(getattr(value, "metrics", {}) or {})
-        manifest = {
-            **self.recipe(stage, config, [parent.key for parent in parents]),
-            "key": ref.key,
-            "seconds": seconds,
-            "metrics": metrics,
-            "host": socket.gethostname(),
-            "created": time.time(),
-        }
         temporary = ref.path.parent / f".tmp-{ref.key}-{uuid.uuid4().hex}"
         temporary.mkdir(parents=True)
         try:
             value.save(temporary)
+            manifest = {
+                **self.recipe(stage, ref.config, [parent.key for parent in parents]),
+                "key": ref.key,
+                "seconds": seconds,
+                "metrics": metrics,
+                "files": file_digests(temporary),
+                "host": socket.gethostname(),
+                "created": time.time(),
+            }
             # The manifest goes last and reaches the disk before the rename: a directory that has
             # one is complete, even after a power cut.
             with open(temporary / MANIFEST, "w") as handle:

@@ -139,3 +139,60 @@ def test_concurrent_processes_compute_a_stage_once(tmp_path):
         computed = pool.starmap(_resolve_in_process, [(str(tmp_path / "cache"), log)] * 4)
     assert sorted(computed) == [False, False, False, True]
     assert executions(Path(log)) == 1
+
+
+def _stored_file(store, config) -> Path:
+    return store.path(STAGE, store.key(STAGE, config, [])) / "number.json"
+
+
+def test_manifest_lists_every_file_with_its_size_and_checksum(tmp_path):
+    store = ArtifactStore(tmp_path)
+    ref, _ = store.resolve(STAGE, CountConfig(value=12, log=str(tmp_path / "log")), [])
+    files = store.manifest(STAGE, ref.key)["files"]
+    assert list(files) == ["number.json"] and files["number.json"]["size"] == len("12")
+    assert len(files["number.json"]["sha256"]) == 64
+
+
+def test_truncated_artifact_is_detected_on_lookup_and_rebuilt(tmp_path):
+    log = tmp_path / "log"
+    store = ArtifactStore(tmp_path / "cache")
+    config = CountConfig(value=1234, log=str(log))
+    store.resolve(STAGE, config, [])
+    stored = _stored_file(store, config)
+    stored.write_bytes(stored.read_bytes()[:2])  # "12": still valid JSON, the wrong number
+
+    ref, record = store.resolve(STAGE, config, [])
+    assert record.computed and executions(log) == 2
+    assert ref.load().value == 1234 and json.loads(stored.read_text()) == 1234
+    assert not [p for p in (tmp_path / "cache" / "count").iterdir() if p.name.startswith(".damaged")]
+
+
+def test_flipped_byte_is_detected_on_read_and_rebuilt_before_use(tmp_path):
+    log = tmp_path / "log"
+    store = ArtifactStore(tmp_path / "cache")
+    config = CountConfig(value=1234, log=str(log))
+    store.resolve(STAGE, config, [])
+    stored = _stored_file(store, config)
+    stored.write_bytes(stored.read_bytes().replace(b"3", b"7"))  # same size, valid JSON, wrong value
+
+    parent, record = ArtifactStore(tmp_path / "cache").resolve(STAGE, config, [])
+    assert not record.computed  # sizes match: the lookup alone cannot tell
+    child, _ = store.resolve(STAGE, CountConfig(value=1, log=str(log)), [parent])
+    assert child.load().value == 1235  # the child was computed from the rebuilt parent, not the flipped one
+    assert executions(log) == 3 and json.loads(stored.read_text()) == 1234
+
+
+@pytest.mark.parametrize("damage", ["delete", "extra", "manifest"])
+def test_missing_extra_or_unreadable_files_count_as_damage(tmp_path, damage):
+    log = tmp_path / "log"
+    store = ArtifactStore(tmp_path)
+    config = CountConfig(value=5, log=str(log))
+    ref, _ = store.resolve(STAGE, config, [])
+    if damage == "delete":
+        (ref.path / "number.json").unlink()
+    elif damage == "extra":
+        (ref.path / "stray.bin").write_bytes(b"\0")
+    else:
+        (ref.path / "manifest.json").write_text('{"truncated": ')
+    again, record = store.resolve(STAGE, config, [])
+    assert record.computed and again.load().value == 5 and executions(log) == 2
