@@ -39,37 +39,74 @@ def _sweep_name(name: Optional[str]) -> Optional[str]:
     return name
 
 
+MAX_CONCURRENT = typer.Option(None, "--max-concurrent", min=1, help="At most this many trials at once.")
+ADDRESS = typer.Option(None, "--address", help="Ray cluster address (default: a local Ray on 127.0.0.1).")
+MAX_FAILURES = typer.Option(
+    2, "--max-failures", min=0, help="Retries of a trial whose worker or node died (or that raised)."
+)
+
+
 @app.command()
 def run(
     space_file: Path = typer.Argument(..., help="Search-space YAML file."),
     storage: Path = STORAGE,
     name: Optional[str] = typer.Option(None, help="Sweep name (default: the space's name).", callback=_sweep_name),
-    max_concurrent: Optional[int] = typer.Option(None, min=1, help="At most this many trials at once."),
-    address: Optional[str] = typer.Option(None, help="Ray cluster address (default: a local Ray on 127.0.0.1)."),
+    max_concurrent: Optional[int] = MAX_CONCURRENT,
+    address: Optional[str] = ADDRESS,
+    max_failures: int = MAX_FAILURES,
+    resume: bool = typer.Option(False, "--resume", help="Continue the sweep of that name (same space) if it exists."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the trial count and unique stages, run nothing."),
 ) -> None:
-    """Expand SPACE_FILE into trials and run those that have no result yet."""
-    from orchestrator.results import load_results
+    """Expand SPACE_FILE into trials and run them; a sweep name that exists needs --resume."""
     from orchestrator.search_space import load_search_space
-    from orchestrator.sweep import launch, plan_sweep, record_sweep, results_location
+    from orchestrator.sweep import check_not_started, plan_sweep, record_sweep
 
     try:
         space, trials = load_search_space(space_file)
-        plan = plan_sweep(trials, storage, name or space.name)
+        if not (resume or dry_run):
+            check_not_started(storage, name or space.name)
+        plan = plan_sweep(trials, storage, name or space.name, space.resources)
     except UserError as error:
         _fail(error)
     typer.echo(plan.describe())
     if dry_run:
         return
     record_sweep(plan, space_file)
-    failed = launch(plan, space.resources, max_concurrent=max_concurrent, address=address, echo=typer.echo)
+    _launch(plan, max_concurrent, address, max_failures, resume)
+
+
+@app.command()
+def resume(
+    name: str = typer.Argument(..., help="Sweep name."),
+    storage: Path = STORAGE,
+    max_concurrent: Optional[int] = MAX_CONCURRENT,
+    address: Optional[str] = ADDRESS,
+    max_failures: int = MAX_FAILURES,
+) -> None:
+    """Continue an interrupted sweep: restore Tune's experiment, restart errored trials, run what has no row."""
+    from orchestrator.sweep import recorded_sweep
+
+    try:
+        plan = recorded_sweep(storage, name)
+    except UserError as error:
+        _fail(error)
+    typer.echo(plan.describe())
+    _launch(plan, max_concurrent, address, max_failures, resume=True)
+
+
+def _launch(plan, max_concurrent, address, max_failures, resume) -> None:
+    from orchestrator.results import load_results
+    from orchestrator.sweep import launch, results_location
+
+    failed = launch(plan, max_concurrent=max_concurrent, address=address, echo=typer.echo,
+                    max_failures=max_failures, resume=resume)
     if failed < len(plan.trials):
-        frame = load_results(storage, plan.name)
+        frame = load_results(plan.storage, plan.name)
         typer.echo("")
         _print_table(frame[[c for c in SUMMARY_COLUMNS if c in frame.columns]])
         typer.echo(f"\n{len(frame)} result rows in {results_location(plan)}")
     if failed:
-        typer.echo(f"bdsweep: {failed} trial(s) failed; rerun the same command to retry them", err=True)
+        typer.echo(f"bdsweep: {failed} trial(s) failed; `bdsweep resume {plan.name}` retries them", err=True)
         raise typer.Exit(1)
 
 

@@ -30,6 +30,14 @@ def row_path(storage: str | Path, sweep: str, row: dict[str, Any]) -> Path:
     return results_dir(storage, sweep).joinpath(*parts, f"{row['trial_id']}.parquet")
 
 
+def read_row(storage: str | Path, sweep: str, dataset: str, model: str, trial_id: str) -> dict[str, Any] | None:
+    """The row of one trial as a dict, or None when the trial has none yet."""
+    path = row_path(storage, sweep, {"dataset": dataset, "model": model, "trial_id": trial_id})
+    if not path.is_file():
+        return None
+    return {**pq.read_table(path).to_pylist()[0], "dataset": dataset, "model": model}
+
+
 def write_row(storage: str | Path, sweep: str, row: dict[str, Any]) -> Path:
     """Write one trial's row atomically (temporary file, then rename) and return its path.
 

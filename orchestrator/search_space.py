@@ -82,6 +82,9 @@ class Resources(BaseModel):
 
     cpu: float = Field(1, gt=0)
     gpu: float = Field(0, ge=0)
+    gpu_memory_mb: int | None = Field(
+        None, gt=0, description="GPU memory (MiB) a trial may take, for fractional GPUs; default: memory growth"
+    )
 
 
 class SearchSpace(BaseModel):

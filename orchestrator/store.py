@@ -210,6 +210,9 @@ class ArtifactStore:
 
     def _compute(self, ref: ArtifactRef) -> tuple[ArtifactRef, StageRecord]:
         stage, parents = ref.stage, ref.parents
+        # Under the key's lock, any temporary directory of this key is a dead process's half-written try.
+        for leftover in ref.path.parent.glob(f".tmp-{ref.key}-*"):
+            shutil.rmtree(leftover, ignore_errors=True)
         start = time.perf_counter()
         value = stage.run(ref.config, *(parent.load() for parent in parents))
         seconds = time.perf_counter() - start

@@ -2,6 +2,11 @@
 
 A trial is one Tune trial running :func:`orchestrator.pipeline.execute_trial`; all logic lives in
 plain functions so tests can call them without a cluster.
+
+What is done lives in the storage root, not in the driver: a trial is finished when its result
+file exists, a stage when its artifact does. So a sweep whose driver died is resumed by restoring
+Tune's experiment (errored trials restarted) and then running whatever still has no row, and a
+trial that Tune runs twice finds its row and stops at once.
 """
 
 from __future__ import annotations
@@ -9,16 +14,19 @@ from __future__ import annotations
 import json
 import logging
 import os
+import threading
+import time
 import traceback
+from contextlib import contextmanager
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable
 
 from orchestrator.errors import StorageError
 from orchestrator.pipeline import STAGES, stage_keys
-from orchestrator.results import finished_trial_ids, results_dir
-from orchestrator.search_space import TrialSpec
+from orchestrator.results import finished_trial_ids, read_row, results_dir
+from orchestrator.search_space import Resources, TrialSpec
 from orchestrator.store import ArtifactStore
 
 # Ray would otherwise report usage to its servers; bdsweep sends no traffic off the machine.
@@ -27,6 +35,8 @@ os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
 
 REPORTED_METRICS = ("clean_acc_before", "asr_before", "clean_acc_after", "asr_after", "n_stages_computed")
+# A running trial touches its marker this often (seconds); a marker three beats old is a dead trial's.
+HEARTBEAT_SECONDS = 10.0
 
 
 @dataclass(frozen=True)
@@ -39,6 +49,7 @@ class SweepPlan:
     pending : trials with no result file yet (the ones that will run), shortest pipelines first
     stages : Counter of unique stages the sweep needs, by stage name
     cached : Counter of those already in the artifact store
+    resources : what Ray reserves for each trial
     """
 
     name: str
@@ -47,6 +58,7 @@ class SweepPlan:
     pending: list[TrialSpec]
     stages: Counter
     cached: Counter
+    resources: Resources
 
     def describe(self) -> str:
         done = len(self.trials) - len(self.pending)
@@ -62,7 +74,7 @@ def sweep_dir(storage: str | Path, name: str) -> Path:
     return Path(storage) / name
 
 
-def plan_sweep(trials: list[TrialSpec], storage: str | Path, name: str) -> SweepPlan:
+def plan_sweep(trials: list[TrialSpec], storage: str | Path, name: str, resources: Resources = Resources()) -> SweepPlan:
     """Compare ``trials`` with the results and artifacts already under ``storage``; computes nothing."""
     storage = Path(storage)
     _check_same_space(storage, name, trials)
@@ -82,11 +94,27 @@ def plan_sweep(trials: list[TrialSpec], storage: str | Path, name: str) -> Sweep
         pending=sorted((t for t in trials if t.trial_id not in done), key=lambda t: len(t.defenses)),
         stages=Counter(unique.values()),
         cached=cached,
+        resources=resources,
     )
 
 
 def _trials_file(storage: Path, name: str) -> Path:
     return sweep_dir(storage, name) / "trials.json"
+
+
+def sweep_exists(storage: str | Path, name: str) -> bool:
+    """Whether a sweep of that name was started under ``storage`` (its trials were recorded)."""
+    return _trials_file(Path(storage), name).is_file()
+
+
+def check_not_started(storage: str | Path, name: str) -> None:
+    """Refuse to start a sweep under a name that already has one: it is resumed, not started again."""
+    if sweep_exists(storage, name):
+        raise StorageError(
+            str(sweep_dir(storage, name)), None,
+            f"sweep {name!r} already exists; continue it with `bdsweep resume {name}` (or `run --resume`), "
+            "or choose another --name",
+        )
 
 
 def _check_same_space(storage: Path, name: str, trials: list[TrialSpec]) -> None:
@@ -102,71 +130,131 @@ def _check_same_space(storage: Path, name: str, trials: list[TrialSpec]) -> None
         )
 
 
+def _write_atomically(path: Path, text: str) -> None:
+    temporary = path.with_name(f".{path.name}.tmp")
+    temporary.write_text(text)
+    os.replace(temporary, path)
+
+
 def record_sweep(plan: SweepPlan, space_file: str | Path) -> None:
-    """Keep the search space and its expansion beside the results, for ``status``."""
+    """Keep the search space, its expansion and the trials' resources beside the results, for ``resume`` and ``status``."""
     directory = sweep_dir(plan.storage, plan.name)
     directory.mkdir(parents=True, exist_ok=True)
     trials = [{"trial_id": t.trial_id, **t.model_dump(mode="json")} for t in plan.trials]
-    for target, text in (("space.yaml", Path(space_file).read_text()), ("trials.json", json.dumps(trials, indent=1))):
-        temporary = directory / f".{target}.tmp"
-        temporary.write_text(text)
-        os.replace(temporary, directory / target)
+    _write_atomically(directory / "space.yaml", Path(space_file).read_text())
+    _write_atomically(directory / "resources.json", plan.resources.model_dump_json())
+    # Written last: its presence is what makes the sweep exist (see sweep_exists).
+    _write_atomically(directory / "trials.json", json.dumps(trials, indent=1))
 
 
-def run_trial_in_tune(config: dict, *, trials: dict, storage: str, sweep: str, cpus: float) -> None:
-    """Tune trainable: run one trial's pipeline and write its Parquet row (with the Ray node it ran on)."""
+def recorded_sweep(storage: str | Path, name: str) -> SweepPlan:
+    """The plan of a sweep that was started before, rebuilt from what :func:`record_sweep` kept."""
+    if not sweep_exists(storage, name):
+        raise StorageError(str(storage), None, f"no sweep named {name!r} (expected {_trials_file(Path(storage), name)})")
+    directory = sweep_dir(storage, name)
+    trials = [
+        TrialSpec.model_validate({k: v for k, v in t.items() if k != "trial_id"})
+        for t in json.loads(_trials_file(Path(storage), name).read_text())
+    ]
+    resources_file = directory / "resources.json"
+    resources = Resources.model_validate_json(resources_file.read_text()) if resources_file.is_file() else Resources()
+    return plan_sweep(trials, storage, name, resources)
+
+
+def _marker(storage: str | Path, sweep: str, trial_id: str) -> Path:
+    return sweep_dir(storage, sweep) / "running" / f"{trial_id}.json"
+
+
+@contextmanager
+def running_marker(storage: str | Path, sweep: str, trial_id: str, every: float = HEARTBEAT_SECONDS):
+    """Mark ``trial_id`` as running for ``status``: a file whose mtime a thread refreshes every ``every`` s."""
+    path = _marker(storage, sweep, trial_id)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"pid": os.getpid(), "started": time.time()}))
+    stop = threading.Event()
+
+    def beat():
+        while not stop.wait(every):
+            path.touch()
+
+    thread = threading.Thread(target=beat, name=f"heartbeat-{trial_id}", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
+        path.unlink(missing_ok=True)
+
+
+def run_trial_in_tune(config: dict, *, trials: dict, storage: str, sweep: str, resources: dict) -> None:
+    """Tune trainable: run one trial's pipeline and write its Parquet row (with the Ray node it ran on).
+
+    A trial that already has a row (Tune ran it again after a restore) reports that row and
+    computes nothing.
+    """
     import ray
     from ray import tune
+
+    trial = TrialSpec.model_validate(trials[config["trial"]["trial_id"]])
+    if (row := read_row(storage, sweep, trial.dataset.name, trial.train.model, trial.trial_id)) is not None:
+        tune.report({key: row[key] for key in REPORTED_METRICS})
+        return
 
     from orchestrator.pipeline import execute_trial
     from orchestrator.results import write_row
     from tasks.runtime import configure_tensorflow
 
-    configure_tensorflow(cpus)
-    trial = TrialSpec.model_validate(trials[config["trial_id"]])
-    try:
-        row = execute_trial(trial, ArtifactStore(Path(storage) / "cache"), sweep)
-    except Exception:
-        # Tune writes its own error file only after its callbacks ran; this one the driver can read.
-        write_error(storage, sweep, trial.trial_id, traceback.format_exc())
-        raise
-    row["node_ip"] = ray.util.get_node_ip_address()
-    row["node_id"] = ray.get_runtime_context().get_node_id()
-    write_row(storage, sweep, row)
+    configure_tensorflow(resources["cpu"], resources.get("gpu_memory_mb"))
+    with running_marker(storage, sweep, trial.trial_id):
+        try:
+            row = execute_trial(trial, ArtifactStore(Path(storage) / "cache"), sweep)
+        except Exception:
+            # Tune writes its own error file only after its callbacks ran; this one the driver can read.
+            write_error(storage, sweep, trial.trial_id, traceback.format_exc())
+            raise
+        row["node_ip"] = ray.util.get_node_ip_address()
+        row["node_id"] = ray.get_runtime_context().get_node_id()
+        write_row(storage, sweep, row)
+    _error_file(storage, sweep, trial.trial_id).unlink(missing_ok=True)
     tune.report({key: row[key] for key in REPORTED_METRICS})
 
 
-def _progress_callback(plan: SweepPlan, echo: Callable[[str], None]):
+def trial_label(trial: TrialSpec) -> str:
+    return f"{trial.attack.trigger} {trial.attack.poison_pct:g}% seed={trial.attack.seed} {trial.pipeline}"
+
+
+def _progress_callback(storage: Path, name: str, total: int, echo: Callable[[str], None]):
+    """Prints a line per trial started, done, retried or failed, with the sweep's rows so far out of ``total``.
+
+    Tune pickles it with the experiment, so it holds only what a restored experiment can reuse.
+    """
     from ray import tune
 
-    labels = {
-        t.trial_id: f"{t.attack.trigger} {t.attack.poison_pct:g}% seed={t.attack.seed} {t.pipeline}" for t in plan.pending
-    }
+    def done() -> str:
+        return f"[{len(finished_trial_ids(storage, name))}/{total}]"
 
     class Progress(tune.Callback):
-        def __init__(self):
-            self.finished = 0
-
         def on_trial_start(self, iteration, trials, trial, **info):
-            echo(f"  started   {labels[trial.config['trial_id']]}")
+            echo(f"  started   {trial.config['trial']['label']}")
 
         def on_trial_complete(self, iteration, trials, trial, **info):
-            self.finished += 1
             result = trial.last_result or {}
             echo(
-                f"[{self.finished}/{len(plan.pending)}] done {labels[trial.config['trial_id']]}: "
+                f"{done()} done {trial.config['trial']['label']}: "
                 f"clean_acc {result.get('clean_acc_after', float('nan')):.3f}, "
                 f"asr {result.get('asr_after', float('nan')):.3f}, "
                 f"{result.get('n_stages_computed', '?')} stages computed"
             )
 
+        def on_trial_recover(self, iteration, trials, trial, **info):
+            echo(f"  retrying  {trial.config['trial']['label']} (failure {trial.num_failures})")
+
         def on_trial_error(self, iteration, trials, trial, **info):
-            self.finished += 1
-            trial_id = trial.config["trial_id"]
-            error_file = _error_file(plan.storage, plan.name, trial_id)
+            error_file = _error_file(storage, name, trial.config["trial"]["trial_id"])
             text = error_file.read_text() if error_file.is_file() else trial.get_error()
             echo(
-                f"[{self.finished}/{len(plan.pending)}] FAILED {labels[trial_id]}: {_last_line(text)}\n"
+                f"{done()} FAILED {trial.config['trial']['label']}: {_last_line(text)}\n"
                 f"    traceback: {error_file if error_file.is_file() else trial.path}"
             )
 
@@ -215,9 +303,19 @@ def start_ray(address: str | None = None) -> None:
     logging.getLogger("ray.tune").setLevel(logging.WARNING)
 
 
-def launch(plan: SweepPlan, resources, max_concurrent: int | None = None, address: str | None = None,
-           echo: Callable[[str], None] = print) -> int:
-    """Run ``plan.pending`` as Tune trials; returns the number of trials that failed."""
+def tune_dir(plan: SweepPlan) -> Path:
+    """Ray Tune's experiment directory of the sweep."""
+    return sweep_dir(plan.storage, plan.name).resolve() / "tune"
+
+
+def launch(plan: SweepPlan, max_concurrent: int | None = None, address: str | None = None,
+           echo: Callable[[str], None] = print, max_failures: int = 2, resume: bool = False) -> int:
+    """Run ``plan.pending`` as Tune trials; returns the number of trials that failed.
+
+    With ``resume``, Tune's experiment from an earlier launch is restored first (unfinished trials
+    continued, errored ones restarted); trials it does not cover then run in a new experiment.
+    ``max_failures`` retries a trial whose worker or node died (and one that raised).
+    """
     if not plan.pending:
         return 0
     if address is None:
@@ -228,23 +326,38 @@ def launch(plan: SweepPlan, resources, max_concurrent: int | None = None, addres
     started_here = not ray.is_initialized()
     start_ray(address)
     try:
-        trials = {t.trial_id: t.model_dump(mode="json") for t in plan.pending}
-        trainable = tune.with_parameters(
-            run_trial_in_tune, trials=trials, storage=str(plan.storage.resolve()), sweep=plan.name, cpus=resources.cpu
+        trials = {t.trial_id: t.model_dump(mode="json") for t in plan.trials}
+        trainable = tune.with_resources(
+            tune.with_parameters(
+                run_trial_in_tune, trials=trials, storage=str(plan.storage.resolve()), sweep=plan.name,
+                resources=plan.resources.model_dump(),
+            ),
+            {"cpu": plan.resources.cpu, "gpu": plan.resources.gpu},
         )
+        experiment = tune_dir(plan)
+        if resume and tune.Tuner.can_restore(experiment):
+            echo(f"restoring Tune's experiment {experiment}")
+            tune.Tuner.restore(str(experiment), trainable, restart_errored=True).fit()
+            plan = replace(plan, pending=[t for t in plan.pending if t.trial_id not in finished_trial_ids(plan.storage, plan.name)])
+            if not plan.pending:
+                return 0
+            echo(f"{len(plan.pending)} trials were not in Tune's experiment; running them")
         tuner = tune.Tuner(
-            tune.with_resources(trainable, {"cpu": resources.cpu, "gpu": resources.gpu}),
-            param_space={"trial_id": tune.grid_search(list(trials))},
+            trainable,
+            param_space={
+                "trial": tune.grid_search([{"trial_id": t.trial_id, "label": trial_label(t)} for t in plan.pending])
+            },
             tune_config=tune.TuneConfig(max_concurrent_trials=max_concurrent, reuse_actors=False),
             run_config=tune.RunConfig(
-                name="tune",
-                storage_path=str(sweep_dir(plan.storage, plan.name).resolve()),
+                name=experiment.name,
+                storage_path=str(experiment.parent),
                 verbose=0,
-                callbacks=[_progress_callback(plan, echo)],
-                failure_config=tune.FailureConfig(max_failures=0),
+                callbacks=[_progress_callback(plan.storage, plan.name, len(plan.trials), echo)],
+                failure_config=tune.FailureConfig(max_failures=max_failures),
             ),
         )
-        return tuner.fit().num_errors
+        tuner.fit()
+        return len({t.trial_id for t in plan.pending} - finished_trial_ids(plan.storage, plan.name))
     finally:
         if started_here:
             ray.shutdown()
@@ -254,20 +367,36 @@ def results_location(plan: SweepPlan) -> Path:
     return results_dir(plan.storage, plan.name).resolve()
 
 
+def trial_states(storage: str | Path, name: str, now: float | None = None) -> dict[str, set[str]]:
+    """Trial ids of a sweep by state: ``done`` (a row), ``running`` (a fresh heartbeat), ``errored``
+    (a traceback from its last attempt), ``pending`` (none of these)."""
+    trial_ids = {t["trial_id"] for t in json.loads(_trials_file(Path(storage), name).read_text())}
+    directory = sweep_dir(storage, name)
+    now = time.time() if now is None else now
+    done = finished_trial_ids(storage, name) & trial_ids
+    running = {
+        path.stem for path in (directory / "running").glob("*.json")
+        if now - path.stat().st_mtime < 3 * HEARTBEAT_SECONDS
+    } & trial_ids - done
+    errored = {path.stem for path in (directory / "errors").glob("*.txt")} & trial_ids - done - running
+    return {"done": done, "running": running, "errored": errored, "pending": trial_ids - done - running - errored}
+
+
 def sweep_status(storage: str | Path, name: str) -> str:
-    """A short report: trials done and pending, and stages computed versus reused by finished trials."""
+    """A short report: trials done, running, errored and pending, and stages computed versus reused."""
     from orchestrator.results import load_results
 
-    trials_file = _trials_file(Path(storage), name)
-    if not trials_file.is_file():
-        raise StorageError(str(storage), None, f"no sweep named {name!r} (expected {trials_file})")
-    trial_ids = {t["trial_id"] for t in json.loads(trials_file.read_text())}
-    done = finished_trial_ids(storage, name) & trial_ids
-    lines = [f"sweep {name!r}: {len(trial_ids)} trials, {len(done)} done, {len(trial_ids) - len(done)} pending"]
-    if done:
+    if not sweep_exists(storage, name):
+        raise StorageError(str(storage), None, f"no sweep named {name!r} (expected {_trials_file(Path(storage), name)})")
+    states = trial_states(storage, name)
+    counts = ", ".join(f"{len(ids)} {state}" for state, ids in states.items())
+    lines = [f"sweep {name!r}: {sum(map(len, states.values()))} trials: {counts}"]
+    if states["done"]:
         frame = load_results(storage, name)
         computed = [c for c in frame.columns if c.endswith("_computed") and c != "n_stages_computed"]
         n_computed = int(frame[computed].fillna(False).astype(bool).to_numpy().sum())
         n_total = int(frame[computed].notna().to_numpy().sum())
         lines.append(f"stages: {n_computed} computed, {n_total - n_computed} reused across finished trials")
+    if states["errored"]:
+        lines.append(f"errored trials' tracebacks: {sweep_dir(storage, name) / 'errors'}; `bdsweep resume {name}` retries them")
     return "\n".join(lines)

@@ -196,3 +196,14 @@ def test_missing_extra_or_unreadable_files_count_as_damage(tmp_path, damage):
         (ref.path / "manifest.json").write_text('{"truncated": ')
     again, record = store.resolve(STAGE, config, [])
     assert record.computed and again.load().value == 5 and executions(log) == 2
+
+
+def test_a_dead_processs_half_written_try_is_cleaned_up_by_the_next_computation(tmp_path):
+    store = ArtifactStore(tmp_path)
+    config = CountConfig(value=2, log=str(tmp_path / "log"))
+    key = store.key(STAGE, config, [])
+    leftover = tmp_path / "count" / f".tmp-{key}-deadbeef"
+    leftover.mkdir(parents=True)
+    (leftover / "number.json").write_text("2")
+    store.resolve(STAGE, config, [])
+    assert not leftover.exists() and store.contains(STAGE, key)

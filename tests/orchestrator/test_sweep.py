@@ -63,12 +63,18 @@ def test_sweep_runs_every_trial_and_trains_each_model_once(tmp_path):
     assert rows["code_version"].str.len().min() >= 7 and (rows["node"] != "").all()
     assert set(rows["node_ip"]) == {"127.0.0.1"} and rows["node_id"].nunique() == 1
 
-    # Running it again computes nothing and leaves exactly the same rows.
+    # Starting it again under the same name is refused; resuming it computes nothing and leaves
+    # exactly the same rows.
     before = snapshot(storage / "e2e" / "results")
     manifests = sorted((storage / "cache").glob("*/*/manifest.json"))
-    again = runner.invoke(app, ["run", str(space), "--storage", str(storage)])
-    assert again.exit_code == 0, again.output
-    assert "12 trials (0 to run, 12 already have results)" in again.output
+    refused = runner.invoke(app, ["run", str(space), "--storage", str(storage)])
+    assert refused.exit_code == 2 and "already exists; continue it with `bdsweep resume e2e`" in refused.output
+    for again in (
+        runner.invoke(app, ["run", str(space), "--storage", str(storage), "--resume"]),
+        runner.invoke(app, ["resume", "e2e", "--storage", str(storage)]),
+    ):
+        assert again.exit_code == 0, again.output
+        assert "12 trials (0 to run, 12 already have results)" in again.output
     assert snapshot(storage / "e2e" / "results") == before
     assert sorted((storage / "cache").glob("*/*/manifest.json")) == manifests
 
@@ -81,7 +87,7 @@ def test_sweep_runs_every_trial_and_trains_each_model_once(tmp_path):
     assert len(lines) == 13
 
     status = runner.invoke(app, ["status", "e2e", "--storage", str(storage)])
-    assert "12 trials, 12 done, 0 pending" in status.output
+    assert "12 trials: 12 done, 0 running, 0 errored, 0 pending" in status.output
     # 33 unique stages computed once each; 12 trials x 4 stages + 8 defended trials x 3 = 72 in all.
     assert "stages: 33 computed, 39 reused" in status.output
 
@@ -98,8 +104,10 @@ def test_failed_trial_is_reported_with_its_error_and_others_still_finish(tmp_pat
     assert result.exit_code == 1, result.output
     assert "FAILED yellow_square 50% seed=0 ac(layer=no_such_layer)" in result.output
     assert "no_such_layer" in result.output.split("FAILED", 1)[1].splitlines()[0]
-    assert "1 trial(s) failed" in result.output
+    assert "1 trial(s) failed; `bdsweep resume failing` retries them" in result.output
     assert len(query(tmp_path / "runs", "SELECT * FROM results")) == 1
+    status = CliRunner().invoke(app, ["status", "failing", "--storage", str(tmp_path / "runs")])
+    assert "2 trials: 1 done, 0 running, 1 errored, 0 pending" in status.output
 
 
 def test_chained_defenses_record_every_stage(tmp_path):
