@@ -167,6 +167,28 @@ def triggers(
         typer.echo(f"placement: {placed}")
 
 
+cluster_app = typer.Typer(no_args_is_help=True, help="Ray cluster-launcher files.")
+app.add_typer(cluster_app, name="cluster")
+
+
+@cluster_app.command("validate")
+def cluster_validate(cluster_file: Path = typer.Argument(..., help="Cluster-launcher YAML (cluster.yaml).")) -> None:
+    """Run Ray's offline checks of CLUSTER_FILE (what `ray up` checks first) and bdsweep's own."""
+    from orchestrator.cluster import check_gpu_worker, check_shared_storage, validate_cluster_file
+
+    try:
+        config = validate_cluster_file(str(cluster_file))
+    except UserError as error:
+        _fail(error)
+    gpu_worker = check_gpu_worker(str(cluster_file), config)
+    node = config["available_node_types"][gpu_worker]
+    typer.echo(
+        f"{cluster_file}: valid. GPU workers: {gpu_worker!r} ({node['resources']}, "
+        f"{node.get('min_workers', 0)}..{node['max_workers']} nodes); "
+        f"storage {check_shared_storage(str(cluster_file), config)} on a mount every node shares"
+    )
+
+
 def main() -> None:  # pragma: no cover - console entry point
     app()
 

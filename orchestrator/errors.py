@@ -13,4 +13,8 @@ class StorageError(UserError):
     """The storage root or a sweep in it is missing or not what the command expects."""
 
 
-__all__ = ["DatasetError", "SearchSpaceError", "StorageError", "UserError"]
+class ClusterConfigError(UserError):
+    """A Ray cluster-launcher file fails Ray's or bdsweep's checks."""
+
+
+__all__ = ["ClusterConfigError", "DatasetError", "SearchSpaceError", "StorageError", "UserError"]

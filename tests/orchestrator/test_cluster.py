@@ -1,0 +1,78 @@
+"""`bdsweep cluster validate`: Ray's offline checks of cluster.yaml plus bdsweep's, on the shipped file and broken copies."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from orchestrator.cli import app
+from orchestrator.cluster import mount_points
+
+SHIPPED = Path(__file__).resolve().parents[2] / "cluster.yaml"
+
+
+def validate(path: Path):
+    return CliRunner().invoke(app, ["cluster", "validate", str(path)])
+
+
+def broken_copy(tmp_path: Path, change) -> Path:
+    config = yaml.safe_load(SHIPPED.read_text())
+    change(config)
+    path = tmp_path / "cluster.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def test_shipped_cluster_file_is_valid():
+    result = validate(SHIPPED)
+    assert result.exit_code == 0, result.output
+    assert "valid. GPU workers: 'gpu_worker'" in result.output and "/mnt/bdsweep/runs" in result.output
+
+
+def test_shipped_cluster_file_pins_what_pyproject_pins_and_authenticates_every_node():
+    config = yaml.safe_load(SHIPPED.read_text())
+    setup = "\n".join(config["setup_commands"])
+    assert "python3.11 -m venv" in setup and 'pip install -q -e "/home/ubuntu/bdsweep[gpu]"' in setup
+    pyproject = (SHIPPED.parent / "pyproject.toml").read_text()
+    assert '"ray[tune]==2.60.0"' in pyproject and 'requires-python = ">=3.11,<3.12"' in pyproject
+    for command in config["head_start_ray_commands"][-1:] + config["worker_start_ray_commands"][-1:]:
+        assert "RAY_AUTH_MODE=token" in command
+    assert config["file_mounts"]["/home/ubuntu/.ray/auth_token"] == "~/.ray/auth_token"
+    assert "RAY_AUTH_TOKEN=" not in SHIPPED.read_text()
+
+
+@pytest.mark.parametrize(
+    ("change", "field", "words"),
+    [
+        (lambda c: c.update(max_wokers=3), "max_wokers", "was unexpected"),
+        (lambda c: c["available_node_types"]["gpu_worker"].update(bogus=1), "available_node_types.gpu_worker.bogus", "unexpected"),
+        (lambda c: c.update(max_workers="eight"), "max_workers", "is not of type 'integer'"),
+        (lambda c: c["available_node_types"]["gpu_worker"]["resources"].update(GPU="one"),
+         "available_node_types.gpu_worker.resources.GPU", "is not of type 'integer'"),
+        (lambda c: c["available_node_types"].pop("gpu_worker"), "available_node_types", "no GPU worker type"),
+        (lambda c: c["available_node_types"]["gpu_worker"]["resources"].pop("GPU"), "available_node_types", "no GPU worker type"),
+        (lambda c: c["metadata"]["bdsweep"].update(storage="/home/ubuntu/runs"), "metadata.bdsweep.storage", "each node's own disk"),
+        (lambda c: c["metadata"]["bdsweep"].update(storage="s3://bucket/runs"), "metadata.bdsweep.storage", "object-store URI"),
+        (lambda c: c.pop("metadata"), "metadata.bdsweep.storage", "missing"),
+        (lambda c: c.update(setup_commands=c["setup_commands"][:3]), "metadata.bdsweep.storage", "mount: none"),
+    ],
+)
+def test_broken_copies_fail_naming_the_field(tmp_path, change, field, words):
+    path = broken_copy(tmp_path, change)
+    result = validate(path)
+    assert result.exit_code == 2, result.output
+    assert f"{path}: {field}: " in result.output and words in result.output
+
+
+def test_missing_or_malformed_file_is_named(tmp_path):
+    assert "file not found" in validate(tmp_path / "nope.yaml").output
+    (tmp_path / "list.yaml").write_text("- a\n- b\n")
+    assert validate(tmp_path / "list.yaml").exit_code == 2
+
+
+def test_mount_points_are_the_last_argument_of_each_mount():
+    commands = ["sudo mkdir -p /mnt/x && sudo mount -t nfs4 -o a=1 fs:/ /mnt/x", "mount /dev/sdb /data; echo hi", "echo mount"]
+    assert mount_points(commands) == {"/mnt/x", "/data"}
