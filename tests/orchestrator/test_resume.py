@@ -1,0 +1,109 @@
+"""Crash and resume: the driver is SIGKILLed at several points of a real sweep, then `bdsweep resume` finishes it."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from orchestrator.pipeline import stage_keys
+from orchestrator.search_space import load_search_space
+from tests.ray_processes import ray_processes, wait_until_gone
+
+pytestmark = [pytest.mark.slow, pytest.mark.ray]
+
+REPOSITORY = Path(__file__).resolve().parents[2]
+
+SPACE = """
+name: crash
+dataset: {name: synthetic_signs, per_class: 12, test_per_class: 2}
+model: gtsrb_cnn
+train: {epochs: 1}
+attack: {source: 8, target: 14, trigger: [yellow_square, big_yellow_square], poison_pct: 50}
+defenses: [none, {ac: {retrain: none}}, {ss: {retrain: none}}]
+resources: {cpu: 1}
+"""
+
+
+def bdsweep(*args: str, **popen) -> subprocess.Popen:
+    """The CLI in its own interpreter, as a user runs it (a driver that can be killed)."""
+    env = {**os.environ, "PYTHONPATH": str(REPOSITORY)}
+    return subprocess.Popen([sys.executable, "-m", "orchestrator.cli", *args], cwd=REPOSITORY, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **popen)
+
+
+def rows(storage: Path) -> set[Path]:
+    return set((storage / "crash" / "results").glob("**/*.parquet"))
+
+
+def manifests(storage: Path) -> dict[Path, float]:
+    """Every stored artifact with the time it was created."""
+    return {path.parent: json.loads(path.read_text())["created"] for path in (storage / "cache").glob("*/*/manifest.json")}
+
+
+def wait_for(condition, driver: subprocess.Popen, timeout: float = 300) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert driver.poll() is None, f"the driver ended before the kill point:\n{driver.stdout.read()}"
+        assert time.monotonic() < deadline, "the kill point never came"
+        time.sleep(0.05)
+
+
+KILL_POINTS = {
+    # A stage has finished but no trial has: the trials in flight die half-way.
+    "before_any_trial_ends": lambda storage: manifests(storage) and not rows(storage),
+    "midway": lambda storage: len(rows(storage)) >= 2,
+    "after_the_last_trial_ends": lambda storage: len(rows(storage)) == 6,
+}
+
+
+@pytest.mark.parametrize("kill_point", list(KILL_POINTS))
+def test_resume_after_the_driver_is_killed_leaves_one_row_per_trial_and_recomputes_nothing(tmp_path, kill_point):
+    space, storage = tmp_path / "space.yaml", tmp_path / "runs"
+    space.write_text(textwrap.dedent(SPACE))
+    _, trials = load_search_space(space)
+    before_ray = ray_processes()
+
+    driver = bdsweep("run", str(space), "--storage", str(storage), "--max-concurrent", "2")
+    try:
+        wait_for(lambda: KILL_POINTS[kill_point](storage), driver)
+    finally:
+        driver.send_signal(signal.SIGKILL)
+        driver.wait()
+    # Ray's own processes follow their dead driver (Ray's reaper), the trials in flight with them.
+    assert wait_until_gone(ray_processes() - before_ray), "Ray processes outlived their killed driver"
+    rows_before, artifacts_before = rows(storage), manifests(storage)
+    assert len(rows_before) < 6 or kill_point == "after_the_last_trial_ends"
+
+    refused = bdsweep("run", str(space), "--storage", str(storage))
+    assert refused.wait() == 2 and "bdsweep resume crash" in refused.stdout.read()
+    resumed = bdsweep("resume", "crash", "--storage", str(storage))
+    output, _ = resumed.communicate(timeout=600)
+    assert resumed.returncode == 0, output
+
+    # Exactly one row per trial, and the rows written before the crash were left alone.
+    import pyarrow.parquet as pq
+
+    assert {path.stem for path in rows(storage)} == {t.trial_id for t in trials}
+    assert len(rows(storage)) == len(trials)
+    # No artifact that existed before the crash was computed again...
+    artifacts_after = manifests(storage)
+    assert {path: artifacts_after[path] for path in artifacts_before} == artifacts_before
+    # ...and every stage that the resumed trials computed was one that had not finished before.
+    keys_before = {path.name for path in artifacts_before}
+    by_id = {t.trial_id: t for t in trials}
+    recomputed = []
+    for path in rows(storage) - rows_before:
+        row = pq.read_table(path).to_pylist()[0]
+        for label, (_, key) in stage_keys(by_id[row["trial_id"]]).items():
+            if row[f"{label}_computed"] and key in keys_before:
+                recomputed.append(label)
+    assert recomputed == []
+    assert wait_until_gone(ray_processes() - before_ray)
