@@ -2,6 +2,8 @@ import contextlib
 import json
 import multiprocessing
 import os
+import signal
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,6 +17,7 @@ class CountConfig(StageConfig):
     value: int
     log: str  # file that gets one line per execution, shared across processes
     delay: float = 0.0
+    hold: str = ""  # while this file exists, computing goes on
 
 
 @dataclass
@@ -39,6 +42,8 @@ def produce(config: CountConfig, *parents: Number) -> Number:
     with open(config.log, "a") as log:
         log.write(f"{config.value}\n")
     time.sleep(config.delay)
+    while config.hold and os.path.exists(config.hold):
+        time.sleep(0.05)
     return Number(config.value + sum(parent.value for parent in parents))
 
 
@@ -207,3 +212,29 @@ def test_a_dead_processs_half_written_try_is_cleaned_up_by_the_next_computation(
     (leftover / "number.json").write_text("2")
     store.resolve(STAGE, config, [])
     assert not leftover.exists() and store.contains(STAGE, key)
+
+
+def test_a_waiter_takes_over_when_the_producer_dies(tmp_path):
+    log, hold = tmp_path / "log", tmp_path / "hold"
+    hold.touch()  # computing takes as long as this file exists
+    context = multiprocessing.get_context("spawn")
+    producer = context.Process(target=_resolve_held, args=(str(tmp_path / "cache"), str(log), str(hold)), daemon=True)
+    producer.start()
+    deadline = time.monotonic() + 60
+    while executions(log) == 0:  # the producer holds the key's lock and is computing
+        assert time.monotonic() < deadline and producer.is_alive()
+        time.sleep(0.05)
+    with context.Pool(1) as pool:
+        waiter = pool.apply_async(_resolve_held, (str(tmp_path / "cache"), str(log), str(hold)))
+        time.sleep(1.0)
+        assert not waiter.ready() and executions(log) == 1  # it waits for the producer...
+        os.kill(producer.pid, signal.SIGKILL)  # ...which dies without a word
+        hold.unlink()
+        assert waiter.get(timeout=60) is True  # the waiter computed it instead of hanging
+    producer.join()
+    assert executions(log) == 2
+
+
+def _resolve_held(root, log, hold):
+    _, record = ArtifactStore(root).resolve(STAGE, CountConfig(value=8, log=log, hold=hold), [])
+    return record.computed
