@@ -202,8 +202,14 @@ def thesis_space(tmp_path, name: str, root, weights=None):
 
 def test_thesis_gtsrb_space_is_the_thesis_grid(tmp_path):
     space, trials = load_search_space(thesis_space(tmp_path, "thesis_gtsrb", tmp_path / "GTSRB"))
-    assert len(trials) == 5 * 9 * 3
+    assert len(trials) == 5 * 9 * 235  # triggers x poison percentages x pipelines
     assert {(t.attack.source, t.attack.target) for t in trials} == {(8, 14)}
+    assert {t.pipeline.split("(")[0] for t in trials} == {
+        "none", "perfect_filter", "random_filter", "ac", "ss", "dp", "fp"
+    }
+    assert {tuple(d.name for d in t.defenses) for t in trials if len(t.defenses) == 2} == {
+        ("ac", "fp"), ("fp", "ac"), ("ss", "fp")
+    }
     assert {(t.train.model, t.train.epochs, t.train.batch_size, t.train.optimizer, t.train.learning_rate) for t in trials} == {
         ("gtsrb_cnn", 10, 32, "adam", 0.001)
     }
