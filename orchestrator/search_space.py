@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, create_model
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, create_model, model_validator
 
 from orchestrator.errors import SearchSpaceError
 from orchestrator.hashing import content_hash
@@ -85,6 +85,12 @@ class Resources(BaseModel):
     gpu_memory_mb: int | None = Field(
         None, gt=0, description="GPU memory (MiB) a trial may take, for fractional GPUs; default: memory growth"
     )
+
+    @model_validator(mode="after")
+    def _memory_needs_a_gpu(self) -> "Resources":
+        if self.gpu_memory_mb is not None and self.gpu == 0:
+            raise ValueError("gpu_memory_mb limits a GPU's memory: set gpu > 0 (e.g. 0.25 for four trials per GPU)")
+        return self
 
 
 class SearchSpace(BaseModel):

@@ -67,6 +67,13 @@ def test_trial_id_ignores_resources_and_is_stable(tmp_path):
     assert [t.trial_id for t in first] == [t.trial_id for t in second]
 
 
+def test_fractional_gpus_may_cap_each_trials_gpu_memory(tmp_path):
+    space, _ = load_search_space(write(tmp_path, BASE + "resources: {cpu: 2, gpu: 0.25, gpu_memory_mb: 4096}\n"))
+    assert (space.resources.gpu, space.resources.gpu_memory_mb) == (0.25, 4096)
+    with pytest.raises(SearchSpaceError, match=r"space.yaml: resources: .*set gpu > 0"):
+        load_search_space(write(tmp_path, BASE + "resources: {cpu: 2, gpu_memory_mb: 4096}\n"))
+
+
 @pytest.mark.parametrize(
     "change, field, words",
     [
