@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import sys
+import urllib.parse
 from pathlib import Path
 from typing import NoReturn, Optional
 
@@ -14,7 +15,27 @@ from orchestrator.errors import UserError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Grid searches of backdoor attacks and defenses on Ray Tune.")
 
-STORAGE = typer.Option("runs", "--storage", help="Storage root: artifacts in cache/, each sweep in <name>/.")
+def _storage_root(value: str) -> Path:
+    """A local or mounted directory (or a file:// URI).
+
+    Object stores are refused rather than misread as a local folder named "s3:": the artifact store
+    relies on file locks and atomic renames, which they lack. Mount a shared filesystem instead.
+    """
+    scheme = re.match(r"^([A-Za-z][A-Za-z0-9+.-]*)://", value)
+    if scheme is None:
+        return Path(value)
+    if scheme.group(1).lower() == "file":
+        return Path(urllib.parse.urlparse(value).path)
+    raise typer.BadParameter(
+        f"{value!r}: {scheme.group(1)}:// is not supported as the storage root (the artifact store needs file locks "
+        "and atomic renames); mount shared storage (NFS, EFS) on every node and give its path"
+    )
+
+
+STORAGE = typer.Option(
+    "runs", "--storage", callback=_storage_root,
+    help="Storage root, a directory every node sees (local, NFS/EFS mount): artifacts in cache/, each sweep in <name>/.",
+)
 SUMMARY_COLUMNS = [
     "trigger", "poison_pct", "seed", "pipeline", "clean_acc_before", "asr_before", "clean_acc_after", "asr_after",
     "d1_removed_total", "d1_tpr", "d1_fpr",
@@ -49,7 +70,7 @@ MAX_FAILURES = typer.Option(
 @app.command()
 def run(
     space_file: Path = typer.Argument(..., help="Search-space YAML file."),
-    storage: Path = STORAGE,
+    storage: str = STORAGE,
     name: Optional[str] = typer.Option(None, help="Sweep name (default: the space's name).", callback=_sweep_name),
     max_concurrent: Optional[int] = MAX_CONCURRENT,
     address: Optional[str] = ADDRESS,
@@ -78,7 +99,7 @@ def run(
 @app.command()
 def resume(
     name: str = typer.Argument(..., help="Sweep name."),
-    storage: Path = STORAGE,
+    storage: str = STORAGE,
     max_concurrent: Optional[int] = MAX_CONCURRENT,
     address: Optional[str] = ADDRESS,
     max_failures: int = MAX_FAILURES,
@@ -112,7 +133,7 @@ def _launch(plan, max_concurrent, address, max_failures, resume) -> None:
 
 @app.command()
 def query(sql: str = typer.Argument(..., help='SQL over the "results" view, e.g. "SELECT * FROM results".'),
-          storage: Path = STORAGE) -> None:
+          storage: str = STORAGE) -> None:
     """Run SQL (DuckDB) over every result row under the storage root."""
     from orchestrator.results import query as run_query
 
@@ -123,7 +144,7 @@ def query(sql: str = typer.Argument(..., help='SQL over the "results" view, e.g.
 
 
 @app.command()
-def status(name: str = typer.Argument(..., help="Sweep name."), storage: Path = STORAGE) -> None:
+def status(name: str = typer.Argument(..., help="Sweep name."), storage: str = STORAGE) -> None:
     """How far a sweep is: trials done and pending, stages computed and reused."""
     from orchestrator.sweep import sweep_status
 

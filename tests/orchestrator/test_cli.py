@@ -69,3 +69,19 @@ def test_query_and_status_without_results_exit_2(tmp_path):
     assert result.exit_code == 2 and "no result files" in result.output
     result = CliRunner().invoke(app, ["status", "nothing", "--storage", str(tmp_path)])
     assert result.exit_code == 2 and "no sweep named 'nothing'" in result.output
+
+
+def test_object_store_roots_are_refused_and_file_uris_are_paths(tmp_path, no_ray):
+    path = tmp_path / "space.yaml"
+    path.write_text(textwrap.dedent(GOOD))
+    refused = CliRunner().invoke(app, ["run", str(path), "--storage", "s3://bucket/runs"])
+    words = " ".join(refused.output.replace("│", " ").split())  # the message is boxed and wrapped
+    assert refused.exit_code == 2 and "s3:// is not supported as the storage root" in words
+    assert not (tmp_path / "s3:").exists()
+    planned = CliRunner().invoke(app, ["run", str(path), "--dry-run", "--storage", f"file://{tmp_path}/runs"])
+    assert planned.exit_code == 0 and "sweep 'tiny': 1 trials" in planned.output
+
+
+def test_resume_of_an_unknown_sweep_exits_2(tmp_path, no_ray):
+    result = CliRunner().invoke(app, ["resume", "nothing", "--storage", str(tmp_path)])
+    assert result.exit_code == 2 and "no sweep named 'nothing'" in result.output
