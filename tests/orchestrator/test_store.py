@@ -146,8 +146,13 @@ def test_concurrent_processes_compute_a_stage_once(tmp_path):
     assert executions(Path(log)) == 1
 
 
-def _stored_file(store, config) -> Path:
-    return store.path(STAGE, store.key(STAGE, config, [])) / "number.json"
+def stored_number(tmp_path, value: int = 1234):
+    """A store holding the artifact of ``value``: ``(store, config, its file on disk, the execution log)``."""
+    log = tmp_path / "log"
+    store = ArtifactStore(tmp_path / "cache")
+    config = CountConfig(value=value, log=str(log))
+    store.resolve(STAGE, config, [])
+    return store, config, store.path(STAGE, store.key(STAGE, config, [])) / "number.json", log
 
 
 def test_manifest_lists_every_file_with_its_size_and_checksum(tmp_path):
@@ -159,11 +164,7 @@ def test_manifest_lists_every_file_with_its_size_and_checksum(tmp_path):
 
 
 def test_truncated_artifact_is_detected_on_lookup_and_rebuilt(tmp_path):
-    log = tmp_path / "log"
-    store = ArtifactStore(tmp_path / "cache")
-    config = CountConfig(value=1234, log=str(log))
-    store.resolve(STAGE, config, [])
-    stored = _stored_file(store, config)
+    store, config, stored, log = stored_number(tmp_path)
     stored.write_bytes(stored.read_bytes()[:2])  # "12": still valid JSON, the wrong number
 
     ref, record = store.resolve(STAGE, config, [])
@@ -173,11 +174,7 @@ def test_truncated_artifact_is_detected_on_lookup_and_rebuilt(tmp_path):
 
 
 def test_flipped_byte_is_detected_on_read_and_rebuilt_before_use(tmp_path):
-    log = tmp_path / "log"
-    store = ArtifactStore(tmp_path / "cache")
-    config = CountConfig(value=1234, log=str(log))
-    store.resolve(STAGE, config, [])
-    stored = _stored_file(store, config)
+    store, config, stored, log = stored_number(tmp_path)
     stored.write_bytes(stored.read_bytes().replace(b"3", b"7"))  # same size, valid JSON, wrong value
 
     parent, record = ArtifactStore(tmp_path / "cache").resolve(STAGE, config, [])
