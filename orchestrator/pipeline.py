@@ -30,7 +30,7 @@ STAGES = {
         Stage("train", 1, train_model, TrainedModel),
         Stage("activations", 1, compute_activations, Activations),
         Stage("pruning_curve", 1, compute_pruning_curve, PruningCurve),
-        Stage("defense", 1, apply_defense, TrainedModel),
+        Stage("defense", 2, apply_defense, TrainedModel),
         Stage("evaluate", 1, evaluate_stage, Evaluation),
     )
 }

@@ -44,7 +44,7 @@ def analysable_classes(y: np.ndarray, n_classes: int, params: Params) -> np.ndar
 
 def detect_poison(
     params: Params, model: "keras.Model", x, y, activations: np.ndarray, n_classes: int, seed: int
-) -> np.ndarray:
+) -> tuple[np.ndarray, np.ndarray]:
     """Run ART's Activation Clustering on ``x`` (uint8 (n, h, w, c)) with labels ``y`` (int (n,)).
 
     ``activations`` (float (n, features)) are the chosen layer's outputs for ``x``. Classes too
@@ -54,14 +54,18 @@ def detect_poison(
     -------
     flagged : ndarray of bool, shape (n,)
         True where ART judged the sample poisonous (its ``is_clean_lst`` is 1 = clean, 0 = flagged).
+    cluster : ndarray of int, shape (n,)
+        The cluster each sample was put in, numbered across classes (``label * nb_clusters + k``);
+        -1 in classes that were not analysed.
     """
     from tasks.defenses.art_fixes import ActivationDefence  # first: it silences ART's import warning
     from art.estimators.classification import KerasClassifier
 
     flagged = np.zeros(len(y), dtype=bool)
+    cluster = np.full(len(y), -1, dtype=np.int64)
     analysable = analysable_classes(y, n_classes, params)
     if not analysable.any():
-        return flagged
+        return flagged, cluster
     selected = analysable[y]
     relabel = np.cumsum(analysable) - 1  # class index -> index among the analysable classes
     y_onehot = np.eye(int(analysable.sum()), dtype=np.float32)[relabel[y[selected]]]
@@ -79,18 +83,27 @@ def detect_poison(
         cluster_analysis=params.cluster_analysis,
     )
     flagged[selected] = np.asarray(is_clean) == 0
-    return flagged
+    # ART lists each class's cluster ids in the order of that class's samples.
+    rows = np.flatnonzero(selected)
+    by_class = defence._segment_by_class(np.arange(len(rows)), y_onehot)
+    for label, members, clusters in zip(np.flatnonzero(analysable), by_class, defence.clusters_by_class):
+        cluster[rows[members]] = label * params.nb_clusters + np.asarray(clusters)
+    return flagged, cluster
 
 
 def exclusionary_reclassification(
-    flagged: np.ndarray, x: np.ndarray, y: np.ndarray, threshold: float, train, n_classes: int
+    flagged: np.ndarray, cluster: np.ndarray, x: np.ndarray, y: np.ndarray, threshold: float, train, n_classes: int
 ) -> np.ndarray:
-    """Chen et al.'s check of each class's flagged samples by a model trained without any of them.
+    """Chen et al.'s check of each suspicious cluster by a model trained without any of them (ART's rule).
 
-    A flagged group that this model still classifies mostly as its own label is clean: it is
-    unflagged when ``count(own label) / count(most frequent other label) > threshold`` (ART's
-    rule), or when no other label is predicted at all. Poison, relabelled by the attacker, is
-    classified as its true source class instead and stays flagged.
+    ``flagged`` (bool (n,)) and ``cluster`` (int (n,)) are what :func:`detect_poison` returns. The
+    judge is trained on the unflagged samples only. A flagged cluster that it still classifies
+    mostly as its own label is clean: it is unflagged when ``count(own label) / count(most frequent
+    other label) > threshold``, or when no other label is predicted at all. Poison, relabelled by
+    the attacker, is classified as its true source class instead and stays flagged. Each cluster is
+    judged on its own, as ART does: an analysis that flags several clusters of one class
+    (relative-size, silhouette-scores) would otherwise let a larger clean cluster clear the poison
+    beside it.
 
     Returns the new ``flagged`` (bool (n,)).
     """
@@ -100,10 +113,13 @@ def exclusionary_reclassification(
     if not flagged.any() or flagged.all():
         return flagged
     judge = train_from_scratch(train, x[~flagged], y[~flagged], n_classes)
+    predicted = np.full(len(y), -1)
+    predicted[flagged] = predict_labels(judge, x[flagged])
     result = flagged.copy()
-    for label in np.unique(y[flagged]):
-        group = np.flatnonzero(flagged & (y == label))
-        counts = np.bincount(predict_labels(judge, x[group]), minlength=n_classes)
+    for suspicious in np.unique(cluster[flagged]):
+        group = np.flatnonzero(flagged & (cluster == suspicious))
+        label = y[group[0]]  # clusters are formed within one class
+        counts = np.bincount(predicted[group], minlength=n_classes)
         own, other = counts[label], np.delete(counts, label).max()
         if other == 0 or own / other > threshold:
             result[group] = False
@@ -120,10 +136,12 @@ def defend(params: Params, model, data: DefenseData, train, prepared):
 
     ``prepared`` is the :class:`~tasks.defenses.activations.Activations` of ``data.x``.
     """
-    flagged = detect_poison(params, model, data.x, data.y, prepared.values, data.n_classes, seed=train.seed)
+    flagged, cluster = detect_poison(params, model, data.x, data.y, prepared.values, data.n_classes, seed=train.seed)
     flagged_by_clustering = int(flagged.sum())
     if params.ex_re_threshold is not None:
-        flagged = exclusionary_reclassification(flagged, data.x, data.y, params.ex_re_threshold, train, data.n_classes)
+        flagged = exclusionary_reclassification(
+            flagged, cluster, data.x, data.y, params.ex_re_threshold, train, data.n_classes
+        )
     model, kept, metrics = filter_and_retrain(params.retrain, train, model, data, flagged)
     metrics["flagged_by_clustering"] = flagged_by_clustering
     metrics["classes_skipped"] = int(data.n_classes - analysable_classes(data.y, data.n_classes, params).sum())
