@@ -166,11 +166,14 @@ def _marker(storage: str | Path, sweep: str, trial_id: str) -> Path:
 
 
 @contextmanager
-def running_marker(storage: str | Path, sweep: str, trial_id: str, every: float = HEARTBEAT_SECONDS):
-    """Mark ``trial_id`` as running for ``status``: a file whose mtime a thread refreshes every ``every`` s."""
+def running_marker(storage: str | Path, sweep: str, trial_id: str, every: float = HEARTBEAT_SECONDS, **where):
+    """Mark ``trial_id`` as running for ``status``: a file whose mtime a thread refreshes every ``every`` s.
+
+    The file holds the pid, the start time and ``where`` (the Ray node the trial runs on).
+    """
     path = _marker(storage, sweep, trial_id)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps({"pid": os.getpid(), "started": time.time()}))
+    path.write_text(json.dumps({"pid": os.getpid(), "started": time.time(), **where}))
     stop = threading.Event()
 
     def beat():
@@ -206,16 +209,15 @@ def run_trial_in_tune(config: dict, *, trials: dict, storage: str, sweep: str, r
     from tasks.runtime import configure_tensorflow
 
     configure_tensorflow(resources["cpu"], resources.get("gpu_memory_mb"))
-    with running_marker(storage, sweep, trial.trial_id):
+    node = {"node_ip": ray.util.get_node_ip_address(), "node_id": ray.get_runtime_context().get_node_id()}
+    with running_marker(storage, sweep, trial.trial_id, **node):
         try:
             row = execute_trial(trial, ArtifactStore(Path(storage) / "cache"), sweep)
         except Exception:
             # Tune writes its own error file only after its callbacks ran; this one the driver can read.
             write_error(storage, sweep, trial.trial_id, traceback.format_exc())
             raise
-        row["node_ip"] = ray.util.get_node_ip_address()
-        row["node_id"] = ray.get_runtime_context().get_node_id()
-        write_row(storage, sweep, row)
+        write_row(storage, sweep, {**row, **node})
     _error_file(storage, sweep, trial.trial_id).unlink(missing_ok=True)
     tune.report({key: row[key] for key in REPORTED_METRICS})
 

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import textwrap
 import threading
 import time
 
 import pytest
 
-from orchestrator.results import finished_trial_ids, query
+from orchestrator.results import query
 from orchestrator.search_space import load_search_space
 from orchestrator.sweep import launch, plan_sweep, record_sweep
 
@@ -67,20 +68,35 @@ def test_sweep_spreads_over_nodes_and_computes_each_shared_stage_once(tmp_path, 
     assert len(list((tmp_path / "runs" / "cache" / "train").glob("*/manifest.json"))) == 2
 
 
+def running_on(plan, node_id: str) -> list[str]:
+    """Trials of ``plan`` whose running marker says they run on the node ``node_id`` now."""
+    markers = (plan.storage / plan.name / "running").glob("*.json")
+    return [path.stem for path in markers if _read_json(path).get("node_id") == node_id]
+
+
+def _read_json(path) -> dict:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):  # gone, or caught half-written
+        return {}
+
+
 def test_sweep_completes_when_a_worker_node_is_removed_mid_sweep(tmp_path, cluster):
     plan = plan_space(tmp_path, "lost")
     lines: list[str] = []
     removed = threading.Event()
 
-    def remove_a_worker_once_a_trial_finished():
+    worker = cluster.workers[0]
+
+    def remove_the_worker_while_a_trial_runs_there():
         deadline = time.monotonic() + 600
-        while not finished_trial_ids(plan.storage, plan.name) and time.monotonic() < deadline:
+        while not running_on(plan, worker.node_id) and time.monotonic() < deadline:
             time.sleep(0.05)
-        # Two of three slots are busy now; the worker's trials die with it and are retried elsewhere.
-        cluster.remove_node(cluster.workers[0], allow_graceful=False)
+        # The trial dies with its node and is retried on another one.
+        cluster.remove_node(worker, allow_graceful=False)
         removed.set()
 
-    remover = threading.Thread(target=remove_a_worker_once_a_trial_finished, daemon=True)
+    remover = threading.Thread(target=remove_the_worker_while_a_trial_runs_there, daemon=True)
     remover.start()
     failed = launch(plan, address=cluster.address, echo=lines.append, max_concurrent=3)
     remover.join(timeout=60)
