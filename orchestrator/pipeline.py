@@ -7,6 +7,7 @@ pipeline: ``d1_tpr`` is the true-positive rate of the first defense, ``d2_tpr`` 
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -51,8 +52,8 @@ def pipeline_steps(trial: TrialSpec) -> list[Step]:
 
     Labels are ``dataset``, ``poison``, ``train``, ``evaluate_before``, ``d1``, ``d2``, ...,
     ``evaluate_after`` (the last only when the pipeline has defenses); a defense that reads a
-    shared stage is preceded by it, labelled ``dN_<stage>`` (``d1_activations``). Each defense sees the model and kept data of the
-    step before it.
+    shared stage is preceded by it, labelled ``dN_<stage>`` (``d1_activations``; see
+    :func:`defense_steps`). Each defense sees the model and kept data of the step before it.
     """
     data = ("dataset", "poison")
     steps = [
@@ -64,16 +65,29 @@ def pipeline_steps(trial: TrialSpec) -> list[Step]:
     model = "train"
     for position, defense in enumerate(trial.defenses, start=1):
         config = DefenseConfig(name=defense.name, params=defense.params, train=trial.train)
-        parents = (*data, model)
-        if (prepared := preparation(defense)) is not None:
-            stage, prepared_config = prepared
-            steps.append(Step(f"d{position}_{stage}", stage, prepared_config, parents))
-            parents = (*parents, f"d{position}_{stage}")
-        steps.append(Step(f"d{position}", "defense", config, parents))
+        steps += defense_steps(f"d{position}", f"d{position}", config, (*data, model))
         model = f"d{position}"
     if trial.defenses:
         steps.append(Step("evaluate_after", "evaluate", EvaluateConfig(), (*data, model)))
     return steps
+
+
+def defense_steps(position: str, label: str, config: DefenseConfig, parents: tuple[str, ...]) -> list[Step]:
+    """The ``defense`` step ``label`` preceded by the shared stage it reads, labelled ``<position>_<stage>``.
+
+    A prepared stage that is itself a defense (``random_filter``'s ``same_as``) brings its own
+    preparation, so ``random_filter: {same_as: ac}`` at position 1 is ``d1_activations``,
+    ``d1_defense``, ``d1``. Every step reads the same model and data, ``parents``.
+    """
+    if (prepared := preparation(config)) is None:
+        return [Step(label, "defense", config, parents)]
+    stage, prepared_config = prepared
+    prepared_label = f"{position}_{stage}"
+    if stage == "defense":
+        before = defense_steps(position, prepared_label, prepared_config, parents)
+    else:
+        before = [Step(prepared_label, stage, prepared_config, parents)]
+    return [*before, Step(label, "defense", config, (*parents, prepared_label))]
 
 
 def stage_keys(trial: TrialSpec) -> dict[str, tuple[str, str]]:
@@ -141,7 +155,10 @@ def trial_row(trial: TrialSpec, records: list[tuple[str, StageRecord]], sweep: s
 
 
 def _scalar(value: Any) -> Any:
-    # Parquet columns need one type; None (e.g. "default layer") becomes a readable string.
+    # Parquet columns need one type; None (e.g. "default layer") becomes a readable string, and a
+    # mapping (random_filter's same_as) its canonical JSON.
+    if isinstance(value, dict):
+        return json.dumps(value, sort_keys=True)
     return "default" if value is None else value
 
 

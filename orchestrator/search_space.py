@@ -166,6 +166,10 @@ def _parse_step(step: Any, source: str, loc: tuple) -> list[tuple[str, dict, dic
         _raise_first(error, source, loc + (name,))
     variants = []
     for params in expand_grid(grid):
+        try:  # what one field's type cannot say: rules across fields, a defense named inside another
+            DEFENSES[name].Params(**params)
+        except ValidationError as error:
+            _raise_first(error, source, loc + (name,))
         shown = {key: params[key] for key in given}
         variants.append((name, params, shown))
     return variants

@@ -6,9 +6,11 @@ Each module exposes ``Params`` (a :class:`~tasks.config.StageConfig`) and
 
 where ``data`` holds the training samples the stage sees (what earlier stages kept) and the clean
 tuning set, ``kept`` is a bool mask over ``data.x`` and ``metrics`` a flat dict. A module may also
-expose ``preparation(params) -> (stage name, config)``: a shared stage computed before it on the
-same model and data (the ``activations`` of a layer, a ``pruning_curve``), passed in as
-``prepared`` and reused by every configuration that needs the same one; else ``prepared`` is None.
+expose ``preparation(params) -> (stage name, config)`` (or None): a shared stage computed before
+it on the same model and data (the ``activations`` of a layer, a ``pruning_curve``, or another
+defense given as a :class:`DefenseSpec`, run as a ``defense`` stage with its own preparation),
+passed in as ``prepared`` and reused by every configuration that needs the same one; else
+``prepared`` is None.
 Adding a defense means adding a module and a line in ``DEFENSES``.
 """
 
@@ -70,11 +72,20 @@ class DefenseConfig(DefenseSpec):
     train: TrainConfig
 
 
-def preparation(spec: DefenseSpec):
-    """``(stage name, config)`` of the shared stage a defense reads before it runs, or None."""
-    module = DEFENSES[spec.name]
+def preparation(config: DefenseConfig):
+    """``(stage name, config)`` of the shared stage a defense reads before it runs, or None.
+
+    A defense prepared by another (``random_filter``'s ``same_as``) comes back as a
+    :class:`DefenseConfig` trained like ``config``, ready to be a ``defense`` stage of its own.
+    """
+    module = DEFENSES[config.name]
     prepare = getattr(module, "preparation", None)
-    return None if prepare is None else prepare(module.Params(**spec.params))
+    if prepare is None or (prepared := prepare(module.Params(**config.params))) is None:
+        return None
+    stage, prepared_config = prepared
+    if isinstance(prepared_config, DefenseSpec):
+        prepared_config = DefenseConfig(name=prepared_config.name, params=prepared_config.params, train=config.train)
+    return stage, prepared_config
 
 
 def apply_defense(

@@ -47,3 +47,19 @@ def test_chain_orders_label_their_steps(tmp_path):
     assert labels(fp_ac)[4:] == ["d1_pruning_curve", "d1", "d2_activations", "d2", "evaluate_after"]
     # The second step reads the first step's model, not the backdoored one.
     assert pipeline_steps(ac_fp)[6].parents[-1] == "d1"
+
+
+def test_random_filter_same_as_shares_the_named_defenses_detection_stage(tmp_path):
+    alone, control = trials_of(tmp_path, """
+        - ac: {cluster_analysis: smaller, retrain: none}
+        - random_filter: {same_as: {ac: {cluster_analysis: smaller}}}
+    """)
+    labels = [step.label for step in pipeline_steps(control)]
+    assert labels[4:] == ["d1_activations", "d1_defense", "d1", "evaluate_after"]
+    steps = {step.label: step for step in pipeline_steps(control)}
+    assert steps["d1_defense"].parents[-1] == "d1_activations" and steps["d1"].parents[-1] == "d1_defense"
+    assert steps["d1_defense"].config.train == control.train
+    # The control's prepared ac is the very stage `ac` with retrain none computes: one key for both.
+    assert stage_keys(control)["d1_defense"] == stage_keys(alone)["d1"]
+    assert stage_keys(control)["d1_activations"] == stage_keys(alone)["d1_activations"]
+    assert len(unique([alone, control], "defense")) == 2 and len(unique([alone, control], "activations")) == 1

@@ -93,6 +93,10 @@ def test_fractional_gpus_may_cap_each_trials_gpu_memory(tmp_path):
         (("target: 14", "target: Tom_Hanks"), "attack.target[0]", "'Tom_Hanks' is not in the dataset"),
         (("source: 8", "source: 43"), "attack.source[0]", "outside [0, 43)"),
         (("  - none\n", "  - none\n  - {1: 2}\n"), "defenses[1]", "unknown defense 1"),
+        (("  - none\n", "  - none\n  - random_filter: {same_as: strip}\n"), "defenses[1].random_filter.same_as", "unknown defense 'strip'"),
+        (("  - none\n", "  - none\n  - random_filter: {same_as: random_filter}\n"), "defenses[1].random_filter.same_as", "own removal count"),
+        (("  - none\n", "  - none\n  - random_filter: {fraction: 0.2, same_as: ac}\n"), "defenses[1].random_filter.same_as", "not both"),
+        (("  - none\n", "  - none\n  - [ac, random_filter: {same_as: {ss: {score: median}}}]\n"), "defenses[1][1].random_filter.same_as", "ss.score"),
     ],
 )
 def test_bad_search_space_names_file_and_field(tmp_path, change, field, words):
