@@ -201,7 +201,7 @@ def run_trial_in_tune(config: dict, *, trials: dict, storage: str, sweep: str, r
 
     trial = TrialSpec.model_validate(trials[config["trial"]["trial_id"]])
     if (row := read_row(storage, sweep, trial.dataset.name, trial.train.model, trial.trial_id)) is not None:
-        tune.report({key: row[key] for key in REPORTED_METRICS})
+        tune.report({**{key: row[key] for key in REPORTED_METRICS}, "had_row": True})
         return
 
     from orchestrator.pipeline import execute_trial
@@ -242,11 +242,13 @@ def _progress_callback(storage: Path, name: str, total: int, echo: Callable[[str
 
         def on_trial_complete(self, iteration, trials, trial, **info):
             result = trial.last_result or {}
+            computed = "its row was written before" if result.get("had_row") else (
+                f"{result.get('n_stages_computed', '?')} stages computed"
+            )
             echo(
                 f"{done()} done {trial.config['trial']['label']}: "
                 f"clean_acc {result.get('clean_acc_after', float('nan')):.3f}, "
-                f"asr {result.get('asr_after', float('nan')):.3f}, "
-                f"{result.get('n_stages_computed', '?')} stages computed"
+                f"asr {result.get('asr_after', float('nan')):.3f}, {computed}"
             )
 
         def on_trial_recover(self, iteration, trials, trial, **info):
