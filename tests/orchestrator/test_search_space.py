@@ -126,8 +126,8 @@ def test_shipped_search_spaces_are_valid():
     _, quickstart = load_search_space(spaces / "quickstart.yaml")
     assert len(quickstart) == 12
     _, bundled = load_search_space(spaces / "thesis_bundled.yaml")
-    # 5 triggers x 4 poison percentages x (1 + 1 + 2 + 16 + 198 + 6 + 6 + 2 + 2 + 1) pipelines
-    assert len(bundled) == 20 * 235
+    # 5 triggers x 4 poison percentages x (1 + 1 + 2 + 2 + 16 + 198 + 6 + 6 + 2 + 2 + 1) pipelines
+    assert len(bundled) == 20 * 237
     assert {t.defenses[0].name for t in bundled if t.defenses} == {"perfect_filter", "random_filter", "ac", "ss", "dp", "fp"}
 
 
@@ -213,7 +213,7 @@ def thesis_space(tmp_path, name: str, root, weights=None):
 
 def test_thesis_gtsrb_space_is_the_thesis_grid(tmp_path):
     space, trials = load_search_space(thesis_space(tmp_path, "thesis_gtsrb", tmp_path / "GTSRB"))
-    assert len(trials) == 5 * 9 * 235  # triggers x poison percentages x pipelines
+    assert len(trials) == 5 * 9 * 237  # triggers x poison percentages x pipelines
     assert {(t.attack.source, t.attack.target) for t in trials} == {(8, 14)}
     assert {t.pipeline.split("(")[0] for t in trials} == {
         "none", "perfect_filter", "random_filter", "ac", "ss", "dp", "fp"
