@@ -151,7 +151,6 @@ def test_exclusionary_reclassification_judges_each_suspicious_cluster_on_its_own
     assert not result[clean_beside].any() and not result[clean_elsewhere].any()
 
 
-
 def ac_with_and_without_exclusionary_reclassification(seed: int):
     """Train a backdoored model on planted poison and run AC ``smaller`` without and with ex_re (threshold 1).
 
