@@ -107,7 +107,8 @@ def run_pipeline(trial: TrialSpec, store: ArtifactStore) -> list[tuple[str, Stag
         ref, record = store.resolve(STAGES[step.stage], step.config, [refs[p] for p in step.parents])
         refs[step.label] = ref
         records.append((step.label, record))
-    return records
+    # A stage whose stored artifact a later stage found damaged was computed again after all.
+    return [(label, refs[label].rebuilt or record) for label, record in records]
 
 
 def trial_row(trial: TrialSpec, records: list[tuple[str, StageRecord]], sweep: str) -> dict[str, Any]:

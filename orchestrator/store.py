@@ -77,6 +77,7 @@ class ArtifactRef:
     store: "ArtifactStore" = field(repr=False)
     config: Any = field(repr=False)
     parents: list["ArtifactRef"] = field(repr=False)
+    rebuilt: StageRecord | None = None  # set when loading found it damaged and computed it again
     _value: Any = field(default=None, repr=False)
 
     def load(self) -> Any:
@@ -87,26 +88,30 @@ class ArtifactRef:
 
 def file_digests(directory: Path) -> dict[str, dict]:
     """``{relative path: {"size": bytes, "sha256": hex}}`` for every file under ``directory`` but the manifest."""
-    digests = {}
-    for path in sorted(directory.rglob("*")):
-        if path.is_file() and path.name != MANIFEST:
-            digest = hashlib.sha256()
-            with open(path, "rb") as handle:
-                while chunk := handle.read(_CHUNK):
-                    digest.update(chunk)
-            digests[path.relative_to(directory).as_posix()] = {"size": path.stat().st_size, "sha256": digest.hexdigest()}
-    return digests
+    return {
+        path.relative_to(directory).as_posix(): {"size": path.stat().st_size, "sha256": _sha256(path)}
+        for path in sorted(directory.rglob("*")) if path.is_file() and path.name != MANIFEST
+    }
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 def artifact_damage(directory: Path, manifest: dict, *, checksums: bool) -> str | None:
     """What is wrong with the artifact in ``directory``, or None if it is whole.
 
     Compares the files on disk with the manifest's list: names and sizes always, SHA-256 only with
-    ``checksums`` (it reads every byte).
+    ``checksums`` (it reads every byte). Artifacts stored before manifests listed their files are
+    taken as they are. Raises FileNotFoundError when the directory goes away meanwhile.
     """
     expected = manifest.get("files")
     if expected is None:
-        return "its manifest lists no files (written by an older bdsweep)"
+        return None
     present = {
         path.relative_to(directory).as_posix(): path
         for path in directory.rglob("*") if path.is_file() and path.name != MANIFEST
@@ -119,9 +124,8 @@ def artifact_damage(directory: Path, manifest: dict, *, checksums: bool) -> str 
         if (size := present[name].stat().st_size) != facts["size"]:
             return f"{name} has {size} bytes, the manifest says {facts['size']}"
     if checksums:
-        actual = file_digests(directory)
         for name, facts in expected.items():
-            if actual[name]["sha256"] != facts["sha256"]:
+            if _sha256(present[name]) != facts["sha256"]:
                 return f"{name} does not match its SHA-256"
     return None
 
@@ -168,34 +172,41 @@ class ArtifactStore:
         manifest = self._whole_manifest(ref, checksums=False)
         if manifest is None:
             with self._lock(stage, key):
-                manifest = self._whole_manifest(ref, checksums=False)
+                manifest = self._whole_manifest(ref, checksums=False, discard=True)
                 if manifest is None:
                     return self._compute(ref)
         return ref, StageRecord(stage.name, key, False, manifest["seconds"], manifest["metrics"])
 
     def load_verified(self, ref: ArtifactRef) -> Any:
-        """``ref``'s value read from disk after checking every file's SHA-256; a damaged one is rebuilt."""
+        """``ref``'s value read from disk after checking every file's SHA-256.
+
+        A damaged artifact is rebuilt; ``ref.rebuilt`` then holds the record of that computation.
+        """
         if self._whole_manifest(ref, checksums=True) is None:
             with self._lock(ref.stage, ref.key):
-                if self._whole_manifest(ref, checksums=True) is None:
-                    self._compute(ref)
+                if self._whole_manifest(ref, checksums=True, discard=True) is None:
+                    _, ref.rebuilt = self._compute(ref)
                     return ref._value
         return ref.stage.artifact.load(ref.path)
 
-    def _whole_manifest(self, ref: ArtifactRef, *, checksums: bool) -> dict | None:
-        """The manifest of a whole stored artifact; None when there is none or it was damaged (then moved aside)."""
+    def _whole_manifest(self, ref: ArtifactRef, *, checksums: bool, discard: bool = False) -> dict | None:
+        """The manifest of a whole stored artifact, else None.
+
+        Only a caller holding the key's lock may ``discard`` a damaged artifact (move it aside):
+        without the lock, the damage seen may be a rival's repair in progress.
+        """
         try:
             manifest = json.loads((ref.path / MANIFEST).read_text())
+            damage = artifact_damage(ref.path, manifest, checksums=checksums)
         except FileNotFoundError:
             return None
         except (OSError, ValueError) as error:
             damage = f"unreadable manifest ({error})"
-        else:
-            damage = artifact_damage(ref.path, manifest, checksums=checksums)
-            if damage is None:
-                return manifest
-        log.warning("artifact %s/%s is damaged (%s); computing it again", ref.stage.name, ref.key, damage)
-        self._discard(ref.path)
+        if damage is None:
+            return manifest
+        if discard:
+            log.warning("artifact %s/%s is damaged (%s); computing it again", ref.stage.name, ref.key, damage)
+            self._discard(ref.path)
         return None
 
     @staticmethod
@@ -243,6 +254,7 @@ class ArtifactStore:
                 if not self.contains(stage, ref.key):
                     raise
                 shutil.rmtree(temporary, ignore_errors=True)
+                ref._value = value
                 return ref, StageRecord(stage.name, ref.key, False, seconds, metrics)
         except BaseException:
             shutil.rmtree(temporary, ignore_errors=True)

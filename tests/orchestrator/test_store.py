@@ -181,6 +181,7 @@ def test_flipped_byte_is_detected_on_read_and_rebuilt_before_use(tmp_path):
     assert not record.computed  # sizes match: the lookup alone cannot tell
     child, _ = store.resolve(STAGE, CountConfig(value=1, log=str(log)), [parent])
     assert child.load().value == 1235  # the child was computed from the rebuilt parent, not the flipped one
+    assert parent.rebuilt is not None and parent.rebuilt.computed  # what the trial's row records
     assert executions(log) == 3 and json.loads(stored.read_text()) == 1234
 
 
@@ -198,6 +199,17 @@ def test_missing_extra_or_unreadable_files_count_as_damage(tmp_path, damage):
         (ref.path / "manifest.json").write_text('{"truncated": ')
     again, record = store.resolve(STAGE, config, [])
     assert record.computed and again.load().value == 5 and executions(log) == 2
+
+
+def test_artifacts_stored_before_manifests_listed_files_are_still_used(tmp_path):
+    store, config, _, log = stored_number(tmp_path, value=6)
+    key = store.key(STAGE, config, [])
+    manifest_file = store.path(STAGE, key) / "manifest.json"
+    manifest = json.loads(manifest_file.read_text())
+    del manifest["files"]
+    manifest_file.write_text(json.dumps(manifest))
+    ref, record = store.resolve(STAGE, config, [])
+    assert not record.computed and ref.load().value == 6 and executions(log) == 1
 
 
 def test_a_dead_processs_half_written_try_is_cleaned_up_by_the_next_computation(tmp_path):
