@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import re
 import sys
-import urllib.parse
 from pathlib import Path
 from typing import NoReturn, Optional
 
@@ -16,24 +15,16 @@ from orchestrator.errors import UserError
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Grid searches of backdoor attacks and defenses on Ray Tune.")
 
 def _storage_root(value: str) -> Path:
-    """A local or mounted directory (or a file:// URI).
+    from orchestrator.sweep import storage_root
 
-    Object stores are refused rather than misread as a local folder named "s3:": the artifact store
-    relies on file locks and atomic renames, which they lack. Mount a shared filesystem instead.
-    """
-    scheme = re.match(r"^([A-Za-z][A-Za-z0-9+.-]*)://", value)
-    if scheme is None:
-        return Path(value)
-    if scheme.group(1).lower() == "file":
-        return Path(urllib.parse.urlparse(value).path)
-    raise typer.BadParameter(
-        f"{value!r}: {scheme.group(1)}:// is not supported as the storage root (the artifact store needs file locks "
-        "and atomic renames); mount shared storage (NFS, EFS) on every node and give its path"
-    )
+    try:
+        return storage_root(value)
+    except UserError as error:
+        raise typer.BadParameter(error.message) from None
 
 
 STORAGE = typer.Option(
-    "runs", "--storage", callback=_storage_root,
+    "runs", "--storage", parser=_storage_root,
     help="Storage root, a directory every node sees (local, NFS/EFS mount): artifacts in cache/, each sweep in <name>/.",
 )
 SUMMARY_COLUMNS = [
@@ -70,7 +61,7 @@ MAX_FAILURES = typer.Option(
 @app.command()
 def run(
     space_file: Path = typer.Argument(..., help="Search-space YAML file."),
-    storage: str = STORAGE,
+    storage: Path = STORAGE,
     name: Optional[str] = typer.Option(None, help="Sweep name (default: the space's name).", callback=_sweep_name),
     max_concurrent: Optional[int] = MAX_CONCURRENT,
     address: Optional[str] = ADDRESS,
@@ -99,7 +90,7 @@ def run(
 @app.command()
 def resume(
     name: str = typer.Argument(..., help="Sweep name."),
-    storage: str = STORAGE,
+    storage: Path = STORAGE,
     max_concurrent: Optional[int] = MAX_CONCURRENT,
     address: Optional[str] = ADDRESS,
     max_failures: int = MAX_FAILURES,
@@ -133,7 +124,7 @@ def _launch(plan, max_concurrent, address, max_failures, resume) -> None:
 
 @app.command()
 def query(sql: str = typer.Argument(..., help='SQL over the "results" view, e.g. "SELECT * FROM results".'),
-          storage: str = STORAGE) -> None:
+          storage: Path = STORAGE) -> None:
     """Run SQL (DuckDB) over every result row under the storage root."""
     from orchestrator.results import query as run_query
 
@@ -144,8 +135,8 @@ def query(sql: str = typer.Argument(..., help='SQL over the "results" view, e.g.
 
 
 @app.command()
-def status(name: str = typer.Argument(..., help="Sweep name."), storage: str = STORAGE) -> None:
-    """How far a sweep is: trials done and pending, stages computed and reused."""
+def status(name: str = typer.Argument(..., help="Sweep name."), storage: Path = STORAGE) -> None:
+    """How far a sweep is: trials done, running, errored and pending; stages computed and reused."""
     from orchestrator.sweep import sweep_status
 
     try:
@@ -195,18 +186,16 @@ app.add_typer(cluster_app, name="cluster")
 @cluster_app.command("validate")
 def cluster_validate(cluster_file: Path = typer.Argument(..., help="Cluster-launcher YAML (cluster.yaml).")) -> None:
     """Run Ray's offline checks of CLUSTER_FILE (what `ray up` checks first) and bdsweep's own."""
-    from orchestrator.cluster import check_gpu_worker, check_shared_storage, validate_cluster_file
+    from orchestrator.cluster import validate_cluster_file
 
     try:
-        config = validate_cluster_file(str(cluster_file))
+        check = validate_cluster_file(str(cluster_file))
     except UserError as error:
         _fail(error)
-    gpu_worker = check_gpu_worker(str(cluster_file), config)
-    node = config["available_node_types"][gpu_worker]
+    node = check.config["available_node_types"][check.gpu_worker]
     typer.echo(
-        f"{cluster_file}: valid. GPU workers: {gpu_worker!r} ({node['resources']}, "
-        f"{node.get('min_workers', 0)}..{node['max_workers']} nodes); "
-        f"storage {check_shared_storage(str(cluster_file), config)} on a mount every node shares"
+        f"{cluster_file}: valid. GPU workers: {check.gpu_worker!r} ({node['resources']}, "
+        f"{node.get('min_workers', 0)}..{node['max_workers']} nodes); storage {check.storage} on a mount every node shares"
     )
 
 

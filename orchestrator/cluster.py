@@ -12,30 +12,35 @@ import copy
 import logging
 import re
 import shlex
+from dataclasses import dataclass
 from pathlib import PurePosixPath
 from typing import Any
 
 import yaml
 
-from orchestrator.errors import ClusterConfigError
-
-# Object stores hold Tune's experiment fine, but the artifact store needs file locks and renames.
-_URI = re.compile(r"^[a-z][a-z0-9+.-]*://")
+from orchestrator.errors import ClusterConfigError, StorageError
 
 
-def validate_cluster_file(path: str) -> dict[str, Any]:
-    """Check the cluster-launcher YAML at ``path``; returns the config as ``ray up`` would use it.
+@dataclass(frozen=True)
+class ClusterCheck:
+    """A cluster file that passed: ``config`` as ``ray up`` would use it, its GPU worker type, its storage root."""
+
+    config: dict[str, Any]
+    gpu_worker: str
+    storage: str
+
+
+def validate_cluster_file(path: str) -> ClusterCheck:
+    """Check the cluster-launcher YAML at ``path``.
 
     Raises
     ------
     ClusterConfigError
-        Naming the file and the field (``available_node_types.gpu_worker.resources.GPU``).
+        For the first problem found, naming the file and the field
+        (``available_node_types.gpu_worker.resources.GPU``).
     """
-    config = _read(path)
-    prepared = _validate_with_ray(path, config)
-    check_gpu_worker(path, prepared)
-    check_shared_storage(path, prepared)
-    return prepared
+    config = _validate_with_ray(path, _read(path))
+    return ClusterCheck(config, check_gpu_worker(path, config), check_shared_storage(path, config))
 
 
 def _read(path: str) -> dict[str, Any]:
@@ -99,34 +104,39 @@ def check_shared_storage(path: str, config: dict[str, Any]) -> str:
     A node's own disk is not shared: the storage root must lie under a mount point that the
     ``setup_commands`` (run on every node) mount.
     """
+    from orchestrator.sweep import storage_root
+
     field = "metadata.bdsweep.storage"
-    storage = (config.get("metadata") or {}).get("bdsweep", {}).get("storage")
+    settings = (config.get("metadata") or {}).get("bdsweep")
+    storage = settings.get("storage") if isinstance(settings, dict) else None
     if not isinstance(storage, str) or not storage:
         raise ClusterConfigError(path, field, "missing: the --storage root every node shares, e.g. /mnt/bdsweep/runs")
-    if _URI.match(storage):
-        raise ClusterConfigError(
-            path, field,
-            f"{storage!r} is an object-store URI; the artifact store needs a shared filesystem (mount EFS/NFS on every node)",
-        )
-    if not storage.startswith("/"):
+    try:
+        directory = storage_root(storage)
+    except StorageError as error:
+        raise ClusterConfigError(path, field, error.message) from None
+    if not directory.is_absolute():
         raise ClusterConfigError(path, field, f"{storage!r} is not an absolute path")
-    mounts = mount_points(config.get("setup_commands", []))
-    if not any(PurePosixPath(storage).is_relative_to(mount) for mount in mounts):
+    mounts = mount_points(path, config.get("setup_commands", []))
+    if not any(PurePosixPath(directory).is_relative_to(mount) for mount in mounts):
         where = ", ".join(sorted(mounts)) or "none"
         raise ClusterConfigError(
             path, field,
-            f"{storage!r} is on each node's own disk: no setup command mounts a filesystem above it "
-            f"(setup_commands mount: {where})",
+            f"{storage!r} is on each node's own disk: no setup command mounts a filesystem above it with "
+            f"`mount ... DIRECTORY` (setup_commands mount: {where})",
         )
-    return storage
+    return str(directory)
 
 
-def mount_points(commands: list[str]) -> set[str]:
+def mount_points(path: str, commands: list[str]) -> set[str]:
     """Directories that ``mount`` commands in ``commands`` mount on (the last argument of each)."""
     points = set()
-    for command in commands:
+    for index, command in enumerate(commands):
         for part in re.split(r"&&|;|\|\|", command):
-            words = shlex.split(part, comments=True)
+            try:
+                words = shlex.split(part, comments=True)
+            except ValueError as error:
+                raise ClusterConfigError(path, f"setup_commands[{index}]", f"cannot be read as a shell command: {error}") from None
             if words[:1] == ["sudo"]:
                 words = words[1:]
             if words[:1] == ["mount"] and len(words) >= 3:

@@ -14,14 +14,20 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import threading
 import time
 import traceback
+import urllib.parse
+import urllib.request
+import uuid
 from contextlib import contextmanager
 from collections import Counter
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
+
+import yaml
 
 from orchestrator.errors import StorageError
 from orchestrator.pipeline import STAGES, stage_keys
@@ -68,6 +74,31 @@ class SweepPlan:
             f"unique stages: {sum(self.stages.values())} ({stage_list}); "
             f"{sum(self.cached.values())} already in the cache"
         )
+
+
+def storage_root(value: str) -> Path:
+    """The directory a ``--storage`` value names: a path, or a ``file://`` URI without a host.
+
+    Object stores (``s3://``, ``gs://``) are refused rather than misread as a local folder named
+    "s3:": the artifact store relies on file locks and atomic renames, which they lack.
+
+    Raises
+    ------
+    StorageError
+    """
+    scheme = re.match(r"^([A-Za-z][A-Za-z0-9+.-]*)://", value)
+    if scheme is None:
+        return Path(value)
+    parts = urllib.parse.urlparse(value)
+    if scheme.group(1).lower() == "file" and parts.netloc in ("", "localhost") and parts.path:
+        return Path(urllib.request.url2pathname(parts.path))
+    if scheme.group(1).lower() == "file":
+        raise StorageError(value, None, "a file:// storage root is file:///absolute/path")
+    raise StorageError(
+        value, None,
+        f"{scheme.group(1)}:// is not supported as the storage root (the artifact store needs file locks and atomic "
+        "renames); mount shared storage (NFS, EFS) on every node and give its path",
+    )
 
 
 def sweep_dir(storage: str | Path, name: str) -> Path:
@@ -131,18 +162,17 @@ def _check_same_space(storage: Path, name: str, trials: list[TrialSpec]) -> None
 
 
 def _write_atomically(path: Path, text: str) -> None:
-    temporary = path.with_name(f".{path.name}.tmp")
+    temporary = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
     temporary.write_text(text)
     os.replace(temporary, path)
 
 
 def record_sweep(plan: SweepPlan, space_file: str | Path) -> None:
-    """Keep the search space, its expansion and the trials' resources beside the results, for ``resume`` and ``status``."""
+    """Keep the search space and its expansion beside the results, for ``resume`` and ``status``."""
     directory = sweep_dir(plan.storage, plan.name)
     directory.mkdir(parents=True, exist_ok=True)
     trials = [{"trial_id": t.trial_id, **t.model_dump(mode="json")} for t in plan.trials]
     _write_atomically(directory / "space.yaml", Path(space_file).read_text())
-    _write_atomically(directory / "resources.json", plan.resources.model_dump_json())
     # Written last: its presence is what makes the sweep exist (see sweep_exists).
     _write_atomically(directory / "trials.json", json.dumps(trials, indent=1))
 
@@ -156,9 +186,9 @@ def recorded_sweep(storage: str | Path, name: str) -> SweepPlan:
         TrialSpec.model_validate({k: v for k, v in t.items() if k != "trial_id"})
         for t in json.loads(_trials_file(Path(storage), name).read_text())
     ]
-    resources_file = directory / "resources.json"
-    resources = Resources.model_validate_json(resources_file.read_text()) if resources_file.is_file() else Resources()
-    return plan_sweep(trials, storage, name, resources)
+    # Only the resources are read back from the space: its paths may be relative to where it was.
+    space = yaml.safe_load((directory / "space.yaml").read_text())
+    return plan_sweep(trials, storage, name, Resources.model_validate(space.get("resources") or {}))
 
 
 def _marker(storage: str | Path, sweep: str, trial_id: str) -> Path:
@@ -233,20 +263,26 @@ def _progress_callback(storage: Path, name: str, total: int, echo: Callable[[str
     """
     from ray import tune
 
-    def done() -> str:
-        return f"[{len(finished_trial_ids(storage, name))}/{total}]"
-
     class Progress(tune.Callback):
+        def setup(self, **info):
+            # Rows are counted once per launch, then one per finished trial (a glob per trial would
+            # read the whole results tree thousands of times).
+            self.rows = len(finished_trial_ids(storage, name))
+
+        def done(self) -> str:
+            return f"[{self.rows}/{total}]"
+
         def on_trial_start(self, iteration, trials, trial, **info):
             echo(f"  started   {trial.config['trial']['label']}")
 
         def on_trial_complete(self, iteration, trials, trial, **info):
             result = trial.last_result or {}
+            self.rows += not result.get("had_row")
             computed = "its row was written before" if result.get("had_row") else (
                 f"{result.get('n_stages_computed', '?')} stages computed"
             )
             echo(
-                f"{done()} done {trial.config['trial']['label']}: "
+                f"{self.done()} done {trial.config['trial']['label']}: "
                 f"clean_acc {result.get('clean_acc_after', float('nan')):.3f}, "
                 f"asr {result.get('asr_after', float('nan')):.3f}, {computed}"
             )
@@ -258,7 +294,7 @@ def _progress_callback(storage: Path, name: str, total: int, echo: Callable[[str
             error_file = _error_file(storage, name, trial.config["trial"]["trial_id"])
             text = error_file.read_text() if error_file.is_file() else trial.get_error()
             echo(
-                f"{done()} FAILED {trial.config['trial']['label']}: {_last_line(text)}\n"
+                f"{self.done()} FAILED {trial.config['trial']['label']}: {_last_line(text)}\n"
                 f"    traceback: {error_file if error_file.is_file() else trial.path}"
             )
 
@@ -339,17 +375,21 @@ def launch(plan: SweepPlan, max_concurrent: int | None = None, address: str | No
             {"cpu": plan.resources.cpu, "gpu": plan.resources.gpu},
         )
         experiment = tune_dir(plan)
+        pending = plan.pending
         if resume and tune.Tuner.can_restore(experiment):
+            # Restored trials keep the run and retry settings of the launch that started them.
             echo(f"restoring Tune's experiment {experiment}")
-            tune.Tuner.restore(str(experiment), trainable, restart_errored=True).fit()
-            plan = replace(plan, pending=[t for t in plan.pending if t.trial_id not in finished_trial_ids(plan.storage, plan.name)])
-            if not plan.pending:
-                return 0
-            echo(f"{len(plan.pending)} trials were not in Tune's experiment; running them")
+            restored = {result.config["trial"]["trial_id"] for result in tune.Tuner.restore(
+                str(experiment), trainable, restart_errored=True).fit()}
+            pending = [t for t in pending if t.trial_id not in restored]
+            if pending:
+                echo(f"{len(pending)} trials were not in Tune's experiment; running them")
+        if not pending:
+            return _count_failed(plan)
         tuner = tune.Tuner(
             trainable,
             param_space={
-                "trial": tune.grid_search([{"trial_id": t.trial_id, "label": trial_label(t)} for t in plan.pending])
+                "trial": tune.grid_search([{"trial_id": t.trial_id, "label": trial_label(t)} for t in pending])
             },
             tune_config=tune.TuneConfig(max_concurrent_trials=max_concurrent, reuse_actors=False),
             run_config=tune.RunConfig(
@@ -361,10 +401,15 @@ def launch(plan: SweepPlan, max_concurrent: int | None = None, address: str | No
             ),
         )
         tuner.fit()
-        return len({t.trial_id for t in plan.pending} - finished_trial_ids(plan.storage, plan.name))
+        return _count_failed(plan)
     finally:
         if started_here:
             ray.shutdown()
+
+
+def _count_failed(plan: SweepPlan) -> int:
+    """How many of the trials ``plan`` meant to run still have no row."""
+    return len({t.trial_id for t in plan.pending} - finished_trial_ids(plan.storage, plan.name))
 
 
 def results_location(plan: SweepPlan) -> Path:
@@ -378,12 +423,17 @@ def trial_states(storage: str | Path, name: str, now: float | None = None) -> di
     directory = sweep_dir(storage, name)
     now = time.time() if now is None else now
     done = finished_trial_ids(storage, name) & trial_ids
-    running = {
-        path.stem for path in (directory / "running").glob("*.json")
-        if now - path.stat().st_mtime < 3 * HEARTBEAT_SECONDS
-    } & trial_ids - done
+    running = {path.stem for path in (directory / "running").glob("*.json") if now - _mtime(path) < 3 * HEARTBEAT_SECONDS}
+    running &= trial_ids - done
     errored = {path.stem for path in (directory / "errors").glob("*.txt")} & trial_ids - done - running
     return {"done": done, "running": running, "errored": errored, "pending": trial_ids - done - running - errored}
+
+
+def _mtime(path: Path) -> float:
+    try:
+        return path.stat().st_mtime
+    except FileNotFoundError:  # the trial ended since the directory was listed
+        return float("-inf")
 
 
 def sweep_status(storage: str | Path, name: str) -> str:

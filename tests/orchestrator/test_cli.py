@@ -78,8 +78,12 @@ def test_object_store_roots_are_refused_and_file_uris_are_paths(tmp_path, no_ray
     words = " ".join(refused.output.replace("│", " ").split())  # the message is boxed and wrapped
     assert refused.exit_code == 2 and "s3:// is not supported as the storage root" in words
     assert not (tmp_path / "s3:").exists()
-    planned = CliRunner().invoke(app, ["run", str(path), "--dry-run", "--storage", f"file://{tmp_path}/runs"])
+    planned = CliRunner().invoke(app, ["run", str(path), "--dry-run", "--storage", f"file://{tmp_path}/my%20runs"])
     assert planned.exit_code == 0 and "sweep 'tiny': 1 trials" in planned.output
+    status = CliRunner().invoke(app, ["status", "tiny", "--storage", f"file://{tmp_path}/my%20runs"])
+    assert f"{tmp_path}/my runs: no sweep named 'tiny'" in status.output
+    relative = CliRunner().invoke(app, ["status", "tiny", "--storage", "file://runs"])
+    assert relative.exit_code == 2 and "file:///absolute/path" in relative.output
 
 
 def test_resume_of_an_unknown_sweep_exits_2(tmp_path, no_ray):

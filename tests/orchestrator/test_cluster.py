@@ -32,7 +32,7 @@ def test_shipped_cluster_file_is_valid():
     assert "valid. GPU workers: 'gpu_worker'" in result.output and "/mnt/bdsweep/runs" in result.output
 
 
-def test_shipped_cluster_file_pins_what_pyproject_pins_and_authenticates_every_node():
+def test_shipped_cluster_file_installs_the_project_with_its_pins_and_authenticates_every_node():
     config = yaml.safe_load(SHIPPED.read_text())
     setup = "\n".join(config["setup_commands"])
     assert "python3.11 -m venv" in setup and 'pip install -q -e "/home/ubuntu/bdsweep[gpu]"' in setup
@@ -55,7 +55,9 @@ def test_shipped_cluster_file_pins_what_pyproject_pins_and_authenticates_every_n
         (lambda c: c["available_node_types"].pop("gpu_worker"), "available_node_types", "no GPU worker type"),
         (lambda c: c["available_node_types"]["gpu_worker"]["resources"].pop("GPU"), "available_node_types", "no GPU worker type"),
         (lambda c: c["metadata"]["bdsweep"].update(storage="/home/ubuntu/runs"), "metadata.bdsweep.storage", "each node's own disk"),
-        (lambda c: c["metadata"]["bdsweep"].update(storage="s3://bucket/runs"), "metadata.bdsweep.storage", "object-store URI"),
+        (lambda c: c["metadata"]["bdsweep"].update(storage="s3://bucket/runs"), "metadata.bdsweep.storage", "not supported"),
+        (lambda c: c["metadata"].update(bdsweep="/mnt/bdsweep/runs"), "metadata.bdsweep.storage", "missing"),
+        (lambda c: c["setup_commands"].append("echo 'unbalanced"), "setup_commands[5]", "cannot be read"),
         (lambda c: c.pop("metadata"), "metadata.bdsweep.storage", "missing"),
         (lambda c: c.update(setup_commands=c["setup_commands"][:3]), "metadata.bdsweep.storage", "mount: none"),
     ],
@@ -75,4 +77,4 @@ def test_missing_or_malformed_file_is_named(tmp_path):
 
 def test_mount_points_are_the_last_argument_of_each_mount():
     commands = ["sudo mkdir -p /mnt/x && sudo mount -t nfs4 -o a=1 fs:/ /mnt/x", "mount /dev/sdb /data; echo hi", "echo mount"]
-    assert mount_points(commands) == {"/mnt/x", "/data"}
+    assert mount_points("cluster.yaml", commands) == {"/mnt/x", "/data"}

@@ -44,8 +44,11 @@ def rows(storage: Path) -> set[Path]:
 
 
 def manifests(storage: Path) -> dict[Path, float]:
-    """Every stored artifact with the time it was created."""
-    return {path.parent: json.loads(path.read_text())["created"] for path in (storage / "cache").glob("*/*/manifest.json")}
+    """Every stored artifact with the time it was created (not the temporary directories of ones being written)."""
+    return {
+        path.parent: json.loads(path.read_text())["created"]
+        for path in (storage / "cache").glob("*/*/manifest.json") if not path.parent.name.startswith(".")
+    }
 
 
 def wait_for(condition, driver: subprocess.Popen, timeout: float = 300) -> None:
