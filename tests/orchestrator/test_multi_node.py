@@ -150,7 +150,7 @@ def test_sweep_asking_for_gpus_makes_the_autoscaler_add_workers(tmp_path):
 
     import yaml
 
-    from tests.ray_processes import ray_processes, wait_until_gone
+    from tests.ray_processes import ray_processes, session_processes, stop_session, wait_until_gone
 
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -164,13 +164,17 @@ def test_sweep_asking_for_gpus_makes_the_autoscaler_add_workers(tmp_path):
            "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(16)}
     ray_bin = os.path.join(os.path.dirname(sys.executable), "ray")
     before = ray_processes()
-    head = subprocess.run(
-        [ray_bin, "start", "--head", f"--port={port}", "--node-ip-address=127.0.0.1", "--num-cpus=0", "--num-gpus=0",
-         f"--autoscaling-config={config}", "--include-dashboard=false", "--disable-usage-stats"],
-        env=env, capture_output=True, text=True,
-    )
+    # In a session of its own, so that exactly this cluster can be stopped, nodes the autoscaler added included.
+    # (Its output goes to a file: the daemons it starts keep a pipe open.)
+    head_log = tmp_path / "ray_start.log"
+    with open(head_log, "w") as log:
+        head = subprocess.Popen(
+            [ray_bin, "start", "--head", f"--port={port}", "--node-ip-address=127.0.0.1", "--num-cpus=0",
+             "--num-gpus=0", f"--autoscaling-config={config}", "--include-dashboard=false", "--disable-usage-stats"],
+            env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        )
     try:
-        assert head.returncode == 0, head.stdout + head.stderr
+        assert head.wait(timeout=120) == 0, head_log.read_text()
         sweep = subprocess.run(
             [sys.executable, "-m", "orchestrator.cli", "run", str(space), "--storage", str(tmp_path / "runs"),
              "--address", f"127.0.0.1:{port}"],
@@ -183,8 +187,8 @@ def test_sweep_asking_for_gpus_makes_the_autoscaler_add_workers(tmp_path):
             env=env, capture_output=True, text=True, check=True,
         )
     finally:
-        subprocess.run([ray_bin, "stop", "--force"], env=env, capture_output=True)
-        wait_until_gone(ray_processes() - before)
+        stop_session(head.pid)
+    assert not session_processes(head.pid) and wait_until_gone(ray_processes() - before)
 
     gpu_nodes = {node_id for node_id, gpus in json.loads(nodes.stdout.strip().splitlines()[-1]) if gpus >= 1}
     rows = query(tmp_path / "runs", "SELECT * FROM results")
