@@ -339,7 +339,9 @@ def start_ray(address: str | None = None) -> None:
     if address:
         ray.init(address=address, **quiet)
     else:
-        ray.init(include_dashboard=False, _node_ip_address="127.0.0.1", **quiet)
+        # "local": a new instance of our own; without it Ray joins the last cluster `ray start` made on
+        # this machine (/tmp/ray/ray_current_cluster), even one that is gone.
+        ray.init(address="local", include_dashboard=False, _node_ip_address="127.0.0.1", **quiet)
     logging.getLogger("ray.tune").setLevel(logging.WARNING)
 
 

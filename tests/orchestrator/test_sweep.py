@@ -156,3 +156,26 @@ def test_ac_then_fp_and_fp_then_ac_both_run(tmp_path):
     assert rows.loc["ac", "d2_layer_width"] == 128 and rows.loc["fp", "d1_layer_width"] == 128
     assert rows.loc["ac", "d1_removed_total"] > 0 and rows.loc["fp", "d2_removed_total"] > 0
     assert len(rows.loc["fp", "d1_tune_acc_curve"]) == 128
+
+
+def test_local_sweep_starts_its_own_ray_even_after_a_ray_start_on_this_machine(tmp_path):
+    # `ray start` records its cluster in /tmp/ray/ray_current_cluster and a plain ray.init() joins it,
+    # even once that cluster is gone; a local sweep must not.
+    from pathlib import Path
+
+    record = Path("/tmp/ray/ray_current_cluster")
+    kept = record.read_text() if record.exists() else None
+    record.parent.mkdir(parents=True, exist_ok=True)
+    record.write_text("127.0.0.1:9\n")  # nothing listens there
+    try:
+        result = run_space(tmp_path, """
+            name: own_ray
+            dataset: {name: synthetic_signs, per_class: 4, test_per_class: 1}
+            model: gtsrb_cnn
+            train: {epochs: 1}
+            attack: {source: 8, target: 14, trigger: yellow_square, poison_pct: 50}
+        """)
+    finally:
+        record.write_text(kept) if kept is not None else record.unlink()
+    assert result.exit_code == 0, result.output
+    assert "1 result rows in" in result.output
