@@ -11,21 +11,21 @@ import pandas as pd
 import typer
 
 from orchestrator.errors import UserError
+from orchestrator.storage import StorageRoot, open_storage
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Grid searches of backdoor attacks and defenses on Ray Tune.")
 
-def _storage_root(value: str) -> Path:
-    from orchestrator.sweep import storage_root
-
+def _storage_root(value: str) -> StorageRoot:
     try:
-        return storage_root(value)
+        return open_storage(value)
     except UserError as error:
         raise typer.BadParameter(error.message) from None
 
 
 STORAGE = typer.Option(
     "runs", "--storage", parser=_storage_root,
-    help="Storage root, a directory every node sees (local, NFS/EFS mount): artifacts in cache/, each sweep in <name>/.",
+    help="Storage root every node sees: a directory (local, NFS/EFS mount) or an object store "
+         "(s3://bucket/prefix[?region=...]): artifacts in cache/, each sweep in <name>/.",
 )
 SUMMARY_COLUMNS = [
     "trigger", "poison_pct", "seed", "pipeline", "clean_acc_before", "asr_before", "clean_acc_after", "asr_after",
@@ -61,7 +61,7 @@ MAX_FAILURES = typer.Option(
 @app.command()
 def run(
     space_file: Path = typer.Argument(..., help="Search-space YAML file."),
-    storage: Path = STORAGE,
+    storage: StorageRoot = STORAGE,
     name: Optional[str] = typer.Option(None, help="Sweep name (default: the space's name).", callback=_sweep_name),
     max_concurrent: Optional[int] = MAX_CONCURRENT,
     address: Optional[str] = ADDRESS,
@@ -90,7 +90,7 @@ def run(
 @app.command()
 def resume(
     name: str = typer.Argument(..., help="Sweep name."),
-    storage: Path = STORAGE,
+    storage: StorageRoot = STORAGE,
     max_concurrent: Optional[int] = MAX_CONCURRENT,
     address: Optional[str] = ADDRESS,
     max_failures: int = MAX_FAILURES,
@@ -124,7 +124,7 @@ def _launch(plan, max_concurrent, address, max_failures, resume) -> None:
 
 @app.command()
 def query(sql: str = typer.Argument(..., help='SQL over the "results" view, e.g. "SELECT * FROM results".'),
-          storage: Path = STORAGE) -> None:
+          storage: StorageRoot = STORAGE) -> None:
     """Run SQL (DuckDB) over every result row under the storage root."""
     from orchestrator.results import query as run_query
 
@@ -135,7 +135,7 @@ def query(sql: str = typer.Argument(..., help='SQL over the "results" view, e.g.
 
 
 @app.command()
-def status(name: str = typer.Argument(..., help="Sweep name."), storage: Path = STORAGE) -> None:
+def status(name: str = typer.Argument(..., help="Sweep name."), storage: StorageRoot = STORAGE) -> None:
     """How far a sweep is: trials done, running, errored and pending; stages computed and reused."""
     from orchestrator.sweep import sweep_status
 
@@ -195,7 +195,7 @@ def cluster_validate(cluster_file: Path = typer.Argument(..., help="Cluster-laun
     node = check.config["available_node_types"][check.gpu_worker]
     typer.echo(
         f"{cluster_file}: valid. GPU workers: {check.gpu_worker!r} ({node['resources']}, "
-        f"{node.get('min_workers', 0)}..{node['max_workers']} nodes); storage {check.storage} on a mount every node shares"
+        f"{node.get('min_workers', 0)}..{node['max_workers']} nodes); storage {check.storage}, which every node reaches"
     )
 
 

@@ -99,12 +99,12 @@ def check_gpu_worker(path: str, config: dict[str, Any]) -> str:
 
 
 def check_shared_storage(path: str, config: dict[str, Any]) -> str:
-    """``metadata.bdsweep.storage``, checked to be a directory every node mounts from shared storage.
+    """``metadata.bdsweep.storage``, checked to be a root every node reaches.
 
-    A node's own disk is not shared: the storage root must lie under a mount point that the
-    ``setup_commands`` (run on every node) mount.
+    An object store (``s3://...``) is; a local path must lie under a mount point that the
+    ``setup_commands`` (run on every node) mount, since a node's own disk is not shared.
     """
-    from orchestrator.sweep import storage_root
+    from orchestrator.storage import storage_location
 
     field = "metadata.bdsweep.storage"
     settings = (config.get("metadata") or {}).get("bdsweep")
@@ -112,13 +112,16 @@ def check_shared_storage(path: str, config: dict[str, Any]) -> str:
     if not isinstance(storage, str) or not storage:
         raise ClusterConfigError(path, field, "missing: the --storage root every node shares, e.g. /mnt/bdsweep/runs")
     try:
-        directory = storage_root(storage)
+        scheme, location = storage_location(storage)  # offline: opening s3:// may ask AWS for the region
     except StorageError as error:
         raise ClusterConfigError(path, field, error.message) from None
+    if scheme is not None:
+        return f"{scheme}://{location}"
+    directory = PurePosixPath(location)
     if not directory.is_absolute():
         raise ClusterConfigError(path, field, f"{storage!r} is not an absolute path")
     mounts = mount_points(path, config.get("setup_commands", []))
-    if not any(PurePosixPath(directory).is_relative_to(mount) for mount in mounts):
+    if not any(directory.is_relative_to(mount) for mount in mounts):
         where = ", ".join(sorted(mounts)) or "none"
         raise ClusterConfigError(
             path, field,

@@ -6,8 +6,6 @@ partition columns live in the path, not in the files; every reader here restores
 
 from __future__ import annotations
 
-import os
-import uuid
 from pathlib import Path
 from typing import Any
 
@@ -17,62 +15,79 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from orchestrator.errors import StorageError
+from orchestrator.storage import StorageRoot, open_storage
 
 PARTITIONS = ("dataset", "model")
+RESULTS = "results"  # a sweep's directory of rows
 
 
-def results_dir(storage: str | Path, sweep: str) -> Path:
-    return Path(storage) / sweep / "results"
+def row_parts(sweep: str, row: dict[str, Any]) -> tuple[str, ...]:
+    """Where a row's file is, as parts under the storage root."""
+    return (sweep, RESULTS, *(f"{key}={row[key]}" for key in PARTITIONS), f"{row['trial_id']}.parquet")
 
 
-def row_path(storage: str | Path, sweep: str, row: dict[str, Any]) -> Path:
-    parts = [f"{key}={row[key]}" for key in PARTITIONS]
-    return results_dir(storage, sweep).joinpath(*parts, f"{row['trial_id']}.parquet")
-
-
-def read_row(storage: str | Path, sweep: str, dataset: str, model: str, trial_id: str) -> dict[str, Any] | None:
+def read_row(storage: str | Path | StorageRoot, sweep: str, dataset: str, model: str, trial_id: str) -> dict[str, Any] | None:
     """The row of one trial as a dict, or None when the trial has none yet."""
-    path = row_path(storage, sweep, {"dataset": dataset, "model": model, "trial_id": trial_id})
-    if not path.is_file():
+    storage = open_storage(storage)
+    parts = row_parts(sweep, {"dataset": dataset, "model": model, "trial_id": trial_id})
+    try:
+        data = storage.read_bytes(*parts)
+    except FileNotFoundError:
         return None
-    return {**pq.read_table(path).to_pylist()[0], "dataset": dataset, "model": model}
+    return {**pq.read_table(pa.BufferReader(data)).to_pylist()[0], "dataset": dataset, "model": model}
 
 
-def write_row(storage: str | Path, sweep: str, row: dict[str, Any]) -> Path:
-    """Write one trial's row atomically (temporary file, then rename) and return its path.
+def write_row(storage: str | Path | StorageRoot, sweep: str, row: dict[str, Any]) -> str:
+    """Write one trial's row, whole or not at all, and return where it is.
 
     Writing the same trial again replaces its file whole, so a trial run twice leaves one row.
     """
-    path = row_path(storage, sweep, row)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    storage = open_storage(storage)
     table = pa.Table.from_pylist([{k: v for k, v in row.items() if k not in PARTITIONS}])
-    temporary = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    pq.write_table(table, temporary)
-    os.replace(temporary, path)
-    return path
+    sink = pa.BufferOutputStream()
+    pq.write_table(table, sink)
+    parts = row_parts(sweep, row)
+    storage.write_bytes(*parts, data=sink.getvalue().to_pybytes())
+    return storage.display(*parts)
 
 
-def finished_trial_ids(storage: str | Path, sweep: str) -> set[str]:
+def finished_trial_ids(storage: str | Path | StorageRoot, sweep: str) -> set[str]:
     """Ids of the trials of ``sweep`` that have a result file."""
-    return {path.stem for path in results_dir(storage, sweep).glob("**/*.parquet")}
+    files = open_storage(storage).files(sweep, RESULTS, suffix=".parquet", recursive=True)
+    return {info.base_name.removesuffix(".parquet") for info in files}
 
 
-def _glob(storage: str | Path, sweep: str | None) -> str:
-    return str(Path(storage).resolve() / (sweep or "*") / "results" / "**" / "*.parquet")
-
-
-def connect(storage: str | Path, sweep: str | None = None) -> duckdb.DuckDBPyConnection:
+def connect(storage: str | Path | StorageRoot, sweep: str | None = None) -> duckdb.DuckDBPyConnection:
     """A DuckDB connection with a ``results`` view over every row under ``storage`` (or one sweep)."""
-    if not any(Path(storage).glob(f"{sweep or '*'}/results/**/*.parquet")):
+    storage = open_storage(storage)
+    sweeps = [sweep] if sweep else storage.directories()
+    files = [info for name in sweeps for info in storage.files(name, RESULTS, suffix=".parquet", recursive=True)]
+    if not files:
         where = f"sweep {sweep!r}" if sweep else "any sweep"
-        raise StorageError(str(storage), None, f"no result files for {where} (run a sweep first)")
+        raise StorageError(storage.display(), None, f"no result files for {where} (run a sweep first)")
     connection = duckdb.connect()
-    pattern = _glob(storage, sweep).replace("'", "''")
-    connection.execute(
-        f"CREATE VIEW results AS SELECT * FROM read_parquet('{pattern}', hive_partitioning = true, union_by_name = true)"
-    )
+    if storage.is_local:
+        pattern = storage.path(sweep or "*", RESULTS, "**", "*.parquet").replace("'", "''")
+        connection.execute(
+            f"CREATE VIEW results AS SELECT * FROM read_parquet('{pattern}', hive_partitioning = true, union_by_name = true)"
+        )
+    else:
+        # DuckDB reads object stores only through an extension it would download; pyarrow reads them here.
+        connection.register("results", _rows_table(storage, files))
     return connection
 
+
+def _rows_table(storage: StorageRoot, files) -> pa.Table:
+    """One table of every row in ``files``, partition columns restored from their paths."""
+    tables = []
+    for info in files:
+        table = pq.read_table(pa.BufferReader(storage.read_bytes(storage.relative(info))))
+        for part in info.path.split("/"):
+            key, equals, value = part.partition("=")
+            if equals and key in PARTITIONS:
+                table = table.append_column(key, pa.array([value] * table.num_rows))
+        tables.append(table)
+    return pa.concat_tables(tables, promote_options="permissive")
 
 def query(storage: str | Path, sql: str, sweep: str | None = None) -> pd.DataFrame:
     """Run ``sql`` against the ``results`` view and return the answer as a DataFrame."""

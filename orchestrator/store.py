@@ -9,6 +9,11 @@ artifact or none.
 Every file of an artifact has its size and SHA-256 in the manifest. Sizes are checked whenever an
 artifact is looked up, checksums whenever it is read; a damaged artifact (truncated, a byte flipped,
 a file missing) is moved aside and computed again, never used.
+
+On an object store (``s3://``), which has neither file locks nor renames, :class:`ObjectArtifactStore`
+uploads an artifact's files and then its manifest (so a manifest still means a whole artifact),
+takes a lease (:mod:`orchestrator.lease`) instead of the lock, and reads artifacts through a
+node-local copy whose checksums are verified when it is downloaded.
 """
 
 from __future__ import annotations
@@ -24,12 +29,15 @@ import time
 import uuid
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any, Callable
 
 from orchestrator.hashing import content_hash
+from orchestrator.lease import BEAT_SECONDS, lease
+from orchestrator.storage import StorageRoot
 
 MANIFEST = "manifest.json"
+CACHE = "cache"  # the artifact store's directory under a storage root
 _CHUNK = 1 << 20
 
 log = logging.getLogger("bdsweep.store")
@@ -73,7 +81,7 @@ class ArtifactRef:
 
     stage: Stage
     key: str
-    path: Path
+    path: Path | PurePosixPath  # local, or the path in an object store
     store: "ArtifactStore" = field(repr=False)
     config: Any = field(repr=False)
     parents: list["ArtifactRef"] = field(repr=False)
@@ -103,35 +111,49 @@ def _sha256(path: Path) -> str:
 
 
 def artifact_damage(directory: Path, manifest: dict, *, checksums: bool) -> str | None:
-    """What is wrong with the artifact in ``directory``, or None if it is whole.
+    """What is wrong with the artifact in local ``directory``, or None if it is whole.
 
     Compares the files on disk with the manifest's list: names and sizes always, SHA-256 only with
     ``checksums`` (it reads every byte). Artifacts stored before manifests listed their files are
     taken as they are. Raises FileNotFoundError when the directory goes away meanwhile.
     """
+    present = {
+        path.relative_to(directory).as_posix(): path.stat().st_size
+        for path in directory.rglob("*") if path.is_file() and path.name != MANIFEST
+    }
+    return damage_of(present, manifest, (lambda name: _sha256(directory / name)) if checksums else None)
+
+
+def damage_of(present: dict[str, int], manifest: dict, sha256: Callable[[str], str] | None) -> str | None:
+    """What is wrong with an artifact whose files have sizes ``present`` (``{relative path: bytes}``).
+
+    ``sha256(name)`` hashes one file; without it only names and sizes are compared.
+    """
     expected = manifest.get("files")
     if expected is None:
         return None
-    present = {
-        path.relative_to(directory).as_posix(): path
-        for path in directory.rglob("*") if path.is_file() and path.name != MANIFEST
-    }
     if missing := sorted(set(expected) - set(present)):
         return f"missing {missing[0]}"
     if extra := sorted(set(present) - set(expected)):
         return f"unexpected file {extra[0]}"
     for name, facts in expected.items():
-        if (size := present[name].stat().st_size) != facts["size"]:
-            return f"{name} has {size} bytes, the manifest says {facts['size']}"
-    if checksums:
+        if present[name] != facts["size"]:
+            return f"{name} has {present[name]} bytes, the manifest says {facts['size']}"
+    if sha256 is not None:
         for name, facts in expected.items():
-            if _sha256(present[name]) != facts["sha256"]:
+            if sha256(name) != facts["sha256"]:
                 return f"{name} does not match its SHA-256"
     return None
 
 
 class ArtifactStore:
-    """Artifacts under ``root/<stage>/<key>/``, each with a ``manifest.json`` that states its recipe."""
+    """Artifacts under ``root/<stage>/<key>/`` on a local disk or shared mount, each with a
+    ``manifest.json`` that states its recipe.
+
+    :func:`artifact_store` picks this class or :class:`ObjectArtifactStore` for a storage root.
+    Subclasses change only where files go (the methods after ``load_verified``); resolving,
+    verifying and rebuilding are the same everywhere.
+    """
 
     def __init__(self, root: str | Path):
         self.root = Path(root)
@@ -157,6 +179,10 @@ class ArtifactStore:
     def contains(self, stage: Stage, key: str) -> bool:
         """Whether an artifact was stored under ``key`` (whole or not: see :func:`artifact_damage`)."""
         return (self.path(stage, key) / MANIFEST).is_file()
+
+    def stored_keys(self) -> set[tuple[str, str]]:
+        """``(stage name, key)`` of every artifact stored, in one listing."""
+        return {(path.parent.parent.name, path.parent.name) for path in self.root.glob(f"*/*/{MANIFEST}")}
 
     def manifest(self, stage: Stage, key: str) -> dict:
         return json.loads((self.path(stage, key) / MANIFEST).read_text())
@@ -187,7 +213,7 @@ class ArtifactStore:
                 if self._whole_manifest(ref, checksums=True, discard=True) is None:
                     _, ref.rebuilt = self._compute(ref)
                     return ref._value
-        return ref.stage.artifact.load(ref.path)
+        return ref.stage.artifact.load(self._readable(ref))
 
     def _whole_manifest(self, ref: ArtifactRef, *, checksums: bool, discard: bool = False) -> dict | None:
         """The manifest of a whole stored artifact, else None.
@@ -196,8 +222,8 @@ class ArtifactStore:
         without the lock, the damage seen may be a rival's repair in progress.
         """
         try:
-            manifest = json.loads((ref.path / MANIFEST).read_text())
-            damage = artifact_damage(ref.path, manifest, checksums=checksums)
+            manifest = json.loads(self._manifest_text(ref))
+            damage = self._damage(ref, manifest, checksums)
         except FileNotFoundError:
             return None
         except (OSError, ValueError) as error:
@@ -206,30 +232,17 @@ class ArtifactStore:
             return manifest
         if discard:
             log.warning("artifact %s/%s is damaged (%s); computing it again", ref.stage.name, ref.key, damage)
-            self._discard(ref.path)
+            self._discard(ref)
         return None
-
-    @staticmethod
-    def _discard(path: Path) -> None:
-        # Renamed first so no reader ever sees a half-deleted artifact; a rival may have done it already.
-        aside = path.parent / f".damaged-{path.name}-{uuid.uuid4().hex}"
-        try:
-            os.rename(path, aside)
-        except FileNotFoundError:
-            return
-        shutil.rmtree(aside, ignore_errors=True)
 
     def _compute(self, ref: ArtifactRef) -> tuple[ArtifactRef, StageRecord]:
         stage, parents = ref.stage, ref.parents
-        # Under the key's lock, any temporary directory of this key is a dead process's half-written try.
-        for leftover in ref.path.parent.glob(f".tmp-{ref.key}-*"):
-            shutil.rmtree(leftover, ignore_errors=True)
+        self._clear_leftovers(ref)
         start = time.perf_counter()
         value = stage.run(ref.config, *(parent.load() for parent in parents))
         seconds = time.perf_counter() - start
         metrics = dict(getattr(value, "metrics", {}) or {})
-        temporary = ref.path.parent / f".tmp-{ref.key}-{uuid.uuid4().hex}"
-        temporary.mkdir(parents=True)
+        temporary = self._scratch(ref)
         try:
             value.save(temporary)
             manifest = {
@@ -241,26 +254,51 @@ class ArtifactStore:
                 "host": socket.gethostname(),
                 "created": time.time(),
             }
-            # The manifest goes last and reaches the disk before the rename: a directory that has
-            # one is complete, even after a power cut.
-            with open(temporary / MANIFEST, "w") as handle:
-                handle.write(json.dumps(manifest, indent=1, sort_keys=True))
-                handle.flush()
-                os.fsync(handle.fileno())
-            try:
-                os.rename(temporary, ref.path)
-            except OSError:
-                # Another process got there first (possible where the lock is not shared): use theirs.
-                if not self.contains(stage, ref.key):
-                    raise
-                shutil.rmtree(temporary, ignore_errors=True)
-                ref._value = value
-                return ref, StageRecord(stage.name, ref.key, False, seconds, metrics)
-        except BaseException:
+            computed = self._publish(ref, temporary, json.dumps(manifest, indent=1, sort_keys=True))
+        finally:
             shutil.rmtree(temporary, ignore_errors=True)
-            raise
         ref._value = value
-        return ref, StageRecord(stage.name, ref.key, True, seconds, metrics)
+        return ref, StageRecord(stage.name, ref.key, computed, seconds, metrics)
+
+    # -- where the files are: a local directory tree ------------------------------------------------
+
+    def _manifest_text(self, ref: ArtifactRef) -> str:
+        return (ref.path / MANIFEST).read_text()
+
+    def _damage(self, ref: ArtifactRef, manifest: dict, checksums: bool) -> str | None:
+        return artifact_damage(ref.path, manifest, checksums=checksums)
+
+    def _readable(self, ref: ArtifactRef) -> Path:
+        """The local directory ``ref``'s artifact is loaded from."""
+        return ref.path
+
+    def _discard(self, ref: ArtifactRef) -> None:
+        _remove_directory(ref.path)
+
+    def _clear_leftovers(self, ref: ArtifactRef) -> None:
+        # Under the key's lock, any temporary directory of this key is a dead process's half-written try.
+        for leftover in ref.path.parent.glob(f".tmp-{ref.key}-*"):
+            shutil.rmtree(leftover, ignore_errors=True)
+
+    def _scratch(self, ref: ArtifactRef) -> Path:
+        """An empty directory to save a new artifact in, on the filesystem it will be renamed on."""
+        temporary = ref.path.parent / f".tmp-{ref.key}-{uuid.uuid4().hex}"
+        temporary.mkdir(parents=True)
+        return temporary
+
+    def _publish(self, ref: ArtifactRef, temporary: Path, manifest: str) -> bool:
+        """Put the artifact saved in ``temporary`` in place; False if another process's copy was there first."""
+        # The manifest goes last and reaches the disk before the rename: a directory that has
+        # one is complete, even after a power cut.
+        _write_synced(temporary / MANIFEST, manifest)
+        try:
+            os.rename(temporary, ref.path)
+        except OSError:
+            # Another process got there first (possible where the lock is not shared): use theirs.
+            if not self.contains(ref.stage, ref.key):
+                raise
+            return False
+        return True
 
     @contextmanager
     def _lock(self, stage: Stage, key: str):
@@ -272,3 +310,139 @@ class ArtifactStore:
                 yield
             finally:
                 fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+class ObjectArtifactStore(ArtifactStore):
+    """Artifacts under ``<storage root>/cache/<stage>/<key>/`` on an object store.
+
+    Files are uploaded, then the manifest; single flight is a lease per key
+    (``cache/<stage>/.locks/<key>/``). Artifacts are read from a copy in ``node_cache`` (a local
+    directory, by default ``~/.cache/bdsweep`` or ``$BDSWEEP_NODE_CACHE``), downloaded once per
+    node and checked against the manifest's checksums; the trial that computes an artifact keeps
+    its own copy there.
+    """
+
+    def __init__(self, storage: StorageRoot, node_cache: str | Path | None = None, *, beat: float = BEAT_SECONDS,
+                 poll: float = 1.0):
+        self.storage = storage
+        self.root = PurePosixPath(storage.path(CACHE))
+        node_cache = node_cache or os.environ.get("BDSWEEP_NODE_CACHE") or Path.home() / ".cache" / "bdsweep"
+        self.node_cache = Path(node_cache) / content_hash(storage.display(), length=16)
+        self.beat, self.poll = beat, poll
+
+    def path(self, stage: Stage, key: str) -> PurePosixPath:
+        return self.root / stage.name / key
+
+    def contains(self, stage: Stage, key: str) -> bool:
+        return self.storage.exists(CACHE, stage.name, key, MANIFEST)
+
+    def stored_keys(self) -> set[tuple[str, str]]:
+        keys = set()
+        for info in self.storage.files(CACHE, suffix=MANIFEST, recursive=True):
+            parts = self.storage.relative(info, CACHE).split("/")
+            if len(parts) == 3 and parts[2] == MANIFEST:
+                keys.add((parts[0], parts[1]))
+        return keys
+
+    def manifest(self, stage: Stage, key: str) -> dict:
+        return json.loads(self.storage.read_text(CACHE, stage.name, key, MANIFEST))
+
+    def _manifest_text(self, ref: ArtifactRef) -> str:
+        return self.storage.read_text(CACHE, ref.stage.name, ref.key, MANIFEST)
+
+    def _damage(self, ref: ArtifactRef, manifest: dict, checksums: bool) -> str | None:
+        if checksums:
+            return self._fetch(ref, manifest)
+        where = (CACHE, ref.stage.name, ref.key)
+        present = {self.storage.relative(info, *where): info.size for info in self.storage.files(*where, recursive=True)}
+        present.pop(MANIFEST, None)
+        return damage_of(present, manifest, None)
+
+    def _readable(self, ref: ArtifactRef) -> Path:
+        return self.node_cache / ref.stage.name / ref.key
+
+    def _fetch(self, ref: ArtifactRef, manifest: dict) -> str | None:
+        """Make the node-local copy of ``ref`` match ``manifest``; returns what is wrong with the stored one, if anything."""
+        local = self._readable(ref)
+        try:
+            if json.loads((local / MANIFEST).read_text()) == manifest and artifact_damage(local, manifest, checksums=True) is None:
+                return None
+        except (OSError, ValueError):
+            pass  # no usable copy on this node yet
+        temporary = self._scratch(ref)
+        try:
+            for name in manifest.get("files", {}):
+                try:
+                    data = self.storage.read_bytes(CACHE, ref.stage.name, ref.key, name)
+                except FileNotFoundError:
+                    return f"missing {name}"
+                (temporary / name).parent.mkdir(parents=True, exist_ok=True)
+                (temporary / name).write_bytes(data)
+            if (damage := artifact_damage(temporary, manifest, checksums=True)) is not None:
+                return damage
+            _write_synced(temporary / MANIFEST, json.dumps(manifest, indent=1, sort_keys=True))
+            _replace_directory(temporary, local)
+            return None
+        finally:
+            shutil.rmtree(temporary, ignore_errors=True)
+
+    def _discard(self, ref: ArtifactRef) -> None:
+        # The manifest first: from then on no reader takes the rest for a whole artifact.
+        self.storage.delete(CACHE, ref.stage.name, ref.key, MANIFEST)
+        self.storage.delete_tree(CACHE, ref.stage.name, ref.key)
+        _remove_directory(self._readable(ref))
+
+    def _clear_leftovers(self, ref: ArtifactRef) -> None:
+        # Under the lease, files of this key without a manifest are a dead process's partial upload.
+        self.storage.delete_tree(CACHE, ref.stage.name, ref.key)
+
+    def _scratch(self, ref: ArtifactRef) -> Path:
+        temporary = self.node_cache / ref.stage.name / f".tmp-{ref.key}-{uuid.uuid4().hex}"
+        temporary.mkdir(parents=True)
+        return temporary
+
+    def _publish(self, ref: ArtifactRef, temporary: Path, manifest: str) -> bool:
+        for path in sorted(temporary.rglob("*")):
+            if path.is_file():
+                relative = path.relative_to(temporary).as_posix()
+                self.storage.write_bytes(CACHE, ref.stage.name, ref.key, relative, data=path.read_bytes())
+        self.storage.write_text(CACHE, ref.stage.name, ref.key, MANIFEST, text=manifest)
+        _write_synced(temporary / MANIFEST, manifest)
+        _replace_directory(temporary, self._readable(ref))
+        return True
+
+    def _lock(self, stage: Stage, key: str):
+        return lease(self.storage, CACHE, stage.name, ".locks", key, beat=self.beat, poll=self.poll)
+
+
+def artifact_store(storage: StorageRoot) -> ArtifactStore:
+    """The artifact store under ``<storage>/cache``."""
+    if storage.is_local:
+        return ArtifactStore(storage.local_path(CACHE))
+    return ObjectArtifactStore(storage)
+
+
+def _write_synced(path: Path, text: str) -> None:
+    with open(path, "w") as handle:
+        handle.write(text)
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
+def _remove_directory(path: Path) -> None:
+    # Renamed first so no reader ever sees a half-deleted artifact; a rival may have done it already.
+    aside = path.parent / f".damaged-{path.name}-{uuid.uuid4().hex}"
+    try:
+        os.rename(path, aside)
+    except FileNotFoundError:
+        return
+    shutil.rmtree(aside, ignore_errors=True)
+
+
+def _replace_directory(new: Path, path: Path) -> None:
+    """Put directory ``new`` at ``path``, moving aside what was there."""
+    _remove_directory(path)
+    try:
+        os.rename(new, path)
+    except OSError:
+        pass  # another trial on this node put its copy there meanwhile; both match one manifest

@@ -14,13 +14,9 @@ from __future__ import annotations
 import json
 import logging
 import os
-import re
 import threading
 import time
 import traceback
-import urllib.parse
-import urllib.request
-import uuid
 from contextlib import contextmanager
 from collections import Counter
 from dataclasses import dataclass
@@ -31,9 +27,10 @@ import yaml
 
 from orchestrator.errors import StorageError
 from orchestrator.pipeline import STAGES, stage_keys
-from orchestrator.results import finished_trial_ids, read_row, results_dir
+from orchestrator.results import RESULTS, finished_trial_ids, read_row
 from orchestrator.search_space import Resources, TrialSpec
-from orchestrator.store import ArtifactStore
+from orchestrator.storage import StorageRoot, open_storage
+from orchestrator.store import artifact_store
 
 # Ray would otherwise report usage to its servers; bdsweep sends no traffic off the machine.
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
@@ -59,7 +56,7 @@ class SweepPlan:
     """
 
     name: str
-    storage: Path
+    storage: StorageRoot
     trials: list[TrialSpec]
     pending: list[TrialSpec]
     stages: Counter
@@ -76,46 +73,21 @@ class SweepPlan:
         )
 
 
-def storage_root(value: str) -> Path:
-    """The directory a ``--storage`` value names: a path, or a ``file://`` URI without a host.
-
-    Object stores (``s3://``, ``gs://``) are refused rather than misread as a local folder named
-    "s3:": the artifact store relies on file locks and atomic renames, which they lack.
-
-    Raises
-    ------
-    StorageError
-    """
-    scheme = re.match(r"^([A-Za-z][A-Za-z0-9+.-]*)://", value)
-    if scheme is None:
-        return Path(value)
-    parts = urllib.parse.urlparse(value)
-    if scheme.group(1).lower() == "file" and parts.netloc in ("", "localhost") and parts.path:
-        return Path(urllib.request.url2pathname(parts.path))
-    if scheme.group(1).lower() == "file":
-        raise StorageError(value, None, "a file:// storage root is file:///absolute/path")
-    raise StorageError(
-        value, None,
-        f"{scheme.group(1)}:// is not supported as the storage root (the artifact store needs file locks and atomic "
-        "renames); mount shared storage (NFS, EFS) on every node and give its path",
-    )
+TRIALS_FILE = "trials.json"
 
 
-def sweep_dir(storage: str | Path, name: str) -> Path:
-    return Path(storage) / name
-
-
-def plan_sweep(trials: list[TrialSpec], storage: str | Path, name: str, resources: Resources = Resources()) -> SweepPlan:
+def plan_sweep(trials: list[TrialSpec], storage: str | Path | StorageRoot, name: str,
+               resources: Resources = Resources()) -> SweepPlan:
     """Compare ``trials`` with the results and artifacts already under ``storage``; computes nothing."""
-    storage = Path(storage)
+    storage = open_storage(storage)
     _check_same_space(storage, name, trials)
-    store = ArtifactStore(storage / "cache")
     done = finished_trial_ids(storage, name)
     unique: dict[str, str] = {}
     for trial in trials:
         for stage, key in stage_keys(trial).values():
             unique[key] = stage
-    cached = Counter(stage for key, stage in unique.items() if store.contains(STAGES[stage], key))
+    stored = artifact_store(storage).stored_keys()
+    cached = Counter(stage for key, stage in unique.items() if (stage, key) in stored)
     return SweepPlan(
         name=name,
         storage=storage,
@@ -129,86 +101,77 @@ def plan_sweep(trials: list[TrialSpec], storage: str | Path, name: str, resource
     )
 
 
-def _trials_file(storage: Path, name: str) -> Path:
-    return sweep_dir(storage, name) / "trials.json"
-
-
-def sweep_exists(storage: str | Path, name: str) -> bool:
+def sweep_exists(storage: str | Path | StorageRoot, name: str) -> bool:
     """Whether a sweep of that name was started under ``storage`` (its trials were recorded)."""
-    return _trials_file(Path(storage), name).is_file()
+    return open_storage(storage).exists(name, TRIALS_FILE)
 
 
-def check_not_started(storage: str | Path, name: str) -> None:
+def check_not_started(storage: str | Path | StorageRoot, name: str) -> None:
     """Refuse to start a sweep under a name that already has one: it is resumed, not started again."""
     if sweep_exists(storage, name):
         raise StorageError(
-            str(sweep_dir(storage, name)), None,
+            open_storage(storage).display(name), None,
             f"sweep {name!r} already exists; continue it with `bdsweep resume {name}` (or `run --resume`), "
             "or choose another --name",
         )
 
 
-def _check_same_space(storage: Path, name: str, trials: list[TrialSpec]) -> None:
+def _check_same_space(storage: StorageRoot, name: str, trials: list[TrialSpec]) -> None:
     """Refuse to mix two different search spaces' rows under one sweep name."""
-    recorded = _trials_file(storage, name)
-    if not recorded.is_file():
+    try:
+        before = {t["trial_id"] for t in json.loads(storage.read_text(name, TRIALS_FILE))}
+    except FileNotFoundError:
         return
-    before = {t["trial_id"] for t in json.loads(recorded.read_text())}
     if before != {t.trial_id for t in trials}:
         raise StorageError(
-            str(sweep_dir(storage, name)), None,
+            storage.display(name), None,
             f"sweep {name!r} already exists with a different search space; choose another --name",
         )
 
 
-def _write_atomically(path: Path, text: str) -> None:
-    temporary = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    temporary.write_text(text)
-    os.replace(temporary, path)
-
-
 def record_sweep(plan: SweepPlan, space_file: str | Path) -> None:
     """Keep the search space and its expansion beside the results, for ``resume`` and ``status``."""
-    directory = sweep_dir(plan.storage, plan.name)
-    directory.mkdir(parents=True, exist_ok=True)
     trials = [{"trial_id": t.trial_id, **t.model_dump(mode="json")} for t in plan.trials]
-    _write_atomically(directory / "space.yaml", Path(space_file).read_text())
+    plan.storage.write_text(plan.name, "space.yaml", text=Path(space_file).read_text())
     # Written last: its presence is what makes the sweep exist (see sweep_exists).
-    _write_atomically(directory / "trials.json", json.dumps(trials, indent=1))
+    plan.storage.write_text(plan.name, TRIALS_FILE, text=json.dumps(trials, indent=1))
 
 
-def recorded_sweep(storage: str | Path, name: str) -> SweepPlan:
-    """The plan of a sweep that was started before, rebuilt from what :func:`record_sweep` kept."""
+def _require_sweep(storage: StorageRoot, name: str) -> None:
     if not sweep_exists(storage, name):
-        raise StorageError(str(storage), None, f"no sweep named {name!r} (expected {_trials_file(Path(storage), name)})")
-    directory = sweep_dir(storage, name)
+        raise StorageError(storage.display(), None, f"no sweep named {name!r} (expected {storage.display(name, TRIALS_FILE)})")
+
+
+def recorded_sweep(storage: str | Path | StorageRoot, name: str) -> SweepPlan:
+    """The plan of a sweep that was started before, rebuilt from what :func:`record_sweep` kept."""
+    storage = open_storage(storage)
+    _require_sweep(storage, name)
     trials = [
         TrialSpec.model_validate({k: v for k, v in t.items() if k != "trial_id"})
-        for t in json.loads(_trials_file(Path(storage), name).read_text())
+        for t in json.loads(storage.read_text(name, TRIALS_FILE))
     ]
     # Only the resources are read back from the space: its paths may be relative to where it was.
-    space = yaml.safe_load((directory / "space.yaml").read_text())
+    space = yaml.safe_load(storage.read_text(name, "space.yaml"))
     return plan_sweep(trials, storage, name, Resources.model_validate(space.get("resources") or {}))
 
 
-def _marker(storage: str | Path, sweep: str, trial_id: str) -> Path:
-    return sweep_dir(storage, sweep) / "running" / f"{trial_id}.json"
-
-
 @contextmanager
-def running_marker(storage: str | Path, sweep: str, trial_id: str, every: float = HEARTBEAT_SECONDS, **where):
-    """Mark ``trial_id`` as running for ``status``: a file whose mtime a thread refreshes every ``every`` s.
+def running_marker(storage: str | Path | StorageRoot, sweep: str, trial_id: str, every: float = HEARTBEAT_SECONDS,
+                   **where):
+    """Mark ``trial_id`` as running for ``status``: ``<sweep>/running/<trial_id>.json``, rewritten every ``every`` s.
 
-    The file holds the pid, the start time and ``where`` (the Ray node the trial runs on).
+    The file holds the pid, the start time and ``where`` (the Ray node the trial runs on); its
+    modification time is the heartbeat.
     """
-    path = _marker(storage, sweep, trial_id)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps({"pid": os.getpid(), "started": time.time(), **where}))
+    storage = open_storage(storage)
+    marker = (sweep, "running", f"{trial_id}.json")
+    text = json.dumps({"pid": os.getpid(), "started": time.time(), **where})
+    storage.write_text(*marker, text=text)
     stop = threading.Event()
 
     def beat():
         while not stop.wait(every):
-            path.touch()
+            storage.write_text(*marker, text=text)
 
     thread = threading.Thread(target=beat, name=f"heartbeat-{trial_id}", daemon=True)
     thread.start()
@@ -217,10 +180,10 @@ def running_marker(storage: str | Path, sweep: str, trial_id: str, every: float 
     finally:
         stop.set()
         thread.join()
-        path.unlink(missing_ok=True)
+        storage.delete(*marker)
 
 
-def run_trial_in_tune(config: dict, *, trials: dict, storage: str, sweep: str, resources: dict) -> None:
+def run_trial_in_tune(config: dict, *, trials: dict, storage: StorageRoot | str, sweep: str, resources: dict) -> None:
     """Tune trainable: run one trial's pipeline and write its Parquet row (with the Ray node it ran on).
 
     A trial that already has a row (Tune ran it again after a restore) reports that row and
@@ -229,6 +192,7 @@ def run_trial_in_tune(config: dict, *, trials: dict, storage: str, sweep: str, r
     import ray
     from ray import tune
 
+    storage = open_storage(storage)
     trial = TrialSpec.model_validate(trials[config["trial"]["trial_id"]])
     if (row := read_row(storage, sweep, trial.dataset.name, trial.train.model, trial.trial_id)) is not None:
         tune.report({**{key: row[key] for key in REPORTED_METRICS}, "had_row": True})
@@ -242,13 +206,13 @@ def run_trial_in_tune(config: dict, *, trials: dict, storage: str, sweep: str, r
     node = {"node_ip": ray.util.get_node_ip_address(), "node_id": ray.get_runtime_context().get_node_id()}
     with running_marker(storage, sweep, trial.trial_id, **node):
         try:
-            row = execute_trial(trial, ArtifactStore(Path(storage) / "cache"), sweep)
+            row = execute_trial(trial, artifact_store(storage), sweep)
         except Exception:
             # Tune writes its own error file only after its callbacks ran; this one the driver can read.
             write_error(storage, sweep, trial.trial_id, traceback.format_exc())
             raise
         write_row(storage, sweep, {**row, **node})
-    _error_file(storage, sweep, trial.trial_id).unlink(missing_ok=True)
+    storage.delete(*_error_file(sweep, trial.trial_id))
     tune.report({key: row[key] for key in REPORTED_METRICS})
 
 
@@ -256,7 +220,7 @@ def trial_label(trial: TrialSpec) -> str:
     return f"{trial.attack.trigger} {trial.attack.poison_pct:g}% seed={trial.attack.seed} {trial.pipeline}"
 
 
-def _progress_callback(storage: Path, name: str, total: int, echo: Callable[[str], None]):
+def _progress_callback(storage: StorageRoot, name: str, total: int, echo: Callable[[str], None]):
     """Prints a line per trial started, done, retried or failed, with the sweep's rows so far out of ``total``.
 
     Tune pickles it with the experiment, so it holds only what a restored experiment can reuse.
@@ -291,12 +255,12 @@ def _progress_callback(storage: Path, name: str, total: int, echo: Callable[[str
             echo(f"  retrying  {trial.config['trial']['label']} (failure {trial.num_failures})")
 
         def on_trial_error(self, iteration, trials, trial, **info):
-            error_file = _error_file(storage, name, trial.config["trial"]["trial_id"])
-            text = error_file.read_text() if error_file.is_file() else trial.get_error()
-            echo(
-                f"{self.done()} FAILED {trial.config['trial']['label']}: {_last_line(text)}\n"
-                f"    traceback: {error_file if error_file.is_file() else trial.path}"
-            )
+            error_file = _error_file(name, trial.config["trial"]["trial_id"])
+            try:
+                text, where = storage.read_text(*error_file), storage.display(*error_file)
+            except FileNotFoundError:
+                text, where = trial.get_error(), trial.path
+            echo(f"{self.done()} FAILED {trial.config['trial']['label']}: {_last_line(text)}\n    traceback: {where}")
 
     return Progress()
 
@@ -312,15 +276,13 @@ def keep_local_ray_on_loopback() -> None:
     os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
 
 
-def _error_file(storage: str | Path, sweep: str, trial_id: str) -> Path:
-    return sweep_dir(storage, sweep) / "errors" / f"{trial_id}.txt"
+def _error_file(sweep: str, trial_id: str) -> tuple[str, str, str]:
+    return sweep, "errors", f"{trial_id}.txt"
 
 
-def write_error(storage: str | Path, sweep: str, trial_id: str, text: str) -> None:
+def write_error(storage: str | Path | StorageRoot, sweep: str, trial_id: str, text: str) -> None:
     """Keep the traceback of a failed trial at ``<storage>/<sweep>/errors/<trial_id>.txt``."""
-    path = _error_file(storage, sweep, trial_id)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text)
+    open_storage(storage).write_text(*_error_file(sweep, trial_id), text=text)
 
 
 def _last_line(text: str | None) -> str:
@@ -345,9 +307,12 @@ def start_ray(address: str | None = None) -> None:
     logging.getLogger("ray.tune").setLevel(logging.WARNING)
 
 
-def tune_dir(plan: SweepPlan) -> Path:
-    """Ray Tune's experiment directory of the sweep."""
-    return sweep_dir(plan.storage, plan.name).resolve() / "tune"
+TUNE_EXPERIMENT = "tune"
+
+
+def tune_location(plan: SweepPlan) -> tuple[str, "pyarrow.fs.FileSystem | None"]:
+    """Ray Tune's experiment directory of the sweep, and the filesystem to give Tune for it (None: local)."""
+    return plan.storage.path(plan.name, TUNE_EXPERIMENT), None if plan.storage.is_local else plan.storage.filesystem
 
 
 def launch(plan: SweepPlan, max_concurrent: int | None = None, address: str | None = None,
@@ -371,18 +336,18 @@ def launch(plan: SweepPlan, max_concurrent: int | None = None, address: str | No
         trials = {t.trial_id: t.model_dump(mode="json") for t in plan.trials}
         trainable = tune.with_resources(
             tune.with_parameters(
-                run_trial_in_tune, trials=trials, storage=str(plan.storage.resolve()), sweep=plan.name,
+                run_trial_in_tune, trials=trials, storage=plan.storage, sweep=plan.name,
                 resources=plan.resources.model_dump(),
             ),
             {"cpu": plan.resources.cpu, "gpu": plan.resources.gpu},
         )
-        experiment = tune_dir(plan)
+        experiment, filesystem = tune_location(plan)
         pending = plan.pending
-        if resume and tune.Tuner.can_restore(experiment):
+        if resume and tune.Tuner.can_restore(experiment, storage_filesystem=filesystem):
             # Restored trials keep the run and retry settings of the launch that started them.
-            echo(f"restoring Tune's experiment {experiment}")
+            echo(f"restoring Tune's experiment {plan.storage.display(plan.name, TUNE_EXPERIMENT)}")
             restored = {result.config["trial"]["trial_id"] for result in tune.Tuner.restore(
-                str(experiment), trainable, restart_errored=True).fit()}
+                experiment, trainable, restart_errored=True, storage_filesystem=filesystem).fit()}
             pending = [t for t in pending if t.trial_id not in restored]
             if pending:
                 echo(f"{len(pending)} trials were not in Tune's experiment; running them")
@@ -395,8 +360,9 @@ def launch(plan: SweepPlan, max_concurrent: int | None = None, address: str | No
             },
             tune_config=tune.TuneConfig(max_concurrent_trials=max_concurrent, reuse_actors=False),
             run_config=tune.RunConfig(
-                name=experiment.name,
-                storage_path=str(experiment.parent),
+                name=TUNE_EXPERIMENT,
+                storage_path=plan.storage.path(plan.name),
+                storage_filesystem=filesystem,
                 verbose=0,
                 callbacks=[_progress_callback(plan.storage, plan.name, len(plan.trials), echo)],
                 failure_config=tune.FailureConfig(max_failures=max_failures),
@@ -414,36 +380,36 @@ def _count_failed(plan: SweepPlan) -> int:
     return len({t.trial_id for t in plan.pending} - finished_trial_ids(plan.storage, plan.name))
 
 
-def results_location(plan: SweepPlan) -> Path:
-    return results_dir(plan.storage, plan.name).resolve()
+def results_location(plan: SweepPlan) -> str:
+    return plan.storage.display(plan.name, RESULTS)
 
 
-def trial_states(storage: str | Path, name: str, now: float | None = None) -> dict[str, set[str]]:
+def trial_states(storage: str | Path | StorageRoot, name: str, now: float | None = None) -> dict[str, set[str]]:
     """Trial ids of a sweep by state: ``done`` (a row), ``running`` (a fresh heartbeat), ``errored``
     (a traceback from its last attempt), ``pending`` (none of these)."""
-    trial_ids = {t["trial_id"] for t in json.loads(_trials_file(Path(storage), name).read_text())}
-    directory = sweep_dir(storage, name)
+    storage = open_storage(storage)
+    trial_ids = {t["trial_id"] for t in json.loads(storage.read_text(name, TRIALS_FILE))}
     now = time.time() if now is None else now
     done = finished_trial_ids(storage, name) & trial_ids
-    running = {path.stem for path in (directory / "running").glob("*.json") if now - _mtime(path) < 3 * HEARTBEAT_SECONDS}
+    running = {
+        _stem(info) for info in storage.files(name, "running", suffix=".json")
+        if now - info.mtime.timestamp() < 3 * HEARTBEAT_SECONDS
+    }
     running &= trial_ids - done
-    errored = {path.stem for path in (directory / "errors").glob("*.txt")} & trial_ids - done - running
+    errored = {_stem(info) for info in storage.files(name, "errors", suffix=".txt")} & trial_ids - done - running
     return {"done": done, "running": running, "errored": errored, "pending": trial_ids - done - running - errored}
 
 
-def _mtime(path: Path) -> float:
-    try:
-        return path.stat().st_mtime
-    except FileNotFoundError:  # the trial ended since the directory was listed
-        return float("-inf")
+def _stem(info) -> str:
+    return info.base_name.rsplit(".", 1)[0]
 
 
-def sweep_status(storage: str | Path, name: str) -> str:
+def sweep_status(storage: str | Path | StorageRoot, name: str) -> str:
     """A short report: trials done, running, errored and pending, and stages computed versus reused."""
     from orchestrator.results import load_results
 
-    if not sweep_exists(storage, name):
-        raise StorageError(str(storage), None, f"no sweep named {name!r} (expected {_trials_file(Path(storage), name)})")
+    storage = open_storage(storage)
+    _require_sweep(storage, name)
     states = trial_states(storage, name)
     counts = ", ".join(f"{len(ids)} {state}" for state, ids in states.items())
     lines = [f"sweep {name!r}: {sum(map(len, states.values()))} trials: {counts}"]
@@ -454,5 +420,5 @@ def sweep_status(storage: str | Path, name: str) -> str:
         n_total = int(frame[computed].notna().to_numpy().sum())
         lines.append(f"stages: {n_computed} computed, {n_total - n_computed} reused across finished trials")
     if states["errored"]:
-        lines.append(f"errored trials' tracebacks: {sweep_dir(storage, name) / 'errors'}; `bdsweep resume {name}` retries them")
+        lines.append(f"errored trials' tracebacks: {storage.display(name, 'errors')}; `bdsweep resume {name}` retries them")
     return "\n".join(lines)

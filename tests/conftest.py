@@ -36,3 +36,39 @@ def make_dataset(n_classes: int = 4, per_class: int = 20, size: int = 12, seed: 
 @pytest.fixture
 def tiny_dataset() -> ImageDataset:
     return make_dataset()
+
+
+@pytest.fixture(scope="session")
+def s3_server():
+    """An S3 server (moto) on 127.0.0.1 for the test session: ``host:port``.
+
+    Credentials are dummies in the environment, where pyarrow, spawned processes and Ray workers
+    started afterwards all read them.
+    """
+    import logging
+
+    from moto.server import ThreadedMotoServer
+
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # a line per request otherwise
+    for name, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+                        "AWS_DEFAULT_REGION": "us-east-1", "AWS_EC2_METADATA_DISABLED": "true"}.items():
+        os.environ[name] = value
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    yield f"{host}:{port}"
+    server.stop()
+
+
+@pytest.fixture
+def s3_root(s3_server, request) -> str:
+    """A storage-root URI in a fresh bucket of the test S3 server."""
+    import re
+
+    import pyarrow.fs as pafs
+
+    bucket = re.sub(r"[^a-z0-9-]", "-", request.node.name.lower())[:40].strip("-") + f"-{os.getpid() % 10000}"
+    query = f"endpoint_override={s3_server}&scheme=http"
+    filesystem, _ = pafs.FileSystem.from_uri(f"s3://{bucket}?{query}&allow_bucket_creation=true")
+    filesystem.create_dir(bucket)
+    return f"s3://{bucket}/runs?{query}"

@@ -71,13 +71,18 @@ def test_query_and_status_without_results_exit_2(tmp_path):
     assert result.exit_code == 2 and "no sweep named 'nothing'" in result.output
 
 
-def test_object_store_roots_are_refused_and_file_uris_are_paths(tmp_path, no_ray):
+def test_unknown_schemes_and_credentials_are_refused_and_file_uris_are_paths(tmp_path, no_ray):
     path = tmp_path / "space.yaml"
     path.write_text(textwrap.dedent(GOOD))
-    refused = CliRunner().invoke(app, ["run", str(path), "--storage", "s3://bucket/runs"])
-    words = " ".join(refused.output.replace("│", " ").split())  # the message is boxed and wrapped
-    assert refused.exit_code == 2 and "s3:// is not supported as the storage root" in words
-    assert not (tmp_path / "s3:").exists()
+    for storage, message in [
+        ("ftp://host/runs", "ftp:// is not a filesystem pyarrow opens"),
+        ("s3://bucket/runs?secret_key=abc", "credentials do not belong in the storage URI"),
+        ("s3:///runs", "name a bucket"),
+    ]:
+        refused = CliRunner().invoke(app, ["run", str(path), "--storage", storage])
+        words = " ".join(refused.output.replace("│", " ").split())  # the message is boxed and wrapped
+        assert refused.exit_code == 2 and message in words, words
+    assert not (tmp_path / "ftp:").exists()
     planned = CliRunner().invoke(app, ["run", str(path), "--dry-run", "--storage", f"file://{tmp_path}/my%20runs"])
     assert planned.exit_code == 0 and "sweep 'tiny': 1 trials" in planned.output
     status = CliRunner().invoke(app, ["status", "tiny", "--storage", f"file://{tmp_path}/my%20runs"])

@@ -44,6 +44,14 @@ def test_shipped_cluster_file_installs_the_project_with_its_pins_and_authenticat
     assert "RAY_AUTH_TOKEN=" not in SHIPPED.read_text()
 
 
+def test_an_object_store_root_needs_no_mount(tmp_path):
+    # Checked offline: opening s3:// without a region would ask AWS where the bucket is.
+    path = broken_copy(tmp_path, lambda c: c["metadata"]["bdsweep"].update(storage="s3://my-bucket/runs?region=eu-west-1"))
+    result = validate(path)
+    assert result.exit_code == 0, result.output
+    assert "storage s3://my-bucket/runs, which every node reaches" in result.output
+
+
 @pytest.mark.parametrize(
     ("change", "field", "words"),
     [
@@ -55,7 +63,7 @@ def test_shipped_cluster_file_installs_the_project_with_its_pins_and_authenticat
         (lambda c: c["available_node_types"].pop("gpu_worker"), "available_node_types", "no GPU worker type"),
         (lambda c: c["available_node_types"]["gpu_worker"]["resources"].pop("GPU"), "available_node_types", "no GPU worker type"),
         (lambda c: c["metadata"]["bdsweep"].update(storage="/home/ubuntu/runs"), "metadata.bdsweep.storage", "each node's own disk"),
-        (lambda c: c["metadata"]["bdsweep"].update(storage="s3://bucket/runs"), "metadata.bdsweep.storage", "not supported"),
+        (lambda c: c["metadata"]["bdsweep"].update(storage="ftp://host/runs"), "metadata.bdsweep.storage", "not a filesystem"),
         (lambda c: c["metadata"].update(bdsweep="/mnt/bdsweep/runs"), "metadata.bdsweep.storage", "missing"),
         (lambda c: c["setup_commands"].append("echo 'unbalanced"), "setup_commands[5]", "cannot be read"),
         (lambda c: c.pop("metadata"), "metadata.bdsweep.storage", "missing"),

@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import pytest
 
 from orchestrator.errors import StorageError
@@ -10,7 +12,7 @@ def row(trial_id, **extra):
 
 
 def test_rows_are_hive_partitioned_files_named_by_trial(tmp_path):
-    path = write_row(tmp_path, "s", row("abc"))
+    path = Path(write_row(tmp_path, "s", row("abc")))
     assert path == tmp_path / "s" / "results" / "dataset=synthetic_signs" / "model=gtsrb_cnn" / "abc.parquet"
     assert finished_trial_ids(tmp_path, "s") == {"abc"}
     assert not list(path.parent.glob(".*tmp")), "no temporary files are left"
