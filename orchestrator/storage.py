@@ -202,7 +202,9 @@ def open_storage(value: str | os.PathLike | StorageRoot) -> StorageRoot:
     text = os.fspath(value)
     scheme, path = storage_location(text)
     if scheme is None:
-        return StorageRoot(text, pafs.LocalFileSystem(), str(Path(path).resolve()))
+        # Absolute, so a process with another working directory (a Tune trial) opens the same root.
+        directory = str(Path(path).resolve())
+        return StorageRoot(directory, pafs.LocalFileSystem(), directory)
     filesystem, base = _remote_filesystem(text)
     return StorageRoot(text, filesystem, base.rstrip("/"))
 

@@ -369,6 +369,7 @@ class ObjectArtifactStore(ArtifactStore):
                 return None
         except (OSError, ValueError):
             pass  # no usable copy on this node yet
+        _remove_directory(local)  # a stale or damaged copy
         temporary = self._scratch(ref)
         try:
             for name in manifest.get("files", {}):
@@ -381,7 +382,7 @@ class ObjectArtifactStore(ArtifactStore):
             if (damage := artifact_damage(temporary, manifest, checksums=True)) is not None:
                 return damage
             _write_synced(temporary / MANIFEST, json.dumps(manifest, indent=1, sort_keys=True))
-            _replace_directory(temporary, local)
+            _install(temporary, local)
             return None
         finally:
             shutil.rmtree(temporary, ignore_errors=True)
@@ -408,7 +409,8 @@ class ObjectArtifactStore(ArtifactStore):
                 self.storage.write_bytes(CACHE, ref.stage.name, ref.key, relative, data=path.read_bytes())
         self.storage.write_text(CACHE, ref.stage.name, ref.key, MANIFEST, text=manifest)
         _write_synced(temporary / MANIFEST, manifest)
-        _replace_directory(temporary, self._readable(ref))
+        _remove_directory(self._readable(ref))  # a copy of what was stored before, if any, is stale
+        _install(temporary, self._readable(ref))
         return True
 
     def _lock(self, stage: Stage, key: str):
@@ -439,10 +441,12 @@ def _remove_directory(path: Path) -> None:
     shutil.rmtree(aside, ignore_errors=True)
 
 
-def _replace_directory(new: Path, path: Path) -> None:
-    """Put directory ``new`` at ``path``, moving aside what was there."""
-    _remove_directory(path)
+def _install(new: Path, path: Path) -> None:
+    """Rename directory ``new`` to ``path`` unless another process put its copy there first.
+
+    The copy already there is never moved: a trial on this node may be loading it.
+    """
     try:
         os.rename(new, path)
     except OSError:
-        pass  # another trial on this node put its copy there meanwhile; both match one manifest
+        pass  # both copies match one manifest

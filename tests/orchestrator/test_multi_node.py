@@ -70,7 +70,7 @@ def test_sweep_spreads_over_nodes_and_computes_each_shared_stage_once(tmp_path, 
 
 def running_on(plan, node_id: str) -> list[str]:
     """Trials of ``plan`` whose running marker says they run on the node ``node_id`` now."""
-    markers = (plan.storage / plan.name / "running").glob("*.json")
+    markers = plan.storage.local_path(plan.name, "running").glob("*.json")
     return [path.stem for path in markers if _read_json(path).get("node_id") == node_id]
 
 

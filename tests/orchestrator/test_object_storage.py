@@ -14,6 +14,7 @@ import pytest
 
 from orchestrator.errors import StorageError
 from orchestrator.lease import lease
+from orchestrator.pipeline import STAGES
 from orchestrator.results import finished_trial_ids, query, read_row, write_row
 from orchestrator.storage import open_storage
 from orchestrator.store import ObjectArtifactStore, artifact_store
@@ -104,6 +105,23 @@ def test_concurrent_nodes_compute_a_stage_once(s3_root, tmp_path):
     assert executions(Path(log)) == 1
 
 
+def test_trials_on_one_node_read_one_artifact_at_once(s3_root, tmp_path):
+    from concurrent.futures import ThreadPoolExecutor
+
+    producer, = stores(s3_root, tmp_path, nodes=1)
+    config = CountConfig(value=6, log=str(tmp_path / "log"))
+    producer.resolve(STAGE, config, [])
+
+    def read_on_node_1(_):
+        store = ObjectArtifactStore(open_storage(s3_root), tmp_path / "node1")
+        return [store.resolve(STAGE, config, [])[0].load().value for _ in range(5)]
+
+    with ThreadPoolExecutor(4) as pool:
+        assert list(pool.map(read_on_node_1, range(4))) == [[6] * 5] * 4
+    assert executions(tmp_path / "log") == 1
+    assert [p.name for p in (tmp_path / "node1").glob("*/count/*")] == [producer.key(STAGE, config, [])]
+
+
 def test_damaged_objects_are_detected_and_rebuilt(s3_root, tmp_path):
     first, second, third = stores(s3_root, tmp_path, nodes=3)
     log = tmp_path / "log"
@@ -162,3 +180,72 @@ def test_rows_on_s3_are_written_read_and_queried(s3_root):
     assert frame.d1_tpr.isna().tolist() == [True, False] and frame.d1_tpr[1] == 0.5
     assert len(query(s3_root, "SELECT * FROM results")) == 3
     assert query(s3_root, "SELECT count(*) AS n FROM results", sweep="other").n[0] == 1
+
+
+SPACE = """
+name: ons3
+dataset: {name: synthetic_signs, per_class: 12, test_per_class: 2}
+model: gtsrb_cnn
+train: {epochs: 1}
+attack: {source: 8, target: 14, trigger: yellow_square, poison_pct: 50}
+defenses: [none, {ac: {retrain: none}}, {ss: {retrain: none}}]
+resources: {cpu: 1}
+"""
+
+
+def created(uri: str) -> dict[str, float]:
+    """Every artifact under the root by key, with the time its manifest says it was created."""
+    store = artifact_store(open_storage(uri))
+    return {key: store.manifest(STAGES[stage], key)["created"] for stage, key in store.stored_keys()}
+
+
+@pytest.mark.slow
+@pytest.mark.ray
+def test_a_sweep_on_s3_survives_its_driver_and_resumes(s3_root, tmp_path):
+    import signal
+    import textwrap
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from orchestrator.pipeline import stage_keys
+    from orchestrator.search_space import load_search_space
+    from tests.orchestrator.test_resume import bdsweep, wait_for
+    from tests.ray_processes import ray_processes, wait_until_gone
+
+    space = tmp_path / "space.yaml"
+    space.write_text(textwrap.dedent(SPACE))
+    _, trials = load_search_space(space)
+    before_ray = ray_processes()
+    driver = bdsweep("run", str(space), "--storage", s3_root, "--max-concurrent", "2")
+    try:
+        wait_for(lambda: finished_trial_ids(s3_root, "ons3"), driver)
+    finally:
+        driver.send_signal(signal.SIGKILL)
+        driver.wait()
+    assert wait_until_gone(ray_processes() - before_ray), "Ray processes outlived their killed driver"
+    rows_before, artifacts_before = finished_trial_ids(s3_root, "ons3"), created(s3_root)
+    assert 1 <= len(rows_before) < len(trials)
+
+    resumed = bdsweep("resume", "ons3", "--storage", s3_root)
+    output, _ = resumed.communicate(timeout=600)
+    assert resumed.returncode == 0, output
+    assert "restoring Tune's experiment s3://" in output
+    assert finished_trial_ids(s3_root, "ons3") == {t.trial_id for t in trials}
+    artifacts_after = created(s3_root)
+    assert {key: artifacts_after[key] for key in artifacts_before} == artifacts_before
+    root = open_storage(s3_root)
+    by_id = {t.trial_id: t for t in trials}
+    for trial_id in by_id.keys() - rows_before:
+        trial = by_id[trial_id]
+        parts = ("ons3", "results", f"dataset={trial.dataset.name}", f"model={trial.train.model}", f"{trial_id}.parquet")
+        row = pq.read_table(pa.BufferReader(root.read_bytes(*parts))).to_pylist()[0]
+        assert [label for label, (_, key) in stage_keys(trial).items()
+                if row[f"{label}_computed"] and key in artifacts_before] == []
+
+    status = bdsweep("status", "ons3", "--storage", s3_root)
+    assert "3 trials: 3 done, 0 running, 0 errored, 0 pending" in status.communicate(timeout=120)[0]
+    answer = bdsweep("query", "SELECT count(*) AS n, count(DISTINCT trial_id) AS ids FROM results", "--storage", s3_root)
+    words = answer.communicate(timeout=120)[0].split()
+    assert answer.returncode == 0 and words[-2:] == ["3", "3"], words
+    assert wait_until_gone(ray_processes() - before_ray)
