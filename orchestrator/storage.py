@@ -106,6 +106,17 @@ class StorageRoot:
     def write_text(self, *parts: str, text: str) -> None:
         self.write_bytes(*parts, data=text.encode())
 
+    def download(self, *parts: str, to: Path) -> None:
+        """Copy the file ``parts`` to the local file ``to``, in chunks; FileNotFoundError if there is none."""
+        to.parent.mkdir(parents=True, exist_ok=True)
+        pafs.copy_files(self.path(*parts), str(to), source_filesystem=self.filesystem,
+                        destination_filesystem=pafs.LocalFileSystem())
+
+    def upload(self, directory: Path, *parts: str) -> None:
+        """Copy every file under the local ``directory`` to directory ``parts``, in chunks, several at once."""
+        pafs.copy_files(str(directory), self.path(*parts), source_filesystem=pafs.LocalFileSystem(),
+                        destination_filesystem=self.filesystem)
+
     def delete(self, *parts: str) -> None:
         """Delete a file; one that is already gone is fine."""
         try:

@@ -374,11 +374,9 @@ class ObjectArtifactStore(ArtifactStore):
         try:
             for name in manifest.get("files", {}):
                 try:
-                    data = self.storage.read_bytes(CACHE, ref.stage.name, ref.key, name)
+                    self.storage.download(CACHE, ref.stage.name, ref.key, name, to=temporary / name)
                 except FileNotFoundError:
                     return f"missing {name}"
-                (temporary / name).parent.mkdir(parents=True, exist_ok=True)
-                (temporary / name).write_bytes(data)
             if (damage := artifact_damage(temporary, manifest, checksums=True)) is not None:
                 return damage
             _write_synced(temporary / MANIFEST, json.dumps(manifest, indent=1, sort_keys=True))
@@ -403,10 +401,7 @@ class ObjectArtifactStore(ArtifactStore):
         return temporary
 
     def _publish(self, ref: ArtifactRef, temporary: Path, manifest: str) -> bool:
-        for path in sorted(temporary.rglob("*")):
-            if path.is_file():
-                relative = path.relative_to(temporary).as_posix()
-                self.storage.write_bytes(CACHE, ref.stage.name, ref.key, relative, data=path.read_bytes())
+        self.storage.upload(temporary, CACHE, ref.stage.name, ref.key)
         self.storage.write_text(CACHE, ref.stage.name, ref.key, MANIFEST, text=manifest)
         _write_synced(temporary / MANIFEST, manifest)
         _remove_directory(self._readable(ref))  # a copy of what was stored before, if any, is stale

@@ -142,11 +142,15 @@ def test_damaged_objects_are_detected_and_rebuilt(s3_root, tmp_path):
     assert ref.load().value == 1234 and ref.rebuilt is not None and ref.rebuilt.computed
     assert executions(log) == 3 and root.read_bytes(*stored) == good
 
+    root.delete(*stored)  # a file gone
+    _, record = second.resolve(STAGE, config, [])
+    assert record.computed and executions(log) == 4 and root.read_bytes(*stored) == good
+
     # A node's own copy damaged: fetched again, nothing computed.
     copy = tmp_path / "node2" / first.node_cache.name / "count" / ref.key / "number.json"
     copy.write_text("9999")
     ref, _ = third.resolve(STAGE, config, [])
-    assert ref.load().value == 1234 and ref.rebuilt is None and executions(log) == 3
+    assert ref.load().value == 1234 and ref.rebuilt is None and executions(log) == 4
 
 
 def test_a_dead_producers_partial_upload_is_cleared(s3_root, tmp_path):
