@@ -23,10 +23,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+import pyarrow.fs as pafs
 import yaml
 
 from orchestrator.errors import StorageError
-from orchestrator.pipeline import STAGES, stage_keys
+from orchestrator.pipeline import stage_keys
 from orchestrator.results import RESULTS, finished_trial_ids, read_row
 from orchestrator.search_space import Resources, TrialSpec
 from orchestrator.storage import StorageRoot, open_storage
@@ -310,7 +311,7 @@ def start_ray(address: str | None = None) -> None:
 TUNE_EXPERIMENT = "tune"
 
 
-def tune_location(plan: SweepPlan) -> tuple[str, "pyarrow.fs.FileSystem | None"]:
+def tune_location(plan: SweepPlan) -> tuple[str, pafs.FileSystem | None]:
     """Ray Tune's experiment directory of the sweep, and the filesystem to give Tune for it (None: local)."""
     return plan.storage.path(plan.name, TUNE_EXPERIMENT), None if plan.storage.is_local else plan.storage.filesystem
 
