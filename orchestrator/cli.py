@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import re
 import sys
+from contextlib import contextmanager
 from pathlib import Path
 from typing import NoReturn, Optional
 
 import pandas as pd
 import typer
 
-from orchestrator.errors import UserError
+from orchestrator.errors import StorageError, UserError
 from orchestrator.storage import StorageRoot, open_storage
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Grid searches of backdoor attacks and defenses on Ray Tune.")
@@ -36,6 +37,17 @@ SUMMARY_COLUMNS = [
 def _fail(error: UserError) -> NoReturn:
     typer.echo(f"bdsweep: error: {error}", err=True)
     raise typer.Exit(2)
+
+
+@contextmanager
+def _reported(storage: StorageRoot):
+    """Exit 2 with one line for a user's mistake, or for storage that cannot be read or written."""
+    try:
+        yield
+    except UserError as error:
+        _fail(error)
+    except OSError as error:  # e.g. access denied to the bucket
+        _fail(StorageError(storage.display(), None, f"cannot be read or written: {error}"))
 
 
 def _print_table(frame: pd.DataFrame) -> None:
@@ -73,17 +85,15 @@ def run(
     from orchestrator.search_space import load_search_space
     from orchestrator.sweep import check_not_started, plan_sweep, record_sweep
 
-    try:
+    with _reported(storage):
         space, trials = load_search_space(space_file)
         if not (resume or dry_run):
             check_not_started(storage, name or space.name)
         plan = plan_sweep(trials, storage, name or space.name, space.resources)
-    except UserError as error:
-        _fail(error)
-    typer.echo(plan.describe())
-    if dry_run:
-        return
-    record_sweep(plan, space_file)
+        typer.echo(plan.describe())
+        if dry_run:
+            return
+        record_sweep(plan, space_file)
     _launch(plan, max_concurrent, address, max_failures, resume)
 
 
@@ -98,10 +108,8 @@ def resume(
     """Continue an interrupted sweep: restore Tune's experiment, restart errored trials, run what has no row."""
     from orchestrator.sweep import recorded_sweep
 
-    try:
+    with _reported(storage):
         plan = recorded_sweep(storage, name)
-    except UserError as error:
-        _fail(error)
     typer.echo(plan.describe())
     _launch(plan, max_concurrent, address, max_failures, resume=True)
 
@@ -128,10 +136,8 @@ def query(sql: str = typer.Argument(..., help='SQL over the "results" view, e.g.
     """Run SQL (DuckDB) over every result row under the storage root."""
     from orchestrator.results import query as run_query
 
-    try:
+    with _reported(storage):
         _print_table(run_query(storage, sql))
-    except UserError as error:
-        _fail(error)
 
 
 @app.command()
@@ -139,10 +145,8 @@ def status(name: str = typer.Argument(..., help="Sweep name."), storage: Storage
     """How far a sweep is: trials done, running, errored and pending; stages computed and reused."""
     from orchestrator.sweep import sweep_status
 
-    try:
+    with _reported(storage):
         typer.echo(sweep_status(storage, name))
-    except UserError as error:
-        _fail(error)
 
 
 @app.command()

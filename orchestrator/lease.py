@@ -1,35 +1,38 @@
 """A mutual-exclusion lease on a storage root that has no file locks (an object store).
 
-Lamport's bakery algorithm, with objects for registers: it needs only whole-object writes,
-deletes and listings that show every write finished before them, which S3 (strongly consistent
-since 2020), GCS and local disks give. A contender
+Lamport's bakery algorithm, with objects for registers. It needs only whole-object writes and
+deletes, and listings that show every write finished before the listing began (S3 since 2020,
+GCS); a listing need not be a snapshot. A contender
 
 1. writes ``<dir>/a-entering-<id>`` (it is choosing a number),
 2. lists the tickets and writes ``<dir>/b-ticket-<n>-<id>`` with ``n`` one above the highest,
-3. deletes its entering object, then
-4. waits until a listing shows no other entering object and no ticket ordered before its own
-   (by number, then id): it then holds the lease, until it deletes its ticket.
+3. deletes its entering object,
+4. lists the directory and waits until every entering object in that listing has gone (those
+   written later choose a number above its own: they see its ticket), then
+5. lists again and waits until every ticket ordered before its own (by number, then id) has gone:
+   it then holds the lease, until it deletes its ticket.
 
-Entering objects sort before tickets, and each is deleted only after its ticket was written, so
-a listing that passes an entering object already deleted also sees the ticket written before.
+Waiting on the objects of one listing, not for a listing without any, means new arrivals cannot
+starve a waiter.
 
-A contender that died leaves its objects behind. Every contender rewrites its ticket with a new
-beat count every ``beat`` seconds; a waiter that sees another's object unchanged for three beats
-(by its own clock: clocks of different nodes are never compared) deletes it as dead. A live
-process stalled longer than that can lose its lease; for the artifact store that costs a second
-computation of a content-addressed artifact, never a wrong one (checksums catch mixed uploads).
+A contender that died leaves its objects behind. Every contender rewrites its ticket every ``beat``
+seconds with a new size (1 to 7 bytes in turn), so a listing shows each beat even where
+modification times have whole seconds. A waiter that sees another's object with the same
+size and time for three beats (by its own clock: clocks of different nodes are never compared)
+deletes it as dead. A live process stalled longer than that can lose its lease; for the artifact
+store that costs a second computation of a content-addressed artifact, never a wrong one
+(checksums catch mixed uploads).
 """
 
 from __future__ import annotations
 
 import logging
-import threading
 import time
 import uuid
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-from orchestrator.storage import StorageRoot
+from orchestrator.storage import StorageRoot, heartbeat
 
 log = logging.getLogger("bdsweep.lease")
 
@@ -66,56 +69,60 @@ def lease(storage: StorageRoot, *directory: str, beat: float = BEAT_SECONDS, pol
     poll : seconds between listings while waiting.
     """
     me = uuid.uuid4().hex
-    entering = f"a-entering-{me}"
-    storage.write_bytes(*directory, entering, data=b"0")
-    numbers = [parsed[1].number for name in _names(storage, directory)
-               if (parsed := _parse(name)) and parsed[0] == "ticket"]
-    mine = _Ticket(max(numbers, default=0) + 1, me)
-    ticket = f"b-ticket-{mine.number:012d}-{me}"
-    storage.write_bytes(*directory, ticket, data=b"0")
-    storage.delete(*directory, entering)
-
-    stop = threading.Event()
-
-    def keep_alive():
-        count = 0
-        while not stop.wait(beat):
-            count += 1
-            storage.write_bytes(*directory, ticket, data=str(count).encode())
-
-    thread = threading.Thread(target=keep_alive, name=f"lease-{me[:8]}", daemon=True)
-    thread.start()
+    entering, ticket = f"a-entering-{me}", None
     try:
-        _wait_for_turn(storage, directory, mine, beat, poll)
-        yield
+        storage.write_bytes(*directory, entering, data=_beat_content(0))
+        numbers = [parsed[1].number for name in _listing(storage, directory)
+                   if (parsed := _parse(name)) and parsed[0] == "ticket"]
+        mine = _Ticket(max(numbers, default=0) + 1, me)
+        ticket = f"b-ticket-{mine.number:012d}-{me}"
+        storage.write_bytes(*directory, ticket, data=_beat_content(0))
+        storage.delete(*directory, entering)
+        def rewrite(count: int) -> None:
+            storage.write_bytes(*directory, ticket, data=_beat_content(count))
+
+        with heartbeat(beat, rewrite, f"lease-{me[:8]}"):
+            choosing = {name for name in _listing(storage, directory) if _kind(name) == "entering"}
+            _wait_until_gone(storage, directory, choosing, beat, poll)
+            ahead = {name for name in _listing(storage, directory)
+                     if _kind(name) == "ticket" and _parse(name)[1] < mine}
+            _wait_until_gone(storage, directory, ahead, beat, poll)
+            yield
     finally:
-        stop.set()
-        thread.join()
-        storage.delete(*directory, ticket)
+        for name in (entering, ticket):
+            if name is not None:
+                try:
+                    storage.delete(*directory, name)
+                except OSError as error:  # the others take it for a dead one's after three beats
+                    log.warning("lease %s: could not give back %s (%s)", "/".join(directory), name, error)
 
 
-def _names(storage: StorageRoot, directory: tuple[str, ...]) -> list[str]:
-    return [info.base_name for info in storage.files(*directory)]
+def _beat_content(count: int) -> bytes:
+    return b"." * (count % 7 + 1)
 
 
-def _wait_for_turn(storage: StorageRoot, directory: tuple[str, ...], mine: _Ticket, beat: float, poll: float) -> None:
-    seen: dict[str, tuple[bytes, float]] = {}  # another's object -> (content, when it last changed)
+def _kind(name: str) -> str | None:
+    parsed = _parse(name)
+    return parsed[0] if parsed else None
+
+
+def _listing(storage: StorageRoot, directory: tuple[str, ...]) -> dict[str, tuple[float, int]]:
+    """``{name: (modification time, size)}`` of the lease's objects."""
+    return {info.base_name: (info.mtime.timestamp(), info.size) for info in storage.files(*directory)}
+
+
+def _wait_until_gone(storage: StorageRoot, directory: tuple[str, ...], names: set[str], beat: float, poll: float) -> None:
+    """Return once none of ``names`` is listed; an object that makes no beat for three beats is deleted as dead."""
+    seen: dict[str, tuple[tuple[float, int], float]] = {}  # name -> (its stamp, when that stamp was first seen)
     while True:
-        ahead = []
-        for name in _names(storage, directory):
-            parsed = _parse(name)
-            if parsed is not None and (parsed[1] is None or parsed[1] < mine):
-                ahead.append(name)
-        if not ahead:
+        listing = _listing(storage, directory)
+        names = names & listing.keys()
+        if not names:
             return
         now = time.monotonic()
-        for name in ahead:
-            try:
-                content = storage.read_bytes(*directory, name)
-            except OSError:
-                continue  # gone, or rewritten while read (a beat): not dead either way
-            if name not in seen or seen[name][0] != content:
-                seen[name] = (content, now)
+        for name in names:
+            if name not in seen or seen[name][0] != listing[name]:
+                seen[name] = (listing[name], now)
             elif now - seen[name][1] > STALE_BEATS * beat:
                 log.warning("lease %s: %s made no beat for %.0f s; taking it as dead", "/".join(directory), name,
                             now - seen[name][1])

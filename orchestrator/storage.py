@@ -10,17 +10,23 @@ store), listings and deletes. Paths are given as parts relative to the root.
 from __future__ import annotations
 
 import functools
+import logging
 import os
 import re
+import threading
 import urllib.parse
 import urllib.request
 import uuid
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import pyarrow.fs as pafs
 
 from orchestrator.errors import StorageError
+
+log = logging.getLogger("bdsweep.storage")
 
 
 @dataclass(frozen=True, eq=False)
@@ -95,7 +101,7 @@ class StorageRoot:
         if self.is_local:
             directory, name = os.path.split(path)
             os.makedirs(directory, exist_ok=True)
-            temporary = os.path.join(directory, f".{name}.{uuid.uuid4().hex}.tmp")
+            temporary = os.path.join(directory, f".{name}.{uuid.uuid4().hex}{_TEMPORARY_SUFFIX}")
             with open(temporary, "wb") as handle:
                 handle.write(data)
             os.replace(temporary, path)
@@ -137,12 +143,13 @@ class StorageRoot:
     def files(self, *parts: str, suffix: str = "", recursive: bool = False) -> list[pafs.FileInfo]:
         """The files under directory ``parts`` whose names end with ``suffix``; none if it does not exist.
 
-        Temporary files of :meth:`write_bytes` (``.<name>.<hex>.tmp``) are never listed.
+        Temporary files of :meth:`write_bytes` on a local disk (``.<name>.<32 hex>.tmp``) are never listed.
         """
         selector = pafs.FileSelector(self.path(*parts), allow_not_found=True, recursive=recursive)
         return [
             info for info in self.filesystem.get_file_info(selector)
-            if info.type == pafs.FileType.File and info.base_name.endswith(suffix) and not info.base_name.endswith(".tmp")
+            if info.type == pafs.FileType.File and info.base_name.endswith(suffix)
+            and not (self.is_local and _TEMPORARY.fullmatch(info.base_name))
         ]
 
     def directories(self, *parts: str) -> list[str]:
@@ -162,6 +169,8 @@ class StorageRoot:
         return info.mtime.timestamp()
 
 
+_TEMPORARY_SUFFIX = ".tmp"
+_TEMPORARY = re.compile(r"\..+\.[0-9a-f]{32}\.tmp")
 _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
 # Filesystems pyarrow.fs.FileSystem.from_uri opens (besides file://).
 REMOTE_SCHEMES = ("s3", "gs", "gcs", "hdfs", "viewfs", "abfs", "abfss")
@@ -222,8 +231,42 @@ def open_storage(value: str | os.PathLike | StorageRoot) -> StorageRoot:
 
 @functools.lru_cache(maxsize=8)
 def _remote_filesystem(uri: str) -> tuple[pafs.FileSystem, str]:
-    # Cached: opening S3 without a region asks AWS for the bucket's, and every trial opens the root.
+    """The filesystem and path of ``uri``, once its bucket was seen to exist.
+
+    Cached: opening S3 without a region asks AWS for the bucket's, and every trial opens the root.
+    """
     try:
-        return pafs.FileSystem.from_uri(uri)
+        filesystem, base = pafs.FileSystem.from_uri(uri)
+        bucket = filesystem.get_file_info(base.split("/")[0])
     except (OSError, ValueError, TypeError) as error:
         raise StorageError(uri, None, f"pyarrow cannot open it: {error}") from None
+    if bucket.type == pafs.FileType.NotFound:
+        raise StorageError(uri, None, f"bucket {bucket.path!r} does not exist (or these credentials cannot see it)")
+    return filesystem, base
+
+
+@contextmanager
+def heartbeat(every: float, beat: Callable[[int], None], name: str):
+    """Call ``beat(count)`` every ``every`` seconds in a thread while the ``with`` body runs.
+
+    A beat that fails (a throttled or timed-out write) is logged and the next one tried: a missed
+    beat must not make a live process look dead.
+    """
+    stop = threading.Event()
+
+    def run():
+        count = 0
+        while not stop.wait(every):
+            count += 1
+            try:
+                beat(count)
+            except OSError as error:
+                log.warning("%s: a heartbeat failed (%s); trying again in %.0f s", name, error, every)
+
+    thread = threading.Thread(target=run, name=name, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()

@@ -185,7 +185,7 @@ class ArtifactStore:
         return {(path.parent.parent.name, path.parent.name) for path in self.root.glob(f"*/*/{MANIFEST}")}
 
     def manifest(self, stage: Stage, key: str) -> dict:
-        return json.loads((self.path(stage, key) / MANIFEST).read_text())
+        return json.loads(self._manifest_text(stage.name, key))
 
     def resolve(self, stage: Stage, config, parents: list[ArtifactRef]) -> tuple[ArtifactRef, StageRecord]:
         """Return the artifact of ``stage`` for ``config`` and ``parents``, computing it if no one has.
@@ -208,25 +208,28 @@ class ArtifactStore:
 
         A damaged artifact is rebuilt; ``ref.rebuilt`` then holds the record of that computation.
         """
-        if self._whole_manifest(ref, checksums=True) is None:
+        manifest = self._whole_manifest(ref, checksums=True)
+        if manifest is None:
             with self._lock(ref.stage, ref.key):
-                if self._whole_manifest(ref, checksums=True, discard=True) is None:
+                manifest = self._whole_manifest(ref, checksums=True, discard=True)
+                if manifest is None:
                     _, ref.rebuilt = self._compute(ref)
                     return ref._value
-        return ref.stage.artifact.load(self._readable(ref))
+        return ref.stage.artifact.load(self._readable(ref, manifest))
 
     def _whole_manifest(self, ref: ArtifactRef, *, checksums: bool, discard: bool = False) -> dict | None:
         """The manifest of a whole stored artifact, else None.
 
         Only a caller holding the key's lock may ``discard`` a damaged artifact (move it aside):
-        without the lock, the damage seen may be a rival's repair in progress.
+        without the lock, the damage seen may be a rival's repair in progress. Errors that say
+        nothing of the artifact (a timeout, a full local disk) are raised, never taken for damage.
         """
         try:
-            manifest = json.loads(self._manifest_text(ref))
+            manifest = json.loads(self._manifest_text(ref.stage.name, ref.key))
             damage = self._damage(ref, manifest, checksums)
         except FileNotFoundError:
             return None
-        except (OSError, ValueError) as error:
+        except ValueError as error:
             damage = f"unreadable manifest ({error})"
         if damage is None:
             return manifest
@@ -262,14 +265,14 @@ class ArtifactStore:
 
     # -- where the files are: a local directory tree ------------------------------------------------
 
-    def _manifest_text(self, ref: ArtifactRef) -> str:
-        return (ref.path / MANIFEST).read_text()
+    def _manifest_text(self, stage_name: str, key: str) -> str:
+        return (self.root / stage_name / key / MANIFEST).read_text()
 
     def _damage(self, ref: ArtifactRef, manifest: dict, checksums: bool) -> str | None:
         return artifact_damage(ref.path, manifest, checksums=checksums)
 
-    def _readable(self, ref: ArtifactRef) -> Path:
-        """The local directory ``ref``'s artifact is loaded from."""
+    def _readable(self, ref: ArtifactRef, manifest: dict) -> Path:
+        """The local directory the artifact of ``ref`` that ``manifest`` describes is loaded from."""
         return ref.path
 
     def _discard(self, ref: ArtifactRef) -> None:
@@ -319,7 +322,8 @@ class ObjectArtifactStore(ArtifactStore):
     (``cache/<stage>/.locks/<key>/``). Artifacts are read from a copy in ``node_cache`` (a local
     directory, by default ``~/.cache/bdsweep`` or ``$BDSWEEP_NODE_CACHE``), downloaded once per
     node and checked against the manifest's checksums; the trial that computes an artifact keeps
-    its own copy there.
+    its own copy there. A copy is never changed once in place, since other trials on the node may
+    be reading it: one per manifest, at ``<stage>/<key>/<hash of the manifest>/``.
     """
 
     def __init__(self, storage: StorageRoot, node_cache: str | Path | None = None, *, beat: float = BEAT_SECONDS,
@@ -344,11 +348,8 @@ class ObjectArtifactStore(ArtifactStore):
                 keys.add((parts[0], parts[1]))
         return keys
 
-    def manifest(self, stage: Stage, key: str) -> dict:
-        return json.loads(self.storage.read_text(CACHE, stage.name, key, MANIFEST))
-
-    def _manifest_text(self, ref: ArtifactRef) -> str:
-        return self.storage.read_text(CACHE, ref.stage.name, ref.key, MANIFEST)
+    def _manifest_text(self, stage_name: str, key: str) -> str:
+        return self.storage.read_text(CACHE, stage_name, key, MANIFEST)
 
     def _damage(self, ref: ArtifactRef, manifest: dict, checksums: bool) -> str | None:
         if checksums:
@@ -358,18 +359,16 @@ class ObjectArtifactStore(ArtifactStore):
         present.pop(MANIFEST, None)
         return damage_of(present, manifest, None)
 
-    def _readable(self, ref: ArtifactRef) -> Path:
-        return self.node_cache / ref.stage.name / ref.key
+    def _readable(self, ref: ArtifactRef, manifest: dict) -> Path:
+        return self.node_cache / ref.stage.name / ref.key / content_hash(manifest, length=16)
 
     def _fetch(self, ref: ArtifactRef, manifest: dict) -> str | None:
-        """Make the node-local copy of ``ref`` match ``manifest``; returns what is wrong with the stored one, if anything."""
-        local = self._readable(ref)
-        try:
-            if json.loads((local / MANIFEST).read_text()) == manifest and artifact_damage(local, manifest, checksums=True) is None:
+        """Have this node's copy of the artifact ``manifest`` describes; returns what is wrong with the stored one, if anything."""
+        local = self._readable(ref, manifest)
+        if local.is_dir():
+            if artifact_damage(local, manifest, checksums=True) is None:
                 return None
-        except (OSError, ValueError):
-            pass  # no usable copy on this node yet
-        _remove_directory(local)  # a stale or damaged copy
+            _remove_directory(local)  # damaged on this node's disk: whoever reads it now reads garbage anyway
         temporary = self._scratch(ref)
         try:
             for name in manifest.get("files", {}):
@@ -379,7 +378,6 @@ class ObjectArtifactStore(ArtifactStore):
                     return f"missing {name}"
             if (damage := artifact_damage(temporary, manifest, checksums=True)) is not None:
                 return damage
-            _write_synced(temporary / MANIFEST, json.dumps(manifest, indent=1, sort_keys=True))
             _install(temporary, local)
             return None
         finally:
@@ -389,7 +387,6 @@ class ObjectArtifactStore(ArtifactStore):
         # The manifest first: from then on no reader takes the rest for a whole artifact.
         self.storage.delete(CACHE, ref.stage.name, ref.key, MANIFEST)
         self.storage.delete_tree(CACHE, ref.stage.name, ref.key)
-        _remove_directory(self._readable(ref))
 
     def _clear_leftovers(self, ref: ArtifactRef) -> None:
         # Under the lease, files of this key without a manifest are a dead process's partial upload.
@@ -403,9 +400,7 @@ class ObjectArtifactStore(ArtifactStore):
     def _publish(self, ref: ArtifactRef, temporary: Path, manifest: str) -> bool:
         self.storage.upload(temporary, CACHE, ref.stage.name, ref.key)
         self.storage.write_text(CACHE, ref.stage.name, ref.key, MANIFEST, text=manifest)
-        _write_synced(temporary / MANIFEST, manifest)
-        _remove_directory(self._readable(ref))  # a copy of what was stored before, if any, is stale
-        _install(temporary, self._readable(ref))
+        _install(temporary, self._readable(ref, json.loads(manifest)))
         return True
 
     def _lock(self, stage: Stage, key: str):
@@ -441,6 +436,7 @@ def _install(new: Path, path: Path) -> None:
 
     The copy already there is never moved: a trial on this node may be loading it.
     """
+    path.parent.mkdir(parents=True, exist_ok=True)
     try:
         os.rename(new, path)
     except OSError:

@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import threading
 import time
 import traceback
 from contextlib import contextmanager
@@ -30,7 +29,7 @@ from orchestrator.errors import StorageError
 from orchestrator.pipeline import stage_keys
 from orchestrator.results import RESULTS, finished_trial_ids, read_row
 from orchestrator.search_space import Resources, TrialSpec
-from orchestrator.storage import StorageRoot, open_storage
+from orchestrator.storage import StorageRoot, heartbeat, open_storage
 from orchestrator.store import artifact_store
 
 # Ray would otherwise report usage to its servers; bdsweep sends no traffic off the machine.
@@ -168,19 +167,10 @@ def running_marker(storage: str | Path | StorageRoot, sweep: str, trial_id: str,
     marker = (sweep, "running", f"{trial_id}.json")
     text = json.dumps({"pid": os.getpid(), "started": time.time(), **where})
     storage.write_text(*marker, text=text)
-    stop = threading.Event()
-
-    def beat():
-        while not stop.wait(every):
-            storage.write_text(*marker, text=text)
-
-    thread = threading.Thread(target=beat, name=f"heartbeat-{trial_id}", daemon=True)
-    thread.start()
     try:
-        yield
+        with heartbeat(every, lambda _: storage.write_text(*marker, text=text), f"heartbeat-{trial_id}"):
+            yield
     finally:
-        stop.set()
-        thread.join()
         storage.delete(*marker)
 
 

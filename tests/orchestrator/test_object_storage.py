@@ -16,7 +16,7 @@ from orchestrator.errors import StorageError
 from orchestrator.lease import lease
 from orchestrator.pipeline import STAGES
 from orchestrator.results import finished_trial_ids, query, read_row, write_row
-from orchestrator.storage import open_storage
+from orchestrator.storage import StorageRoot, open_storage
 from orchestrator.store import ObjectArtifactStore, artifact_store
 from tests.orchestrator.test_store import STAGE, CountConfig, executions
 
@@ -28,16 +28,22 @@ def test_an_s3_root_reads_writes_lists_and_pickles(s3_root):
         root.read_text("sweep", "nothing.json")
     root.write_text("sweep", "running", "a.json", text="{}")
     root.write_bytes("sweep", "errors", "b.txt", data=b"Traceback")
+    root.write_bytes("sweep", "weights.tmp", data=b"an artifact's file may end in .tmp")
     assert root.read_text("sweep", "running", "a.json") == "{}" and root.exists("sweep", "errors", "b.txt")
     assert [info.base_name for info in root.files("sweep", "running", suffix=".json")] == ["a.json"]
     assert sorted(root.relative(info, "sweep") for info in root.files("sweep", recursive=True)) == [
-        "errors/b.txt", "running/a.json"]
+        "errors/b.txt", "running/a.json", "weights.tmp"]
     assert root.directories() == ["sweep"] and abs(root.mtime("sweep", "errors", "b.txt") - time.time()) < 60
     assert pickle.loads(pickle.dumps(root)).read_text("sweep", "running", "a.json") == "{}"
     root.delete("sweep", "running", "a.json")
     root.delete("sweep", "running", "a.json")  # already gone: fine
     root.delete_tree("sweep")
     assert root.files(recursive=True) == []
+
+
+def test_a_bucket_that_does_not_exist_is_named(s3_server):
+    with pytest.raises(StorageError, match="bucket 'no-such-bucket' does not exist"):
+        open_storage(f"s3://no-such-bucket/runs?endpoint_override={s3_server}&scheme=http")
 
 
 def _count_under_lease(uri: str, counter: str, rounds: int) -> None:
@@ -147,10 +153,29 @@ def test_damaged_objects_are_detected_and_rebuilt(s3_root, tmp_path):
     assert record.computed and executions(log) == 4 and root.read_bytes(*stored) == good
 
     # A node's own copy damaged: fetched again, nothing computed.
-    copy = tmp_path / "node2" / first.node_cache.name / "count" / ref.key / "number.json"
+    ref, _ = third.resolve(STAGE, config, [])
+    assert ref.load().value == 1234
+    copy = third._readable(ref, third.manifest(STAGE, ref.key)) / "number.json"
+    assert copy.is_relative_to(tmp_path / "node2")
     copy.write_text("9999")
     ref, _ = third.resolve(STAGE, config, [])
     assert ref.load().value == 1234 and ref.rebuilt is None and executions(log) == 4
+
+
+def test_a_failed_download_is_an_error_not_damage(s3_root, tmp_path, monkeypatch):
+    first, second = stores(s3_root, tmp_path)
+    log = tmp_path / "log"
+    config = CountConfig(value=5, log=str(log))
+    first.resolve(STAGE, config, [])
+    ref, _ = second.resolve(STAGE, config, [])
+
+    def time_out(self, *parts, to):
+        raise OSError("AWS Error NETWORK_CONNECTION during GetObject operation")
+
+    monkeypatch.setattr(StorageRoot, "download", time_out)
+    with pytest.raises(OSError, match="NETWORK_CONNECTION"):
+        ref.load()
+    assert second.contains(STAGE, ref.key) and executions(log) == 1, "the stored artifact was kept"
 
 
 def test_a_dead_producers_partial_upload_is_cleared(s3_root, tmp_path):

@@ -49,3 +49,23 @@ def test_bad_storage_roots_are_refused_naming_the_value(value, words):
     with pytest.raises(StorageError, match=words) as caught:
         open_storage(value)
     assert str(caught.value).startswith(value)
+
+
+def test_a_failed_heartbeat_is_logged_and_the_next_one_tried(caplog):
+    import time
+
+    from orchestrator.storage import heartbeat
+
+    beats = []
+
+    def beat(count):
+        beats.append(count)
+        if count == 1:
+            raise OSError("SlowDown: please reduce your request rate")
+
+    with heartbeat(0.02, beat, "test-beat"):
+        deadline = time.monotonic() + 5
+        while len(beats) < 3 and time.monotonic() < deadline:
+            time.sleep(0.01)
+    assert beats[:3] == [1, 2, 3]
+    assert "a heartbeat failed (SlowDown" in caplog.text
