@@ -39,11 +39,11 @@ def tiny_dataset() -> ImageDataset:
 
 
 @pytest.fixture(scope="session")
-def s3_server():
+def s3_server(tmp_path_factory):
     """An S3 server (moto) on 127.0.0.1 for the test session: ``host:port``.
 
     Credentials are dummies in the environment, where pyarrow, spawned processes and Ray workers
-    started afterwards all read them.
+    started afterwards all read them; so is the node-local artifact cache, kept out of ``~``.
     """
     import logging
 
@@ -51,7 +51,8 @@ def s3_server():
 
     logging.getLogger("werkzeug").setLevel(logging.ERROR)  # a line per request otherwise
     for name, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-                        "AWS_DEFAULT_REGION": "us-east-1", "AWS_EC2_METADATA_DISABLED": "true"}.items():
+                        "AWS_DEFAULT_REGION": "us-east-1", "AWS_EC2_METADATA_DISABLED": "true",
+                        "BDSWEEP_NODE_CACHE": str(tmp_path_factory.mktemp("node-cache"))}.items():
         os.environ[name] = value
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()

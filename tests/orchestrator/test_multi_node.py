@@ -11,6 +11,8 @@ import pytest
 
 from orchestrator.results import query
 from orchestrator.search_space import load_search_space
+from orchestrator.storage import open_storage
+from orchestrator.store import artifact_store
 from orchestrator.sweep import launch, plan_sweep, record_sweep
 
 pytestmark = [pytest.mark.slow, pytest.mark.ray]
@@ -42,21 +44,24 @@ def cluster():
     cluster.shutdown()
 
 
-def plan_space(tmp_path, name: str):
+def plan_space(tmp_path, name: str, storage=None):
     path = tmp_path / f"{name}.yaml"
     path.write_text(textwrap.dedent(SPACE.format(name=name)))
     space, trials = load_search_space(path)
-    plan = plan_sweep(trials, tmp_path / "runs", name, space.resources)
+    plan = plan_sweep(trials, storage or tmp_path / "runs", name, space.resources)
     record_sweep(plan, path)
     return plan
 
 
-def test_sweep_spreads_over_nodes_and_computes_each_shared_stage_once(tmp_path, cluster):
-    plan = plan_space(tmp_path, "nodes")
+@pytest.mark.parametrize("where", ["local", "s3"])
+def test_sweep_spreads_over_nodes_and_computes_each_shared_stage_once(tmp_path, where, s3_root, cluster):
+    # s3_root comes before cluster: the nodes' workers take the S3 credentials from the environment.
+    storage = s3_root if where == "s3" else tmp_path / "runs"
+    plan = plan_space(tmp_path, "nodes", storage)
     lines: list[str] = []
     assert launch(plan, address=cluster.address, echo=lines.append) == 0, "\n".join(lines)
 
-    rows = query(tmp_path / "runs", "SELECT * FROM results")
+    rows = query(storage, "SELECT * FROM results")
     assert len(rows) == 6 and rows["trial_id"].is_unique
     assert rows["node_id"].nunique() >= 2, rows[["trial_id", "node_id"]]
     assert set(rows["node_ip"]) == {"127.0.0.1"}
@@ -65,7 +70,7 @@ def test_sweep_spreads_over_nodes_and_computes_each_shared_stage_once(tmp_path, 
     assert rows["poison_computed"].sum() == 2 and rows["train_computed"].sum() == 2
     assert rows["evaluate_before_computed"].sum() == 2
     assert rows["d1_activations_computed"].sum() == 2  # ac and ss share each model's activations
-    assert len(list((tmp_path / "runs" / "cache" / "train").glob("*/manifest.json"))) == 2
+    assert sum(stage == "train" for stage, _ in artifact_store(open_storage(storage)).stored_keys()) == 2
 
 
 def running_on(plan, node_id: str) -> list[str]:
