@@ -95,7 +95,7 @@ def _rows_table(storage: StorageRoot, files) -> pa.Table:
         return pa.concat_tables(list(pool.map(read, files)), promote_options="permissive")
 
 
-def query(storage: str | Path, sql: str, sweep: str | None = None) -> pd.DataFrame:
+def query(storage: str | Path | StorageRoot, sql: str, sweep: str | None = None) -> pd.DataFrame:
     """Run ``sql`` against the ``results`` view and return the answer as a DataFrame."""
     connection = connect(storage, sweep)
     try:
@@ -106,6 +106,6 @@ def query(storage: str | Path, sql: str, sweep: str | None = None) -> pd.DataFra
         connection.close()
 
 
-def load_results(storage: str | Path, sweep: str) -> pd.DataFrame:
+def load_results(storage: str | Path | StorageRoot, sweep: str) -> pd.DataFrame:
     """Every row of one sweep, ordered by trigger, poison_pct, pipeline."""
     return query(storage, "SELECT * FROM results ORDER BY trigger, poison_pct, pipeline, seed", sweep=sweep)
