@@ -1,0 +1,1 @@
+"""The summary report of a sweep: HTML, Markdown and ``summary/*.parquet`` from its rows."""

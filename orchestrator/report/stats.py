@@ -1,0 +1,95 @@
+"""Means with 95 % confidence intervals, aggregated in DuckDB, intervals from SciPy.
+
+Every number a report shows that aggregates seeds is a mean with a two-sided 95 % Student-t
+interval and its n: ``mean ± t(0.975, n - 1) · s / √n`` with ``s`` the sample standard deviation.
+With n = 1 there is no interval (the bounds are NaN) and the cell says ``n = 1``. Detection rates
+are aggregated from counts (micro), with Wilson score intervals.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import duckdb
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+CONFIDENCE = 0.95
+
+
+def t_interval(mean: np.ndarray, sd: np.ndarray, n: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Lower and upper 95 % bounds of the mean, elementwise; NaN where n < 2.
+
+    Parameters
+    ----------
+    mean, sd, n : array-likes of one shape: sample means, sample standard deviations (ddof 1), counts
+    """
+    mean, sd, n = (np.asarray(a, dtype=float) for a in (mean, sd, n))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        half = stats.t.ppf(0.5 + CONFIDENCE / 2, n - 1) * sd / np.sqrt(n)
+    half = np.where(n >= 2, half, np.nan)
+    return mean - half, mean + half
+
+
+def wilson_interval(successes: np.ndarray, trials: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """95 % Wilson score interval of a proportion ``successes / trials``, elementwise; NaN where trials = 0."""
+    k, n = np.asarray(successes, dtype=float), np.asarray(trials, dtype=float)
+    z = stats.norm.ppf(0.5 + CONFIDENCE / 2)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        p = k / n
+        centre = (p + z**2 / (2 * n)) / (1 + z**2 / n)
+        half = z * np.sqrt(p * (1 - p) / n + z**2 / (4 * n**2)) / (1 + z**2 / n)
+    lower, upper = np.where(n > 0, centre - half, np.nan), np.where(n > 0, centre + half, np.nan)
+    return lower, upper
+
+
+def aggregate(connection: duckdb.DuckDBPyConnection, source: str, by: Sequence[str], metrics: Sequence[str],
+              where: str = "TRUE") -> pd.DataFrame:
+    """Mean, 95 % interval and n of each metric per group, one row per group.
+
+    Parameters
+    ----------
+    source : a view or a parenthesised query (``results``, ``stages``, ``(SELECT ...)``)
+    by : grouping columns (the attack setting, the pipeline, ...)
+    metrics : names of numeric columns of ``source``; NULL and NaN values are left out of a metric's n
+    where : SQL condition on ``source``'s rows
+
+    Returns
+    -------
+    DataFrame with ``by`` and, per metric ``m``, ``m_mean``, ``m_lo``, ``m_hi``, ``m_n``, sorted by ``by``
+    """
+    keys = ", ".join(_quote(c) for c in by)
+    parts = []
+    for metric in metrics:
+        value = f"CASE WHEN isnan({_quote(metric)}::DOUBLE) THEN NULL ELSE {_quote(metric)}::DOUBLE END"
+        parts += [f"avg({value}) AS {_quote(metric + '_mean')}", f"stddev_samp({value}) AS {_quote(metric + '_sd')}",
+                  f"count({value}) AS {_quote(metric + '_n')}"]
+    group = f"GROUP BY {keys} ORDER BY {keys}" if by else ""
+    select = ", ".join(([keys] if by else []) + parts)
+    frame = connection.execute(f"SELECT {select} FROM {source} WHERE {where} {group}").df()
+    for metric in metrics:
+        lower, upper = t_interval(frame[f"{metric}_mean"], frame[f"{metric}_sd"].fillna(0.0), frame[f"{metric}_n"])
+        frame[f"{metric}_lo"], frame[f"{metric}_hi"] = lower, upper
+        frame = frame.drop(columns=f"{metric}_sd")
+        frame[f"{metric}_n"] = frame[f"{metric}_n"].astype("int64")
+    ordered = list(by) + [f"{m}_{part}" for m in metrics for part in ("mean", "lo", "hi", "n")]
+    return frame[ordered]
+
+
+def format_estimate(mean: float, lower: float, upper: float, n: int, scale: float = 100.0, digits: int = 1) -> str:
+    """A cell such as ``96.4 [95.1, 97.7] n=3``, ``96.4 (n = 1)``, or ``–`` when there is no value.
+
+    ``scale`` turns fractions into percentages (100) or leaves them (1).
+    """
+    if n == 0 or mean is None or (isinstance(mean, float) and math.isnan(mean)):
+        return "–"
+    value = f"{mean * scale:.{digits}f}"
+    if n < 2 or math.isnan(lower):
+        return f"{value} (n = 1)"
+    return f"{value} [{lower * scale:.{digits}f}, {upper * scale:.{digits}f}] n={n}"
+
+
+def _quote(column: str) -> str:
+    return '"' + column.replace('"', '""') + '"'
