@@ -51,7 +51,18 @@ class Figure:
     caption: str = ""
 
 
-Block = Paragraph | Table | Figure
+@dataclass(frozen=True)
+class Code:
+    """Preformatted text such as the search-space YAML: a collapsible block in HTML (open when
+    ``collapsed`` is False), a fenced block in Markdown; ``language`` tags the fence (``yaml``)."""
+
+    title: str
+    text: str
+    language: str = ""
+    collapsed: bool = True
+
+
+Block = Paragraph | Table | Figure | Code
 
 
 @dataclass(frozen=True)

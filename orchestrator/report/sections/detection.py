@@ -1,0 +1,202 @@
+"""Section "Detection": what the filtering defenses removed, pooled from counts, and the ROC of
+Spectral Signatures.
+
+Rates are micro-aggregated: TP, FP, FN and TN are summed over every run of a configuration (all
+attack settings and seeds) and the rates computed from the sums, with Wilson intervals — never
+averaged from per-run rates, which would weigh a run with few poisons like one with many.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from orchestrator.report import figures
+from orchestrator.report.model import Figure, Paragraph, ReportContext, Section, Table
+from orchestrator.report.sections.settings import heading, panel_title, pipeline_order, quote, select_panel
+from orchestrator.report.stats import aggregate, format_estimate, wilson_interval
+
+FILTERS = ("ac", "ss", "dp", "perfect_filter", "random_filter")
+COUNTS = {"removed_poisoned", "removed_clean", "n_seen", "n_poisoned"}
+MAX_PANELS = 6
+SCORE_LABELS = {"art": "ART score (un-centred)", "centered": "centred score (Tran et al.)"}
+
+
+def section(context: ReportContext) -> Section | None:
+    """None when no filtering defense ran (no detection counts in the stages view)."""
+    columns = context.columns("stages")
+    if not COUNTS | {"defense"} <= columns:
+        return None
+    counts = detection_counts(context)
+    if counts.empty:
+        return None
+    blocks = [
+        Paragraph("What each filtering configuration removed from the training set, pooled over every attack "
+                  "setting and seed it ran on. TP: poisoned samples removed; FP: clean samples removed; FN: "
+                  "poisoned samples kept; TN: clean samples kept. TPR = TP / (TP + FN), FPR = FP / (FP + TN), "
+                  "precision = TP / (TP + FP), F1 = 2 TP / (2 TP + FP + FN). A configuration with two filtering "
+                  "steps has a row per step: the second sees only what the first kept."),
+        rates_table(counts),
+        counts_table(counts),
+    ]
+    if {"roc_fpr", "roc_tpr"} <= columns:
+        roc = roc_figure(context, counts)
+        if roc is not None:
+            blocks.append(roc)
+    return Section("detection", "Detection: what the filtering defenses removed", blocks)
+
+
+def detection_counts(context: ReportContext) -> pd.DataFrame:
+    """TP, FP, FN, TN, samples seen and runs per (dataset, model, pipeline, position, defense), with
+    TPR and FPR (and their Wilson bounds), precision, F1 and the share removed, all from the sums."""
+    names = ", ".join(f"'{name}'" for name in FILTERS)
+    frame = context.frame(
+        "SELECT dataset, model, pipeline, position, defense, "
+        "sum(removed_poisoned)::BIGINT AS tp, sum(removed_clean)::BIGINT AS fp, "
+        "sum(n_poisoned - removed_poisoned)::BIGINT AS fn, sum(n_seen - n_poisoned - removed_clean)::BIGINT AS tn, "
+        "sum(n_seen)::BIGINT AS seen, count(*) AS runs "
+        f"FROM stages WHERE defense IN ({names}) AND removed_poisoned IS NOT NULL "
+        "GROUP BY dataset, model, pipeline, position, defense")
+    if frame.empty:
+        return frame
+    rank = {p: i for i, p in enumerate(pipeline_order(frame["pipeline"]))}
+    frame = frame.sort_values(["dataset", "model", "pipeline", "position"],
+                              key=lambda c: c.map(rank) if c.name == "pipeline" else c).reset_index(drop=True)
+    tp, fp, fn, tn = (frame[c].to_numpy(dtype=float) for c in ("tp", "fp", "fn", "tn"))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        frame["tpr"] = tp / (tp + fn)
+        frame["fpr"] = fp / (fp + tn)
+        frame["precision"] = tp / (tp + fp)
+        frame["f1"] = 2 * tp / (2 * tp + fp + fn)
+        frame["removed_share"] = (tp + fp) / frame["seen"].to_numpy(dtype=float)
+    frame["tpr_lo"], frame["tpr_hi"] = wilson_interval(tp, tp + fn)
+    frame["fpr_lo"], frame["fpr_hi"] = wilson_interval(fp, fp + tn)
+    frame["runs"] = frame["runs"].astype("int64")
+    return frame
+
+
+def _keys(counts: pd.DataFrame) -> pd.DataFrame:
+    shown = {}
+    for column in ("dataset", "model"):
+        if counts[column].nunique() > 1:
+            shown[heading(column)] = counts[column]
+    shown[heading("pipeline")] = counts["pipeline"]
+    shown["Step"] = [f"{position}: {defense}" for position, defense in zip(counts["position"], counts["defense"])]
+    return pd.DataFrame(shown)
+
+
+def _wilson_cell(rate: float, lower: float, upper: float) -> str:
+    if np.isnan(rate):
+        return "–"
+    return f"{100 * rate:.1f} [{100 * lower:.1f}, {100 * upper:.1f}]"
+
+
+def _percent(value: float) -> str:
+    return "–" if np.isnan(value) else f"{100 * value:.1f}"
+
+
+def rates_table(counts: pd.DataFrame) -> Table:
+    """TPR and FPR with Wilson intervals, precision, F1 and the share removed, per configuration step."""
+    shown = _keys(counts)
+    shown["TPR (%)"] = [_wilson_cell(*v) for v in zip(counts["tpr"], counts["tpr_lo"], counts["tpr_hi"])]
+    shown["FPR (%)"] = [_wilson_cell(*v) for v in zip(counts["fpr"], counts["fpr_lo"], counts["fpr_hi"])]
+    shown["Precision (%)"] = [_percent(v) for v in counts["precision"]]
+    shown["F1 (%)"] = [_percent(v) for v in counts["f1"]]
+    shown["Removed (%)"] = [_percent(v) for v in counts["removed_share"]]
+    shown["Runs"] = counts["runs"].astype(str)
+    data = counts[["dataset", "model", "pipeline", "position", "defense", "tpr", "tpr_lo", "tpr_hi", "fpr", "fpr_lo",
+                   "fpr_hi", "precision", "f1", "removed_share", "runs"]]
+    return Table("detection_rates", "Detection rates per filtering configuration", shown, data,
+                 "Pooled from the counts of the next table; brackets: 95 % Wilson interval over samples. Removed: "
+                 "share of the training set the step removed. Runs: trials (attack settings × seeds) pooled.")
+
+
+def counts_table(counts: pd.DataFrame) -> Table:
+    """The confusion counts each rate comes from."""
+    shown = _keys(counts)
+    for column in ("tp", "fp", "fn", "tn"):
+        shown[column.upper()] = [f"{value:,}" for value in counts[column]]
+    data = counts[["dataset", "model", "pipeline", "position", "defense", "tp", "fp", "fn", "tn", "seen", "runs"]]
+    return Table("detection_counts", "Detection counts per filtering configuration", shown, data,
+                 "Summed over every run of the configuration: TP + FN = poisoned samples seen, FP + TN = clean samples seen.")
+
+
+def roc_figure(context: ReportContext, counts: pd.DataFrame) -> Figure | None:
+    """Spectral Signatures' ROC per attack setting: the mean curve of each score kind, and every SS
+    configuration's operating point.
+
+    The ROC of one model does not depend on SS's removal share, only on its score, so the curve is
+    taken once per model (attack setting, seed, score, layer, what earlier steps kept) however many
+    SS configurations ran on it; curves are averaged at equal removal shares (threshold averaging).
+    With more than ``MAX_PANELS`` attack settings, settings are pooled per poison percentage, then
+    per (dataset, model), and the caption says so.
+    """
+    columns = context.columns("stages")
+    score = quote("score") if "score" in columns else "'art'"
+    layer = quote("layer") if "layer" in columns else "NULL"
+    settings = context.frame(
+        "SELECT DISTINCT dataset, model, trigger, poison_pct FROM stages WHERE defense = 'ss' AND roc_fpr IS NOT NULL")
+    if settings.empty:
+        return None
+    pooled = ""
+    for panel_keys, pooled_note in ((["dataset", "model", "trigger", "poison_pct"], ""),
+                                    (["dataset", "model", "poison_pct"], "triggers pooled"),
+                                    (["dataset", "model"], "triggers and poison percentages pooled")):
+        n_panels = len(settings[panel_keys].drop_duplicates())
+        if n_panels <= MAX_PANELS:
+            pooled = pooled_note
+            break
+    keys_sql = ", ".join(quote(k) for k in panel_keys)
+    prefix = "array_to_string(list_slice(string_split(pipeline, '>'), 1, position - 1), '>')"
+    models = (f"(SELECT {keys_sql}, {score} AS score, any_value(roc_fpr) AS roc_fpr, any_value(roc_tpr) AS roc_tpr, "
+              f"any_value(auroc) AS auroc FROM stages WHERE defense = 'ss' AND roc_fpr IS NOT NULL "
+              f"GROUP BY dataset, model, trigger, poison_pct, seed, {score}, {layer}, position, {prefix})")
+    curves = context.frame(
+        f"SELECT {keys_sql}, score, i, avg(f) FILTER (WHERE NOT isnan(f)) AS fpr, "
+        f"avg(t) FILTER (WHERE NOT isnan(t)) AS tpr FROM ("
+        f"SELECT {keys_sql}, score, unnest(range(len(roc_fpr))) AS i, unnest(roc_fpr) AS f, unnest(roc_tpr) AS t "
+        f"FROM {models}) GROUP BY {keys_sql}, score, i ORDER BY {keys_sql}, score, i")
+    auroc = aggregate(context.connection, models, [*panel_keys, "score"], ["auroc"])
+    operating = context.frame(
+        f"SELECT {keys_sql}, {score} AS score, pipeline, position, sum(removed_poisoned) / sum(n_poisoned) AS tpr, "
+        f"sum(removed_clean) / sum(n_seen - n_poisoned) AS fpr FROM stages WHERE defense = 'ss' "
+        f"GROUP BY {keys_sql}, {score}, pipeline, position")
+    panels = curves[panel_keys].drop_duplicates().reset_index(drop=True)
+    scores = sorted(curves["score"].dropna().unique())
+    shown_keys_ = [k for k in panel_keys if panels[k].nunique() > 1] or panel_keys[-1:]
+    drawn = panels.iloc[:MAX_PANELS]
+    with figures.panels(len(drawn), max_columns=2, panel_size=(4.2, 3.5), name="ss_roc") as (figure, axes):
+        for axis, (_, panel) in zip(axes, drawn.iterrows()):
+            for index, kind in enumerate(scores):
+                mine = select_panel(curves, panel, panel_keys)
+                mine = mine[mine["score"] == kind]
+                stats = select_panel(auroc, panel, panel_keys)
+                stats = stats[stats["score"] == kind]
+                label = SCORE_LABELS.get(kind, str(kind))
+                if not stats.empty:
+                    row = stats.iloc[0]
+                    label += ", AUROC " + format_estimate(row["auroc_mean"], max(row["auroc_lo"], 0.0),
+                                                          min(row["auroc_hi"], 1.0), int(row["auroc_n"]),
+                                                          scale=1.0, digits=2)
+                axis.plot(100 * mine["fpr"], 100 * mine["tpr"], color=figures.colour(index), label=label)
+                points = select_panel(operating, panel, panel_keys)
+                points = points[points["score"] == kind]
+                axis.scatter(100 * points["fpr"], 100 * points["tpr"], s=16, facecolors="none",
+                             edgecolors=figures.colour(index), linewidths=0.9, zorder=3)
+            axis.plot([0, 100], [0, 100], color=figures.GREY, linestyle=":", linewidth=0.9)
+            figures.percent_axis(axis, "x")
+            figures.percent_axis(axis, "y")
+            axis.set_xlabel("FPR: clean samples removed (%)")
+            axis.set_ylabel("TPR: poisons removed (%)")
+            axis.set_title(panel_title(panel, shown_keys_))
+            axis.legend(loc="lower right", fontsize=7.5)
+        svg = figures.to_svg(figure)
+    caption = ("Lines: ROC of Spectral Signatures' score as the share removed from every class grows from 0 to 100 %, "
+               "averaged at equal shares over the models of the panel (one curve per model, however many SS "
+               "configurations ran on it); AUROC: mean [95 % CI] n = models. Circles: each SS configuration's "
+               "operating point (its pooled FPR and TPR). Dotted: chance.")
+    if pooled:
+        caption += f" Panels pool attack settings ({pooled}) to keep at most {MAX_PANELS} panels."
+    if len(panels) > MAX_PANELS:
+        caption += f" Only the first {MAX_PANELS} of {len(panels)} panels are drawn."
+    return Figure("ss_roc", "Spectral Signatures: ROC and operating points", svg, caption)

@@ -1,0 +1,93 @@
+"""Section "Master table": every defense configuration on every attack setting — clean accuracy and
+ASR after the defense, and DER.
+
+A few configurations fit as column groups beside the attack settings; they are split into tables of
+``PER_TABLE`` configurations each. With more than ``MAX_WIDE`` configurations that would be dozens of
+tables, so the table turns: one per attack setting, a row per configuration.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from orchestrator.report.model import Paragraph, ReportContext, Section, Table
+from orchestrator.report.sections.settings import (
+    estimate_cells,
+    file_stem,
+    heading,
+    panel_title,
+    pipeline_order,
+    setting_columns,
+    shown_keys,
+)
+from orchestrator.report.stats import aggregate
+
+METRICS = {"clean_acc_after": "Clean acc. (%)", "asr_after": "ASR (%)", "der": "DER (%)"}
+PER_TABLE = 3  # configurations per table: 3 × 3 columns of two-line cells fit the page
+MAX_WIDE = 12  # more configurations than this: one table per attack setting instead
+
+NOTE = ("Cells: mean [95 % CI] n = seeds, in percent, after the defense. DER (defense effectiveness rating) = "
+        "[max(0, ASR drop) − max(0, clean-accuracy drop) + 1] / 2: 50 = no effect, 100 = backdoor removed at no "
+        "cost; – where there is no defense.")
+
+
+def section(context: ReportContext) -> Section | None:
+    """None when the rows have no after-defense metrics."""
+    columns = context.columns("results")
+    metrics = [m for m in METRICS if m in columns]
+    if "asr_after" not in columns:
+        return None
+    keys = setting_columns(context)
+    stats = aggregate(context.connection, "results", [*keys, "pipeline"], metrics)
+    if stats.empty:
+        return None
+    pipelines = pipeline_order(stats["pipeline"])
+    if len(pipelines) <= MAX_WIDE:
+        tables = wide_tables(stats, keys, metrics, pipelines)
+        how = (f"Rows are attack settings; each group of columns is one defense configuration "
+               f"({PER_TABLE} per table, so that a table fits the page).")
+    else:
+        tables = per_setting_tables(stats, keys, metrics, pipelines)
+        how = (f"The sweep has {len(pipelines)} defense configurations, too many to set side by side: each table is "
+               f"one attack setting, with a row per configuration in the order of section Contents (no defense first, "
+               f"then the controls, single defenses and combinations).")
+    intro = Paragraph(f"Every defense configuration on every attack setting. {how} {NOTE}")
+    return Section("master", "Master table: every defense on every attack", [intro, *tables])
+
+
+def wide_tables(stats: pd.DataFrame, keys: list[str], metrics: list[str], pipelines: list[str]) -> list[Table]:
+    """Rows = attack settings, column groups = configurations, ``PER_TABLE`` configurations a table."""
+    settings = stats[keys].drop_duplicates().reset_index(drop=True)
+    row_keys = shown_keys(settings, keys)
+    chunks = [pipelines[i:i + PER_TABLE] for i in range(0, len(pipelines), PER_TABLE)]
+    tables = []
+    for number, chunk in enumerate(chunks, start=1):
+        shown = {(title, ""): values for title, values in row_keys.items()}
+        for pipeline in chunk:
+            per_setting = settings.merge(stats[stats["pipeline"] == pipeline], on=keys, how="left")
+            for metric in metrics:
+                filled = per_setting.fillna({f"{metric}_n": 0})
+                shown[(pipeline, METRICS[metric])] = estimate_cells(filled, metric)
+        frame = pd.DataFrame(shown)
+        frame.columns = pd.MultiIndex.from_tuples(frame.columns)
+        data = stats[stats["pipeline"].isin(chunk)].reset_index(drop=True)
+        part = f" (part {number} of {len(chunks)})" if len(chunks) > 1 else ""
+        tables.append(Table(f"master_{number}" if len(chunks) > 1 else "master",
+                            f"Defenses by attack setting{part}: " + ", ".join(chunk), frame, data, NOTE))
+    return tables
+
+
+def per_setting_tables(stats: pd.DataFrame, keys: list[str], metrics: list[str], pipelines: list[str]) -> list[Table]:
+    """One table per attack setting, a row per configuration (in ``pipelines`` order)."""
+    rank = {pipeline: i for i, pipeline in enumerate(pipelines)}
+    tables = []
+    shown_setting = [k for k in keys if stats[k].nunique() > 1 or k in ("trigger", "poison_pct")]
+    for setting, part in stats.groupby(keys, sort=True):
+        part = part.sort_values("pipeline", key=lambda p: p.map(rank)).reset_index(drop=True)
+        shown = pd.DataFrame({heading("pipeline"): part["pipeline"]})
+        for metric in metrics:
+            shown[METRICS[metric]] = estimate_cells(part, metric)
+        values = dict(zip(keys, setting if isinstance(setting, tuple) else (setting,)))
+        title = "Defenses on " + panel_title(values, shown_setting)
+        tables.append(Table(file_stem("master", *[values[k] for k in shown_setting]), title, shown, part, NOTE))
+    return tables

@@ -1,0 +1,130 @@
+"""What identifies an attack setting in a sweep's rows, and how sections show settings and estimates.
+
+An attack setting is (dataset, model, trigger, poison_pct), plus source and target when the sweep
+varies them, plus every ``dataset_*`` and ``train_*`` configuration column that takes more than one
+value (a sweep may grid over epochs, say): rows that differ there come from different models and
+must never share a mean.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Iterable
+
+import numpy as np
+import pandas as pd
+
+from orchestrator.report.model import ReportContext
+from orchestrator.report.stats import format_estimate
+
+CORE = ("dataset", "model", "trigger", "poison_pct")
+NO_DEFENSE = "none"
+CONTROLS = ("perfect_filter", "random_filter")
+# Columns of a row that start like configuration columns but record cost or provenance.
+_NOT_CONFIG = re.compile(r".*_(seconds|computed)$|dataset_fingerprint$")
+
+HEADINGS = {"dataset": "Dataset", "model": "Model", "source": "Source class", "target": "Target class",
+            "trigger": "Trigger", "poison_pct": "Poison %", "pipeline": "Defense configuration", "seed": "Seed"}
+
+
+def quote(column: str) -> str:
+    """``column`` as a DuckDB identifier."""
+    return '"' + column.replace('"', '""') + '"'
+
+
+def setting_columns(context: ReportContext) -> list[str]:
+    """Columns of ``results`` that together identify one attack setting (one model per seed).
+
+    Always :data:`CORE`; ``source`` and ``target`` and configuration columns (``dataset_*``,
+    ``train_*``) only when they take more than one value in the sweep.
+    """
+    described = context.connection.execute("DESCRIBE results").fetchall()
+    candidates = [name for name, kind, *_ in described
+                  if (name in ("source", "target") or name.startswith(("dataset_", "train_")))
+                  and not _NOT_CONFIG.fullmatch(name) and "[]" not in kind and not kind.startswith(("STRUCT", "MAP"))]
+    if not candidates:
+        return list(CORE)
+    counts = context.connection.execute(
+        "SELECT " + ", ".join(f"count(DISTINCT {quote(c)})" for c in candidates) + " FROM results").fetchone()
+    varying = [column for column, count in zip(candidates, counts) if count > 1]
+    classes = [c for c in ("source", "target") if c in varying]
+    config = [c for c in varying if c not in ("source", "target")]
+    return ["dataset", "model", *classes, "trigger", "poison_pct", *config]
+
+
+def heading(column: str) -> str:
+    """A column's heading in a table: ``poison_pct`` → ``Poison %``, ``train_epochs`` → ``train epochs``."""
+    return HEADINGS.get(column, column.replace("_", " "))
+
+
+def format_value(value: object) -> str:
+    """A key value as shown: ``4.0`` → ``4``, ``0.5`` → ``0.5``, None → ``–``."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "–"
+    if isinstance(value, float):
+        return f"{value:g}"
+    return str(value)
+
+
+def shown_keys(frame: pd.DataFrame, columns: Iterable[str], keep: Iterable[str] = ("trigger", "poison_pct")) -> pd.DataFrame:
+    """The key columns of ``frame`` as display strings under their headings.
+
+    Columns other than ``keep`` that hold one value throughout ``frame`` are left out (a table of
+    one dataset does not repeat its name on every row).
+    """
+    keep = set(keep)
+    shown = {}
+    for column in columns:
+        if column not in keep and frame[column].nunique(dropna=False) <= 1:
+            continue
+        shown[heading(column)] = [format_value(v) for v in frame[column].tolist()]
+    return pd.DataFrame(shown, index=frame.index)
+
+
+def estimate_cells(frame: pd.DataFrame, metric: str, scale: float = 100.0, digits: int = 1,
+                   bounds: tuple[float, float] | None = (0.0, 1.0)) -> list[str]:
+    """``format_estimate`` of each row's ``<metric>_mean/_lo/_hi/_n`` (one call per group, not per trial row).
+
+    ``bounds`` cuts the interval at the metric's range (a fraction cannot pass 0 or 1, though a
+    t interval of three seeds near 100 % does); None leaves it, for differences.
+    """
+    lower, upper = frame[f"{metric}_lo"].to_numpy(dtype=float), frame[f"{metric}_hi"].to_numpy(dtype=float)
+    if bounds is not None:
+        lower, upper = np.clip(lower, *bounds), np.clip(upper, *bounds)
+    return [format_estimate(mean, low, high, int(n), scale=scale, digits=digits) for mean, low, high, n in
+            zip(frame[f"{metric}_mean"], lower, upper, frame[f"{metric}_n"])]
+
+
+def pipeline_order(pipelines: Iterable[str]) -> list[str]:
+    """Defense configurations in reading order: no defense, the controls, single defenses, then
+    combinations; alphabetical within each."""
+    def rank(label: str) -> tuple[int, str]:
+        if label == NO_DEFENSE:
+            return 0, label
+        if ">" in label:
+            return 3, label
+        return (1 if label.split("(")[0] in CONTROLS else 2), label
+
+    return sorted(set(pipelines), key=rank)
+
+
+def defense_family(label: str) -> str:
+    """The defense a configuration is made of (``ac``, ``fp``, ...), or ``combination`` for a chain."""
+    return "combination" if ">" in label else label.split("(")[0]
+
+
+def file_stem(*parts: object) -> str:
+    """A name usable for a summary or figure file: letters, digits and ``_`` only."""
+    return re.sub(r"[^A-Za-z0-9_]+", "_", "_".join(format_value(p) for p in parts)).strip("_").lower()
+
+
+def panel_title(row: pd.Series | dict, columns: Iterable[str]) -> str:
+    """``gtsrb · gtsrb_cnn · yellow_square``: the values of ``columns`` in one row, for a panel's title."""
+    return " · ".join(format_value(row[c]) if c != "poison_pct" else f"{format_value(row[c])} % poison"
+                      for c in columns)
+
+
+def select_panel(frame: pd.DataFrame, panel: pd.Series | dict, keys: list[str]) -> pd.DataFrame:
+    """The rows of ``frame`` whose ``keys`` equal ``panel``'s (one figure panel's data)."""
+    return frame[np.logical_and.reduce([frame[key] == panel[key] for key in keys])]
