@@ -12,14 +12,17 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+import pyarrow as pa
+
 from orchestrator.provenance import code_version, node_name, package_versions
+from orchestrator.results import field_types
 from orchestrator.search_space import TrialSpec
 from orchestrator.store import ArtifactRef, ArtifactStore, Stage, StageRecord
 from tasks.datasets import ImageDataset, load_dataset
-from tasks.defenses import DefenseConfig, apply_defense, preparation
+from tasks.defenses import DEFENSES, DefenseConfig, apply_defense, preparation
 from tasks.defenses.activations import Activations, compute_activations
 from tasks.defenses.fine_pruning import PruningCurve, compute_pruning_curve
-from tasks.evaluate import EvaluateConfig, Evaluation, evaluate_stage
+from tasks.evaluate import EvaluateConfig, Evaluation, defense_effectiveness_rating, evaluate_stage
 from tasks.poison import PoisonedDataset, poison_dataset
 from tasks.train import TrainedModel, train_model
 
@@ -31,8 +34,8 @@ STAGES = {
         Stage("train", 1, train_model, TrainedModel),
         Stage("activations", 1, compute_activations, Activations),
         Stage("pruning_curve", 1, compute_pruning_curve, PruningCurve),
-        Stage("defense", 2, apply_defense, TrainedModel),
-        Stage("evaluate", 1, evaluate_stage, Evaluation),
+        Stage("defense", 3, apply_defense, TrainedModel),
+        Stage("evaluate", 2, evaluate_stage, Evaluation),
     )
 }
 
@@ -133,17 +136,24 @@ def trial_row(trial: TrialSpec, records: list[tuple[str, StageRecord]], sweep: s
         "n_poisoned": attack["n_poisoned"],
         "clean_acc_before": before["clean_acc"],
         "asr_before": before["asr"],
+        "ra_before": before["ra"],
         "clean_acc_after": after["clean_acc"],
         "asr_after": after["asr"],
+        "ra_after": after["ra"],
+        "der": defense_effectiveness_rating(before["asr"], after["asr"], before["clean_acc"], after["clean_acc"])
+        if trial.defenses else None,
     }
     # How face triggers were placed (Haar eye pairs or the aligned-face prior), for training and test poisons.
     row.update({k: v for k, v in attack.items() if "placement" in k})
     row.update({f"dataset_{k}": v for k, v in trial.dataset.model_dump().items() if k != "name"})
     row.update({f"train_{k}": v for k, v in trial.train.model_dump().items() if k not in ("model", "seed")})
     for position, defense in enumerate(trial.defenses, start=1):
+        metrics = by_label[f"d{position}"].metrics
+        if shared := set(defense.params) & set(metrics):
+            raise ValueError(f"defense {defense.name!r} has metrics named like its parameters: {sorted(shared)}")
         row[f"d{position}_name"] = defense.name
-        row.update({f"d{position}_{k}": _scalar(v) for k, v in defense.params.items()})
-        row.update({f"d{position}_{k}": v for k, v in by_label[f"d{position}"].metrics.items()})
+        row.update({f"d{position}_{k}": _canonical(v) for k, v in defense.params.items()})
+        row.update({f"d{position}_{k}": v for k, v in metrics.items()})
     for label, record in records:
         row[f"{label}_seconds"] = record.seconds
         row[f"{label}_computed"] = record.computed
@@ -155,12 +165,22 @@ def trial_row(trial: TrialSpec, records: list[tuple[str, StageRecord]], sweep: s
     return row
 
 
-def _scalar(value: Any) -> Any:
-    # Parquet columns need one type; None (e.g. "default layer") becomes a readable string, and a
-    # mapping (random_filter's same_as) its canonical JSON.
-    if isinstance(value, dict):
-        return json.dumps(value, sort_keys=True)
-    return "default" if value is None else value
+def _canonical(value: Any) -> Any:
+    # A mapping (random_filter's same_as) is stored as its canonical JSON, a string column.
+    return json.dumps(value, sort_keys=True) if isinstance(value, dict) else value
+
+
+def row_types(trial: TrialSpec) -> dict[str, pa.DataType]:
+    """Parquet types of the row's configuration columns, from the config classes' annotations.
+
+    A parameter left at None (``ex_re_threshold``: off) is a null of its declared type, so a column
+    has one type in every row and sweep whatever values its rows hold.
+    """
+    types = {f"dataset_{k}": t for k, t in field_types(type(trial.dataset)).items() if k != "name"}
+    types.update({f"train_{k}": t for k, t in field_types(type(trial.train)).items() if k not in ("model", "seed")})
+    for position, defense in enumerate(trial.defenses, start=1):
+        types.update({f"d{position}_{k}": t for k, t in field_types(DEFENSES[defense.name].Params).items()})
+    return types
 
 
 def execute_trial(trial: TrialSpec, store: ArtifactStore, sweep: str) -> dict[str, Any]:

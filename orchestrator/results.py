@@ -2,24 +2,71 @@
 
 Layout: ``<storage>/<sweep>/results/dataset=<name>/model=<name>/<trial_id>.parquet``. The
 partition columns live in the path, not in the files; every reader here restores them.
+
+Two views answer SQL: ``results``, one wide row per trial (a defense's columns carry its position,
+``d1_tpr``), and ``stages``, one row per (trial, defense position) with those columns unprefixed
+(``tpr``) beside ``position`` and ``defense``. A column has one type in every row: configuration
+columns take theirs from the config classes' annotations (:func:`field_types`), so a parameter
+left at None is a typed null. A row file that cannot be read is named in a warning and left out;
+its trial counts as not done, so ``resume`` runs it again.
 """
 
 from __future__ import annotations
 
+import json
+import logging
+import types
+import typing
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import duckdb
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from orchestrator.errors import StorageError
 from orchestrator.storage import StorageRoot, open_storage
 
+log = logging.getLogger("bdsweep.results")
+
 PARTITIONS = ("dataset", "model")
 RESULTS = "results"  # a sweep's directory of rows
+# Columns of a trial that the ``stages`` view repeats on each of its defense positions.
+TRIAL_COLUMNS = (
+    "sweep", "trial_id", "dataset", "model", "trigger", "source", "target", "poison_pct", "seed", "pipeline",
+    "n_defenses", "clean_acc_before", "asr_before", "ra_before", "clean_acc_after", "asr_after", "ra_after", "der",
+)
+
+
+def arrow_type(annotation: Any) -> pa.DataType:
+    """The Parquet type of a config field annotated ``annotation`` (``float | None`` -> double).
+
+    Literals take their values' type, tuples and lists of a type a list of it; anything else
+    (a mapping such as ``same_as``) is stored as a string (its canonical JSON).
+    """
+    origin = typing.get_origin(annotation)
+    if origin is typing.Annotated:
+        return arrow_type(typing.get_args(annotation)[0])
+    if origin in (typing.Union, types.UnionType):
+        kinds = [arrow_type(arg) for arg in typing.get_args(annotation) if arg is not type(None)]
+        if len(set(kinds)) == 1:
+            return kinds[0]
+        return pa.float64() if set(kinds) <= {pa.int64(), pa.float64()} else pa.string()
+    if origin is typing.Literal:
+        return arrow_type(typing.Union[tuple(type(value) for value in typing.get_args(annotation))])
+    if origin in (tuple, list):
+        items = [arg for arg in typing.get_args(annotation) if arg is not Ellipsis]
+        return pa.list_(arrow_type(typing.Union[tuple(items)]) if items else pa.string())
+    return {bool: pa.bool_(), int: pa.int64(), float: pa.float64(), str: pa.string()}.get(annotation, pa.string())
+
+
+def field_types(config_class) -> dict[str, pa.DataType]:
+    """``{field name: Parquet type}`` of a pydantic config class."""
+    return {name: arrow_type(info.annotation) for name, info in config_class.model_fields.items()}
 
 
 def row_parts(sweep: str, row: dict[str, Any]) -> tuple[str, ...]:
@@ -28,75 +75,254 @@ def row_parts(sweep: str, row: dict[str, Any]) -> tuple[str, ...]:
 
 
 def read_row(storage: str | Path | StorageRoot, sweep: str, dataset: str, model: str, trial_id: str) -> dict[str, Any] | None:
-    """The row of one trial as a dict, or None when the trial has none yet."""
+    """The row of one trial as a dict, or None when the trial has none yet (or its file is damaged)."""
     storage = open_storage(storage)
     parts = row_parts(sweep, {"dataset": dataset, "model": model, "trial_id": trial_id})
     try:
-        data = storage.read_bytes(*parts)
+        table = _read_table(storage.read_bytes(*parts))
     except FileNotFoundError:
         return None
-    return {**pq.read_table(pa.BufferReader(data)).to_pylist()[0], "dataset": dataset, "model": model}
+    except (pa.ArrowException, OSError) as error:
+        if not storage.exists(*parts):
+            return None
+        log.warning("row file %s cannot be read (%s); the trial is run again", storage.display(*parts), error)
+        return None
+    return {**table.to_pylist()[0], "dataset": dataset, "model": model}
 
 
-def write_row(storage: str | Path | StorageRoot, sweep: str, row: dict[str, Any]) -> str:
+def write_row(storage: str | Path | StorageRoot, sweep: str, row: dict[str, Any],
+              types: dict[str, pa.DataType] | None = None) -> str:
     """Write one trial's row, whole or not at all, and return where it is.
 
-    Writing the same trial again replaces its file whole, so a trial run twice leaves one row.
+    ``types`` fixes the Parquet type of columns whose value may be None (see :func:`field_types`);
+    other columns take the type of their value. Pages carry checksums, so a flipped byte is found
+    when the row is read. Writing the same trial again replaces its file whole, so a trial run
+    twice leaves one row.
     """
     storage = open_storage(storage)
-    table = pa.Table.from_pylist([{k: v for k, v in row.items() if k not in PARTITIONS}])
+    types = types or {}
+    values = {k: v for k, v in row.items() if k not in PARTITIONS}
+    schema = pa.schema([(k, types[k] if k in types else pa.array([v]).type) for k, v in values.items()])
+    table = pa.Table.from_pylist([values], schema=schema)
     sink = pa.BufferOutputStream()
-    pq.write_table(table, sink)
+    pq.write_table(table, sink, write_page_checksum=True)
     parts = row_parts(sweep, row)
     storage.write_bytes(*parts, data=sink.getvalue().to_pybytes())
     return storage.display(*parts)
 
 
-def finished_trial_ids(storage: str | Path | StorageRoot, sweep: str) -> set[str]:
-    """Ids of the trials of ``sweep`` that have a result file."""
-    files = open_storage(storage).files(sweep, RESULTS, suffix=".parquet", recursive=True)
-    return {info.base_name.removesuffix(".parquet") for info in files}
+def _read_table(data: bytes) -> pa.Table:
+    return pq.read_table(pa.BufferReader(data), page_checksum_verification=True)
 
 
-def connect(storage: str | Path | StorageRoot, sweep: str | None = None) -> duckdb.DuckDBPyConnection:
-    """A DuckDB connection with a ``results`` view over every row under ``storage`` (or one sweep)."""
-    storage = open_storage(storage)
-    sweeps = [sweep] if sweep else storage.directories()
-    files = [info for name in sweeps for info in storage.files(name, RESULTS, suffix=".parquet", recursive=True)]
-    if not files:
-        where = f"sweep {sweep!r}" if sweep else "any sweep"
-        raise StorageError(storage.display(), None, f"no result files for {where} (run a sweep first)")
-    connection = duckdb.connect()
-    if storage.is_local:
-        pattern = storage.path(sweep or "*", RESULTS, "**", "*.parquet").replace("'", "''")
-        connection.execute(
-            f"CREATE VIEW results AS SELECT * FROM read_parquet('{pattern}', hive_partitioning = true, union_by_name = true)"
-        )
-    else:
-        # DuckDB reads object stores only through an extension it would download; pyarrow reads them here.
-        connection.register("results", _rows_table(storage, files))
-    return connection
+@dataclass
+class RowScan:
+    """Every readable row of some sweeps, and the files that could not be read.
 
-
-def _rows_table(storage: StorageRoot, files) -> pa.Table:
-    """One table of every row in ``files``, partition columns restored from their paths.
-
-    The files are fetched several at once: on an object store each is a request of its own.
+    Attributes
+    ----------
+    table : one row per readable file, partition columns restored, columns unified by name
+    trial_ids : ``{sweep: trial ids with a readable row}``
+    damaged : display paths of row files that could not be read
     """
-    def read(info) -> pa.Table:
-        table = pq.read_table(pa.BufferReader(storage.read_bytes(storage.relative(info))))
-        for part in info.path.split("/"):
+
+    table: pa.Table
+    trial_ids: dict[str, set[str]] = field(default_factory=dict)
+    damaged: list[str] = field(default_factory=list)
+
+    def warn(self) -> None:
+        """Log the damaged files, with their count, as one warning."""
+        if self.damaged:
+            log.warning(
+                "%d row file(s) cannot be read and are left out; their trials count as not done and "
+                "`bdsweep resume` runs them again: %s", len(self.damaged), ", ".join(self.damaged),
+            )
+
+
+def scan_rows(storage: str | Path | StorageRoot, sweeps: list[str] | None = None) -> RowScan:
+    """Read the rows of ``sweeps`` (default: every sweep under ``storage``).
+
+    A sweep's rows are also kept in one file, ``<sweep>/snapshot/rows.parquet``, with each row's
+    file and its size and modification time: a scan reads only the row files that are new or
+    changed since the last one (reading 10,000 one-row files costs about a minute, the snapshot a
+    second). The row files stay the truth: a snapshot that cannot be read is rebuilt from them.
+    Files are read several at once (on an object store each is a request of its own) and checked
+    (Parquet footer and page checksums); one that fails is listed in ``damaged``.
+    """
+    storage = open_storage(storage)
+    sweeps = storage.directories() if sweeps is None else sweeps
+    scan = RowScan(table=pa.table({}), trial_ids={})
+    tables = []
+    for sweep in sweeps:
+        table, damaged = _scan_sweep(storage, sweep)
+        scan.damaged += damaged
+        scan.trial_ids[sweep] = {Path(path).stem for path in table.column(_FILE).to_pylist()} if table.num_rows else set()
+        if table.num_rows:
+            tables.append(table.drop_columns([_FILE, _STAMP]))
+    if tables:
+        scan.table = _concat(tables)
+    return scan
+
+
+SNAPSHOT = ("snapshot", "rows.parquet")
+_FILE, _STAMP = "_row_file", "_row_stamp"  # snapshot-only columns: which file a row came from, and its state
+
+
+def _scan_sweep(storage: StorageRoot, sweep: str) -> tuple[pa.Table, list[str]]:
+    """One sweep's readable rows (with the snapshot columns) and its damaged files' display paths."""
+    listed = storage.files(sweep, RESULTS, suffix=".parquet", recursive=True)
+    stamps = {storage.relative(info): f"{info.size}:{info.mtime_ns}" for info in listed}
+    snapshot, horizon = _read_snapshot(storage, sweep)
+    kept = None
+    if snapshot is not None:
+        # A file written in the snapshot's last second may have been rewritten since with the same
+        # size and (on an object store, whole-second) time: only older files are taken from it.
+        settled = [f"{storage.relative(info)}|{stamps[storage.relative(info)]}" for info in listed if info.mtime_ns < horizon]
+        kept = snapshot.filter(pc.is_in(pc.binary_join_element_wise(snapshot[_FILE], snapshot[_STAMP], "|"),
+                                        value_set=pa.array(settled, pa.string())))
+    known = set(kept.column(_FILE).to_pylist()) if kept is not None else set()
+    fresh = [path for path in stamps if path not in known]
+
+    def read(path: str) -> pa.Table | None:
+        try:
+            table = _read_table(storage.read_bytes(path))
+        except FileNotFoundError:
+            return None  # replaced or removed since the listing
+        except (pa.ArrowException, OSError):
+            return pa.table({}) if storage.exists(path) else None
+        for part in path.split("/"):
             key, equals, value = part.partition("=")
             if equals and key in PARTITIONS:
                 table = table.append_column(key, pa.array([value] * table.num_rows))
-        return table
+        return table.append_column(_FILE, pa.array([path])).append_column(_STAMP, pa.array([stamps[path]]))
 
     with ThreadPoolExecutor(max_workers=16) as pool:
-        return pa.concat_tables(list(pool.map(read, files)), promote_options="permissive")
+        read_now = list(pool.map(read, fresh))
+    damaged = [storage.display(path) for path, table in zip(fresh, read_now) if table is not None and not table.num_rows]
+    tables = ([kept] if kept is not None and kept.num_rows else []) + [t for t in read_now if t is not None and t.num_rows]
+    table = _concat(tables) if tables else pa.table({})
+    unsettled = any(info.mtime_ns >= horizon for info in listed) if snapshot is not None else True
+    if table.num_rows and (unsettled or kept.num_rows != snapshot.num_rows or len(tables) > 1):
+        _write_snapshot(storage, sweep, table, horizon=max(info.mtime_ns for info in listed) - 1_000_000_000)
+    return table, damaged
+
+
+def _read_snapshot(storage: StorageRoot, sweep: str) -> tuple[pa.Table | None, int]:
+    """The sweep's snapshot and its horizon (ns): rows of files modified before it can be trusted."""
+    try:
+        table = _read_table(storage.read_bytes(sweep, *SNAPSHOT))
+    except FileNotFoundError:
+        return None, 0
+    except (pa.ArrowException, OSError) as error:
+        log.info("rebuilding the rows snapshot %s (%s)", storage.display(sweep, *SNAPSHOT), error)
+        return None, 0
+    horizon = int((table.schema.metadata or {}).get(b"horizon_ns", b"0"))
+    return (table, horizon) if {_FILE, _STAMP} <= set(table.column_names) else (None, 0)
+
+
+def _write_snapshot(storage: StorageRoot, sweep: str, table: pa.Table, horizon: int) -> None:
+    sink = pa.BufferOutputStream()
+    table = table.replace_schema_metadata({**(table.schema.metadata or {}), b"horizon_ns": str(horizon).encode()})
+    pq.write_table(table, sink, write_page_checksum=True)
+    try:
+        storage.write_bytes(sweep, *SNAPSHOT, data=sink.getvalue().to_pybytes())
+    except OSError as error:  # a read-only root still answers; the next scan reads the rows again
+        log.info("could not write the rows snapshot %s (%s)", storage.display(sweep, *SNAPSHOT), error)
+
+
+def _concat(tables: list[pa.Table]) -> pa.Table:
+    """One table of ``tables`` by column name; a column typed differently in two rows becomes a string.
+
+    Rows written by this version never disagree; rows of older versions may (``'default'`` for an
+    unset parameter), and must not make every query fail.
+    """
+    try:
+        return pa.concat_tables(tables, promote_options="permissive")
+    except (pa.ArrowTypeError, pa.ArrowInvalid):
+        seen: dict[str, set[pa.DataType]] = {}
+        for table in tables:
+            for column in table.schema:
+                if column.type != pa.null():
+                    seen.setdefault(column.name, set()).add(column.type)
+        mixed = {name for name, kinds in seen.items() if len(kinds) > 1}
+        log.warning("columns with more than one type across rows are read as text: %s", ", ".join(sorted(mixed)))
+        tables = [
+            table.cast(pa.schema([
+                column.with_type(pa.string()) if column.name in mixed else column for column in table.schema
+            ]))
+            for table in tables
+        ]
+        return pa.concat_tables(tables, promote_options="permissive")
+
+
+def finished_trial_ids(storage: str | Path | StorageRoot, sweep: str) -> set[str]:
+    """Ids of the trials of ``sweep`` that have a readable result file (a damaged one is not done)."""
+    scan = scan_rows(storage, [sweep])
+    scan.warn()
+    return scan.trial_ids[sweep]
+
+
+def stages_sql(columns: list[str]) -> str:
+    """The ``stages`` view over ``results`` with these ``columns``: a row per (trial, defense position).
+
+    Position N's ``dN_<name>`` columns appear as ``<name>`` (``d2_tpr`` as ``tpr``), its defense's
+    name as ``defense``; the trial's own columns (:data:`TRIAL_COLUMNS`) are repeated on each.
+    """
+    trial = [c for c in TRIAL_COLUMNS if c in columns]
+    positions = sorted({int(c[1:].split("_", 1)[0]) for c in columns if c.startswith("d") and c.endswith("_name")
+                        and c[1:].split("_", 1)[0].isdigit()})
+    keep = ", ".join(_quote(c) for c in trial)
+    if not positions:
+        return f"SELECT {keep}, NULL::INTEGER AS position, NULL::VARCHAR AS defense FROM results WHERE FALSE"
+    selects = []
+    for position in positions:
+        prefix = f"d{position}_"
+        own = [c for c in columns if c.startswith(prefix) and c != f"{prefix}name"]
+        renamed = "".join(f", {_quote(c)} AS {_quote(c.removeprefix(prefix))}" for c in own)
+        selects.append(
+            f"SELECT {keep}, {position} AS position, {_quote(prefix + 'name')} AS defense{renamed} "
+            f"FROM results WHERE {_quote(prefix + 'name')} IS NOT NULL"
+        )
+    return " UNION ALL BY NAME ".join(selects)
+
+
+def _quote(column: str) -> str:
+    return '"' + column.replace('"', '""') + '"'
+
+
+@dataclass
+class Results:
+    """A DuckDB connection with the ``results`` and ``stages`` views, and the row files left out."""
+
+    connection: duckdb.DuckDBPyConnection
+    damaged: list[str]
+
+
+def open_results(storage: str | Path | StorageRoot, sweep: str | None = None) -> Results:
+    """The rows under ``storage`` (or of one sweep) as the ``results`` and ``stages`` views."""
+    storage = open_storage(storage)
+    scan = scan_rows(storage, [sweep] if sweep else None)
+    if not scan.table.num_rows:
+        where = f"sweep {sweep!r}" if sweep else "any sweep"
+        if scan.damaged:
+            message = f"no readable result files for {where}: {len(scan.damaged)} cannot be read: {', '.join(scan.damaged)}"
+        else:
+            message = f"no result files for {where} (run a sweep first)"
+        raise StorageError(storage.display(), None, message)
+    scan.warn()
+    connection = duckdb.connect()
+    connection.register("results", scan.table)
+    connection.execute(f"CREATE VIEW stages AS {stages_sql(scan.table.column_names)}")
+    return Results(connection, scan.damaged)
+
+
+def connect(storage: str | Path | StorageRoot, sweep: str | None = None) -> duckdb.DuckDBPyConnection:
+    """A DuckDB connection with the ``results`` and ``stages`` views over every row under ``storage`` (or one sweep)."""
+    return open_results(storage, sweep).connection
 
 
 def query(storage: str | Path | StorageRoot, sql: str, sweep: str | None = None) -> pd.DataFrame:
-    """Run ``sql`` against the ``results`` view and return the answer as a DataFrame."""
+    """Run ``sql`` against the ``results`` and ``stages`` views and return the answer as a DataFrame."""
     connection = connect(storage, sweep)
     try:
         return connection.execute(sql).df()
@@ -109,3 +335,31 @@ def query(storage: str | Path | StorageRoot, sql: str, sweep: str | None = None)
 def load_results(storage: str | Path | StorageRoot, sweep: str) -> pd.DataFrame:
     """Every row of one sweep, ordered by trigger, poison_pct, pipeline."""
     return query(storage, "SELECT * FROM results ORDER BY trigger, poison_pct, pipeline, seed", sweep=sweep)
+
+
+@dataclass
+class SweepFrames:
+    """A sweep's rows for a notebook: ``rows`` (one per trial), ``stages`` (one per trial and defense)."""
+
+    rows: pd.DataFrame
+    stages: pd.DataFrame
+    damaged: list[str]
+
+
+def load_sweep(storage: str | Path | StorageRoot, sweep: str) -> SweepFrames:
+    """Load one sweep's ``results`` and ``stages`` views as pandas DataFrames.
+
+    >>> from orchestrator.results import load_sweep
+    >>> frames = load_sweep("runs", "quickstart")
+    >>> frames.stages.query("defense == 'ac'")[["trigger", "poison_pct", "cluster_analysis", "tpr", "fpr"]]
+    """
+    results = open_results(storage, sweep)
+    try:
+        order = "ORDER BY trigger, poison_pct, pipeline, seed"
+        return SweepFrames(
+            rows=results.connection.execute(f"SELECT * FROM results {order}").df(),
+            stages=results.connection.execute(f"SELECT * FROM stages {order}, position").df(),
+            damaged=results.damaged,
+        )
+    finally:
+        results.connection.close()

@@ -189,7 +189,7 @@ def run_trial_in_tune(config: dict, *, trials: dict, storage: StorageRoot | str,
         tune.report({**{key: row[key] for key in REPORTED_METRICS}, "had_row": True})
         return
 
-    from orchestrator.pipeline import execute_trial
+    from orchestrator.pipeline import execute_trial, row_types
     from orchestrator.results import write_row
     from tasks.runtime import configure_tensorflow
 
@@ -202,7 +202,7 @@ def run_trial_in_tune(config: dict, *, trials: dict, storage: StorageRoot | str,
             # Tune writes its own error file only after its callbacks ran; this one the driver can read.
             write_error(storage, sweep, trial.trial_id, traceback.format_exc())
             raise
-        write_row(storage, sweep, {**row, **node})
+        write_row(storage, sweep, {**row, **node}, types=row_types(trial))
     storage.delete(*_error_file(sweep, trial.trial_id))
     tune.report({key: row[key] for key in REPORTED_METRICS})
 

@@ -1,8 +1,9 @@
-"""Evaluation: ``clean_acc`` and ``asr`` exactly as SPEC §1 defines them."""
+"""Evaluation: ``clean_acc``, ``asr`` and ``ra`` exactly as SPEC §1 defines them, and BackdoorBench's ``der``."""
 
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -38,12 +39,32 @@ def evaluate_model(
     dict with
         ``clean_acc``: fraction of the clean test set classified correctly, in [0, 1];
         ``asr``: fraction of the poisoned test set (every source-class test image with the trigger)
-        classified as the target class, in [0, 1] (NaN when the source class has no test images).
+        classified as the target class, in [0, 1] (NaN when the source class has no test images);
+        ``ra``: robust accuracy (BackdoorBench), the fraction of the poisoned test set classified as
+        its true class, the source, in [0, 1] (NaN likewise).
     """
     clean_acc = float(np.mean(predict_labels(model, dataset.x_test, batch_size) == dataset.y_test))
     triggered = predict_labels(model, poisoned.x_test_triggered, batch_size)
-    asr = float(np.mean(triggered == poisoned.target)) if len(triggered) else float("nan")
-    return {"clean_acc": clean_acc, "asr": asr}
+    if not len(triggered):
+        return {"clean_acc": clean_acc, "asr": float("nan"), "ra": float("nan")}
+    asr = float(np.mean(triggered == poisoned.target))
+    ra = float(np.mean(triggered == poisoned.source))
+    return {"clean_acc": clean_acc, "asr": asr, "ra": ra}
+
+
+def defense_effectiveness_rating(asr_before: float, asr_after: float, clean_acc_before: float,
+                                 clean_acc_after: float) -> float:
+    """BackdoorBench's DER, in [0, 1]: 0.5 is no effect, 1 removes the backdoor at no accuracy cost.
+
+    ``[max(0, asr_before - asr_after) - max(0, clean_acc_before - clean_acc_after) + 1] / 2``: a
+    defense earns what it lowers the attack success and pays what it lowers clean accuracy; a rise in
+    accuracy earns nothing and a rise in attack success costs nothing (both are clipped at 0).
+    Arguments are fractions in [0, 1]; NaN in, NaN out.
+    """
+    values = (asr_before, asr_after, clean_acc_before, clean_acc_after)
+    if any(math.isnan(value) for value in values):
+        return float("nan")  # max(0, nan) would be 0 and hide a missing measurement
+    return (max(0.0, asr_before - asr_after) - max(0.0, clean_acc_before - clean_acc_after) + 1.0) / 2.0
 
 
 class EvaluateConfig(StageConfig):
@@ -54,7 +75,7 @@ class EvaluateConfig(StageConfig):
 
 @dataclass(frozen=True)
 class Evaluation:
-    """The ``evaluate`` stage's artifact: ``metrics`` = {"clean_acc": float, "asr": float}."""
+    """The ``evaluate`` stage's artifact: ``metrics`` = {"clean_acc": float, "asr": float, "ra": float}."""
 
     metrics: dict
 

@@ -150,7 +150,8 @@ def defend(params: Params, model, data: DefenseData, train: TrainConfig, prepare
         tuning = train.model_copy(update={"epochs": params.epochs, "learning_rate": params.learning_rate})
         model = fit_model(tuning, model, data.x_tune, data.y_tune)
     metrics = {
-        "layer": curve.layer,
+        # Not "layer": that is the parameter's name (last_conv), and a row holds both.
+        "pruned_layer": curve.layer,
         "layer_width": len(curve.order),
         "pruned_channels": n_pruned,
         "tune_acc_before": float(curve.accuracy[0]),

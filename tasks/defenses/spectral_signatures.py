@@ -50,6 +50,30 @@ def art_scores(activations: np.ndarray) -> np.ndarray:
 SCORES = {"art": art_scores, "centered": centered_scores}
 
 
+def class_scores(params: Params, y: np.ndarray, activations: np.ndarray, n_classes: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Each class's members (int indices) and their outlier scores (float, higher = more suspicious).
+
+    Classes with fewer than two samples are left out: one sample has no direction of variance to
+    score against, so it is never flagged.
+    """
+    scored = []
+    for label in range(n_classes):
+        members = np.flatnonzero(y == label)
+        if len(members) >= 2:
+            scored.append((members, SCORES[params.score](activations[members])))
+    return scored
+
+
+def flag_share(scored: list[tuple[np.ndarray, np.ndarray]], share: float, n: int) -> np.ndarray:
+    """Flag the highest-scoring ``share`` (0..1) of each scored class; a bool mask of shape (n,)."""
+    flagged = np.zeros(n, dtype=bool)
+    for members, scores in scored:
+        # ART keeps score < quantile(1 - share); at share 1 the cut is the minimum and all go.
+        cutoff = np.quantile(scores, max(1.0 - share, 0.0))
+        flagged[members] = scores >= cutoff if share < 1 else True
+    return flagged
+
+
 def detect_poison(params: Params, y: np.ndarray, activations: np.ndarray, n_classes: int) -> np.ndarray:
     """Flag the highest-scoring ``min(1, eps * pp)`` share of each class.
 
@@ -63,17 +87,36 @@ def detect_poison(params: Params, y: np.ndarray, activations: np.ndarray, n_clas
     -------
     flagged : ndarray of bool, shape (n,)
     """
-    flagged = np.zeros(len(y), dtype=bool)
     share = min(1.0, params.eps_multiplier * params.expected_pp_poison)
-    for label in range(n_classes):
-        members = np.flatnonzero(y == label)
-        if len(members) < 2:
-            continue  # one sample has no direction of variance to score against
-        scores = SCORES[params.score](activations[members])
-        # ART keeps score < quantile(1 - share); at share 1 the cut is the minimum and all go.
-        cutoff = np.quantile(scores, max(1.0 - share, 0.0))
-        flagged[members] = scores >= cutoff if share < 1 else True
-    return flagged
+    return flag_share(class_scores(params, y, activations, n_classes), share, len(y))
+
+
+ROC_SHARES = np.linspace(0.0, 1.0, 101)
+
+
+def roc_over_shares(scored: list[tuple[np.ndarray, np.ndarray]], is_poison: np.ndarray) -> dict:
+    """The detection's ROC as the share removed from every class goes from 0 to 1.
+
+    Spectral Signatures thresholds each class at a quantile of its own scores, so its operating
+    points are shares, not score values: point ``k`` is what :func:`flag_share` removes at share
+    ``ROC_SHARES[k]`` (every configuration with ``min(1, eps * pp)`` equal to that share lies on it).
+
+    Returns
+    -------
+    dict with ``roc_fpr``, ``roc_tpr`` (lists of 101 floats in [0, 1]) and ``auroc`` (trapezoids
+    from (0, 0) to (1, 1)); all NaN when there are no poisoned or no clean samples.
+    """
+    is_poison = np.asarray(is_poison, dtype=bool)
+    n_poisoned, n_clean = int(is_poison.sum()), int((~is_poison).sum())
+    if not n_poisoned or not n_clean:
+        nan = [float("nan")] * len(ROC_SHARES)
+        return {"roc_fpr": nan, "roc_tpr": nan, "auroc": float("nan")}
+    flagged = np.stack([flag_share(scored, share, len(is_poison)) for share in ROC_SHARES])
+    tpr = (flagged & is_poison).sum(axis=1) / n_poisoned
+    fpr = (flagged & ~is_poison).sum(axis=1) / n_clean
+    curve_fpr, curve_tpr = np.r_[0.0, fpr, 1.0], np.r_[0.0, tpr, 1.0]
+    auroc = float(np.sum(np.diff(curve_fpr) * (curve_tpr[1:] + curve_tpr[:-1]) / 2))
+    return {"roc_fpr": fpr.tolist(), "roc_tpr": tpr.tolist(), "auroc": auroc}
 
 
 def preparation(params: Params) -> tuple[str, ActivationsConfig]:
@@ -83,7 +126,9 @@ def preparation(params: Params) -> tuple[str, ActivationsConfig]:
 
 def defend(params: Params, model, data: DefenseData, train, prepared):
     """Filter with Spectral Signatures and retrain on what is kept (``prepared``: :class:`Activations`)."""
-    flagged = detect_poison(params, data.y, prepared.values, data.n_classes)
-    model, kept, metrics = filter_and_retrain(params.retrain, train, model, data, flagged)
-    metrics["flagged_share"] = min(1.0, params.eps_multiplier * params.expected_pp_poison)
+    share = min(1.0, params.eps_multiplier * params.expected_pp_poison)
+    scored = class_scores(params, data.y, prepared.values, data.n_classes)
+    model, kept, metrics = filter_and_retrain(params.retrain, train, model, data, flag_share(scored, share, len(data.y)))
+    metrics["flagged_share"] = share
+    metrics.update(roc_over_shares(scored, data.is_poison))
     return model, kept, metrics

@@ -4,7 +4,11 @@ import tasks.runtime  # noqa: F401
 import keras
 
 from tasks.datasets import ImageDataset
-from tasks.evaluate import evaluate_model, predict_labels
+import math
+
+import pytest
+
+from tasks.evaluate import defense_effectiveness_rating, evaluate_model, predict_labels
 from tasks.poison import AttackConfig, poison_dataset
 from tests.conftest import make_dataset
 
@@ -50,10 +54,33 @@ def test_clean_acc_and_asr_follow_their_definitions(tiny_dataset):
     always_target = constant_model(tiny_dataset.image_shape, tiny_dataset.n_classes, label=3)
     metrics = evaluate_model(always_target, tiny_dataset, poisoned, batch_size=7)
     assert metrics["clean_acc"] == np.mean(tiny_dataset.y_test == 3)
-    assert metrics["asr"] == 1.0
+    assert metrics["asr"] == 1.0 and metrics["ra"] == 0.0
 
     always_source = constant_model(tiny_dataset.image_shape, tiny_dataset.n_classes, label=1)
-    assert evaluate_model(always_source, tiny_dataset, poisoned)["asr"] == 0.0
+    metrics = evaluate_model(always_source, tiny_dataset, poisoned)
+    assert metrics["asr"] == 0.0 and metrics["ra"] == 1.0, "robust accuracy: triggered images kept in their class"
+
+    elsewhere = constant_model(tiny_dataset.image_shape, tiny_dataset.n_classes, label=0)
+    metrics = evaluate_model(elsewhere, tiny_dataset, poisoned)
+    assert metrics["asr"] == 0.0 and metrics["ra"] == 0.0, "neither target nor true class: no backdoor, not robust"
+
+
+@pytest.mark.parametrize("asr_before, asr_after, acc_before, acc_after, expected", [
+    (0.9, 0.1, 0.95, 0.93, (0.8 - 0.02 + 1) / 2),   # the backdoor mostly removed at a 2-point cost
+    (0.9, 0.9, 0.95, 0.95, 0.5),                     # no effect
+    (0.9, 0.1, 0.90, 0.95, (0.8 + 1) / 2),           # accuracy rises: earns nothing, costs nothing
+    (0.2, 0.6, 0.95, 0.90, (0 - 0.05 + 1) / 2),      # ASR rises: clipped at 0, only the cost counts
+    (1.0, 0.0, 0.95, 0.95, 1.0),                     # the best a defense can do
+    (0.0, 0.0, 1.0, 0.0, 0.0),                       # the worst
+])
+def test_der_follows_backdoorbench(asr_before, asr_after, acc_before, acc_after, expected):
+    # BackdoorBench: [max(0, ASR_b - ASR_a) - max(0, ACC_b - ACC_a) + 1] / 2; the sign-flipped variant in
+    # their repository would give (0.8 + 0.02 + 1) / 2 in the first case.
+    assert defense_effectiveness_rating(asr_before, asr_after, acc_before, acc_after) == pytest.approx(expected)
+
+
+def test_der_of_a_missing_measurement_is_nan():
+    assert math.isnan(defense_effectiveness_rating(float("nan"), 0.1, 0.9, 0.9))
 
 
 def test_predict_labels_batches_cover_every_image(tiny_dataset):

@@ -50,7 +50,7 @@ def test_defense_prunes_and_fine_tunes_without_touching_the_parent(trained):
     before = [w.copy() for w in model.get_weights()]
     data = DefenseData(np.asarray(dataset.x_train), np.asarray(dataset.y_train), np.zeros(len(dataset.y_train), bool), x_tune, y_tune, 4)
     new_model, kept, metrics = defend(Params(layer="second_to_last_conv", threshold=0.05, epochs=1), model, data, train, curve)
-    assert kept.all() and metrics["layer"] == "conv_5" and metrics["layer_width"] == 128
+    assert kept.all() and metrics["pruned_layer"] == "conv_5" and metrics["layer_width"] == 128
     assert new_model.get_layer("conv_5").filters == 128 - metrics["pruned_channels"]
     assert metrics["pruned_channels"] == channels_to_prune(curve.accuracy, 0.05)
     assert all(np.array_equal(a, b) for a, b in zip(before, model.get_weights()))

@@ -53,3 +53,29 @@ def test_arts_uncentred_score_can_flag_the_wrong_tail():
         for score in ("art", "centered")
     }
     assert caught == {"art": 0.0, "centered": 1.0}
+
+
+def test_roc_over_shares_holds_every_configurations_operating_point():
+    from tasks.defenses.spectral_signatures import ROC_SHARES, class_scores, roc_over_shares
+
+    activations, is_poison = planted(1)
+    y = np.zeros(len(activations), dtype=np.int64)
+    params = Params(expected_pp_poison=0.1, eps_multiplier=1.5, score="centered")
+    roc = roc_over_shares(class_scores(params, y, activations, 1), is_poison)
+    assert len(roc["roc_fpr"]) == len(roc["roc_tpr"]) == len(ROC_SHARES)
+    assert np.all(np.diff(roc["roc_tpr"]) >= 0) and np.all(np.diff(roc["roc_fpr"]) >= 0), "more removed, never less caught"
+    flagged = detect_poison(params, y, activations, 1)  # share 0.15 is point 15 of the curve
+    assert roc["roc_tpr"][15] == flagged[is_poison].mean()
+    assert roc["roc_fpr"][15] == flagged[~is_poison].mean()
+    assert roc["auroc"] > 0.95
+
+
+def test_roc_of_the_wrong_tail_is_worse_than_chance_and_benign_data_has_none():
+    from tasks.defenses.spectral_signatures import class_scores, roc_over_shares
+
+    activations, is_poison = planted(0)
+    y = np.zeros(len(activations), dtype=np.int64)
+    art = roc_over_shares(class_scores(Params(score="art"), y, activations, 1), is_poison)
+    assert art["auroc"] < 0.5, "ART's uncentred score ranks the poison last on this seed"
+    benign = roc_over_shares(class_scores(Params(), y, activations, 1), np.zeros(len(y), bool))
+    assert np.isnan(benign["auroc"]) and np.isnan(benign["roc_tpr"]).all()
