@@ -40,6 +40,20 @@ TRIGGER_HALF_PCT = {
 }
 VERSIONS = {"code_version": "3f2a9c1d0b7e", "tensorflow_version": "2.21.0", "keras_version": "3.11.3",
             "art_version": "1.20.1", "ray_version": "2.60.0", "numpy_version": "2.2.6"}
+# One configuration of each kind a thesis space holds: controls, every filtering defense (both SS
+# scores), Fine-Pruning, and both orders of a two-defense chain.
+PIPELINES = [
+    "none", "perfect_filter", "random_filter(fraction=0.1)",
+    "random_filter(same_as={'ac': {'cluster_analysis': 'smaller'}})",
+    "random_filter(same_as={'ss': {'expected_pp_poison': 0.05, 'eps_multiplier': 1.5}})",
+    "ac(cluster_analysis=smaller)", "ac(cluster_analysis=distance)", "ac(cluster_analysis=smaller,ex_re_threshold=1.0)",
+    "ss(expected_pp_poison=0.05,eps_multiplier=1.5,score=art)",
+    "ss(expected_pp_poison=0.05,eps_multiplier=1.5,score=centered)",
+    "dp(mode=trusted,eps=0.01)", "dp(mode=untrusted,eps=0.01)",
+    "fp(layer=last_conv,threshold=0.04)", "fp(layer=second_to_last_conv,threshold=0.02)",
+    "ac(cluster_analysis=smaller)>fp(layer=last_conv,threshold=0.04)",
+    "fp(layer=last_conv,threshold=0.04)>ac(cluster_analysis=smaller)",
+]
 TRAIN_PER_CLASS = 180  # dataset_per_class 200 less the 10 % tuning split
 N_CLASSES = 43
 

@@ -1,0 +1,175 @@
+"""The report's files: a self-contained index.html, report.md with figures/*.svg, summary/*.parquet."""
+
+from __future__ import annotations
+
+import re
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from orchestrator.report.build import build_sections, write_report
+from orchestrator.report.model import Figure, Paragraph, ReportContext, Section, SweepFacts, Table
+from orchestrator.report.render import breakable, header_rows, render_html, render_markdown
+from tests.report_rows import PIPELINES, connect_rows, synthetic_rows
+
+WRITTEN_AT = datetime(2026, 1, 2, 3, 4, tzinfo=timezone.utc)
+SPACE = "name: demo\nattack: {trigger: [yellow_square, big_yellow_square]}\n"
+
+
+def generated_context(seeds=(0, 1, 2), states: dict[str, int] | None = None, **facts) -> ReportContext:
+    rows = synthetic_rows(["yellow_square", "big_yellow_square"], [2, 4, 10], list(seeds), PIPELINES)
+    return ReportContext(connect_rows(rows), SweepFacts("demo", SPACE, states or {"done": len(rows)},
+                                                        command="bdsweep report demo", **facts))
+
+
+def build_generated_report(out_dir: Path):
+    """The whole report over generated rows of a sweep still running, with an errored trial and a
+    damaged row file (what the lead previews in /tmp/report_preview/)."""
+    context = generated_context(states={"done": 288, "running": 3, "errored": 1, "pending": 4},
+                                errored=[("a1b2", "yellow_square 4 % ac(cluster_analysis=smaller)", "MemoryError")],
+                                damaged=["runs/demo/results/dataset=synthetic_signs/model=gtsrb_cnn/ff00.parquet"])
+    return context, write_report(context, out_dir, written_at=WRITTEN_AT)
+
+
+def test_report_over_generated_sweep(tmp_path):
+    context, files = build_generated_report(tmp_path)
+    sections = build_sections(context)
+    html = files.html.read_text()
+    markdown = files.markdown.read_text()
+    assert files.sections == ["sweep", "attacks", "master", "tradeoff", "detection"]
+
+    # Self-contained: nothing is fetched (no URL in src or href), every figure inline as SVG.
+    assert not re.search(r"""(src|href)\s*=\s*["']?\s*(https?:)?//""", html, flags=re.IGNORECASE)
+    assert "<link" not in html and "<script" not in html and "@import" not in html
+    figures = [b for s in sections for b in s.blocks if isinstance(b, Figure)]
+    assert {f.name for f in figures} == {"dose_response", "tradeoff", "ss_roc"}
+    assert html.count("<svg") == len(figures)
+    assert {p.name for p in files.figures} == {f"{f.name}.svg" for f in figures}
+    for figure in figures:
+        assert (tmp_path / "figures" / f"{figure.name}.svg").read_text().count("<svg") == 1
+        assert f"figures/{figure.name}.svg" in markdown
+
+    # The partial banner names what is not done and lists the damaged file and errored trial.
+    assert 'class="banner"' in html and "8 of 296 trials are not done" in html
+    assert "ff00.parquet" in html and "MemoryError" in html
+    assert "> **Partial report.** 8 of 296 trials are not done" in markdown
+
+    # The same tables in HTML, Markdown and Parquet.
+    tables = [b for s in sections for b in s.blocks if isinstance(b, Table)]
+    assert {p.stem for p in files.summaries} == {t.name for t in tables}
+    for table in tables:
+        assert f'id="table-{table.name}"' in html
+        assert table.title in markdown
+        for row in table.shown.itertuples(index=False):
+            assert "| " + " | ".join(str(v).replace("|", "\\|") for v in row) + " |" in markdown
+        read = pd.read_parquet(tmp_path / "summary" / f"{table.name}.parquet")
+        pd.testing.assert_frame_equal(read, table.data.reset_index(drop=True), check_dtype=False)
+    # The table of contents links every section.
+    for section in sections:
+        assert f'<a href="#{section.id}">' in html and f'<section id="{section.id}">' in html
+
+
+def test_complete_sweep_has_no_partial_banner(tmp_path):
+    context = generated_context(seeds=(0,))
+    files = write_report(context, tmp_path, written_at=WRITTEN_AT)
+    assert 'class="banner"' not in files.html.read_text()
+    assert "Partial report" not in files.markdown.read_text()
+
+
+def test_every_aggregated_cell_in_the_html_shows_its_interval_and_n(tmp_path):
+    files = write_report(generated_context(), tmp_path, sections=None, written_at=WRITTEN_AT)
+    html = files.html.read_text()
+    intervals = re.findall(r'<span class="ci">([^<]*)</span>', html)
+    assert len(intervals) > 300
+    seeds = [i for i in intervals if i.endswith("n=3")]
+    wilson = [i for i in intervals if re.fullmatch(r"\[\d+\.\d, \d+\.\d\]", i)]
+    pooled = [i for i in intervals if i.endswith("n=9")]  # trade-off front: 3 seeds × 3 poison percentages
+    assert len(seeds) + len(wilson) + len(pooled) == len(intervals)
+
+
+def test_one_seed_cells_say_so_in_html_and_markdown(tmp_path):
+    files = write_report(generated_context(seeds=(0,)), tmp_path, written_at=WRITTEN_AT)
+    assert '<span class="ci">(n = 1)</span>' in files.html.read_text()
+    assert "(n = 1)" in files.markdown.read_text()
+    # Attacks and the master table aggregate seeds only (the trade-off pools poison percentages too).
+    assert " n=" not in files.markdown.read_text().split("## 2.")[1].split("## 4.")[0]
+
+
+def test_a_bug_in_a_section_propagates(tmp_path):
+    def broken(context):
+        raise KeyError("a column the section expected")
+
+    with pytest.raises(KeyError):
+        write_report(generated_context(seeds=(0,)), tmp_path, sections=[broken])
+    assert not (tmp_path / "index.html").exists()
+
+
+def test_sections_without_rows_are_left_out_and_names_must_be_unique(tmp_path):
+    def empty(context):
+        return None
+
+    def one(context):
+        table = pd.DataFrame({"a": [1]})
+        return Section("one", "One", [Paragraph("text"), Table("same", "T", table.astype(str), table)])
+
+    def two(context):
+        table = pd.DataFrame({"b": [2]})
+        return Section("two", "Two", [Table("same", "T", table.astype(str), table)])
+
+    context = generated_context(seeds=(0,))
+    files = write_report(context, tmp_path, sections=[empty, one], written_at=WRITTEN_AT)
+    assert files.sections == ["one"]
+    with pytest.raises(ValueError, match="same"):
+        write_report(context, tmp_path, sections=[one, two])
+
+
+def test_a_second_report_removes_the_first_ones_files(tmp_path):
+    context = generated_context(seeds=(0,))
+    write_report(context, tmp_path, written_at=WRITTEN_AT)
+    assert (tmp_path / "figures" / "tradeoff.svg").exists()
+
+    def only(context):
+        table = pd.DataFrame({"a": [1]})
+        return Section("only", "Only", [Table("only", "T", table.astype(str), table)])
+
+    files = write_report(context, tmp_path, sections=[only], written_at=WRITTEN_AT)
+    assert sorted(p.name for p in (tmp_path / "summary").iterdir()) == ["only.parquet"]
+    assert not list((tmp_path / "figures").iterdir()) and files.figures == []
+
+
+def test_html_escapes_labels_and_lets_long_ones_wrap():
+    table = pd.DataFrame({"Defense configuration": ["ac(cluster_analysis=smaller)>fp(layer=last_conv)", "<b>"]})
+    section = Section("s", "S", [Table("t", "T", table, table)])
+    html = render_html([section], SweepFacts("x", "", {"done": 1}), WRITTEN_AT)
+    assert "<b>" not in html.split("<main>")[1]
+    assert "&lt;b&gt;" in html
+    assert str(breakable("ac(cluster_analysis=smaller)>fp")) == "ac(<wbr>cluster_<wbr>analysis=smaller)&gt;<wbr>fp"
+    assert str(breakable("Clean acc. (%)")) == "Clean acc. (%)"  # short: never wraps
+
+
+def test_column_groups_become_a_two_row_header():
+    columns = pd.MultiIndex.from_tuples([("Trigger", ""), ("ac", "ASR (%)"), ("ac", "DER (%)"), ("fp", "ASR (%)")])
+    top, bottom = header_rows(columns)
+    assert [(c.text, c.colspan, c.rowspan) for c in top] == [("Trigger", 1, 2), ("ac", 2, 1), ("fp", 1, 1)]
+    assert [c.text for c in bottom] == ["ASR (%)", "DER (%)", "ASR (%)"]
+    markdown = render_markdown([Section("s", "S", [Table("t", "T", pd.DataFrame([["y", "1", "2", "3"]], columns=columns),
+                                                        pd.DataFrame({"a": [1]}))])],
+                               SweepFacts("x", "", {"done": 1}), WRITTEN_AT)
+    assert "| Trigger | ac · ASR (%) | ac · DER (%) | fp · ASR (%) |" in markdown
+
+
+@pytest.mark.slow
+def test_report_over_ten_thousand_rows_takes_under_a_minute(tmp_path):
+    pipelines = PIPELINES + [f"ss(expected_pp_poison={pp},eps_multiplier={e},score={s})"
+                             for pp in (0.01, 0.1, 0.5) for e in (0.5, 1, 3, 5, 10, 20) for s in ("art", "centered")]
+    rows = synthetic_rows(["yellow_square", "white_square", "big_yellow_square", "yellow_pattern", "white_pattern"],
+                          [2, 4, 6, 27], list(range(10)), pipelines)
+    assert len(rows) >= 10_000
+    start = time.perf_counter()
+    context = ReportContext(connect_rows(rows), SweepFacts("big", SPACE, {"done": len(rows)}))
+    files = write_report(context, tmp_path)
+    assert time.perf_counter() - start < 60
+    assert files.sections == ["sweep", "attacks", "master", "tradeoff", "detection"]

@@ -1,0 +1,254 @@
+"""Sections 1–5 of the report (sweep, attacks, master, trade-off, detection) on made-up rows."""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats
+
+from orchestrator.report import figures
+from orchestrator.report.model import Code, Figure, ReportContext, SweepFacts, Table
+from orchestrator.report.sections import attacks, detection, master, sweep, tradeoff
+from orchestrator.report.sections.settings import setting_columns
+from orchestrator.report.sections.sweep import stage_kind
+from tests.report_rows import PIPELINES, connect_rows, synthetic_rows
+
+TRIGGERS = ["yellow_square", "big_yellow_square"]
+POISON_PCTS = [2, 4, 10]
+SEEDS = [0, 1, 2]
+ESTIMATE_N3 = re.compile(r"-?\d+\.\d \[-?\d+\.\d, -?\d+\.\d\] n=3")
+
+
+def context_of(rows: list[dict], states: dict[str, int] | None = None, **facts) -> ReportContext:
+    states = states or {"done": len(rows)}
+    return ReportContext(connect_rows(rows), SweepFacts("demo", "name: demo\n", states, **facts))
+
+
+@pytest.fixture(scope="module")
+def rows() -> list[dict]:
+    return synthetic_rows(TRIGGERS, POISON_PCTS, SEEDS, PIPELINES)
+
+
+@pytest.fixture(scope="module")
+def context(rows) -> ReportContext:
+    return context_of(rows)
+
+
+def tables(section) -> dict[str, Table]:
+    return {block.name: block for block in section.blocks if isinstance(block, Table)}
+
+
+def estimate_columns(table: Table) -> list:
+    return [c for c in table.shown.columns if any(unit in str(c) for unit in ("(%)", "(pp)"))]
+
+
+def test_every_aggregated_cell_over_three_seeds_has_n3_and_an_interval(context):
+    checked = 0
+    for section_function in (attacks.section, master.section):
+        for table in tables(section_function(context)).values():
+            for column in estimate_columns(table):
+                for cell in table.shown[column]:
+                    # DER has no value without a defense; every other cell aggregates three seeds.
+                    assert ESTIMATE_N3.fullmatch(cell) or (cell == "–" and "DER" in str(column)), (table.name, cell)
+                    checked += 1
+    assert checked > 100
+
+
+def test_attack_cell_is_the_mean_and_t_interval_of_the_three_seeds(context, rows):
+    table = tables(attacks.section(context))["attacks"]
+    asr = [r["asr_before"] for r in rows if r["pipeline"] == "none" and r["trigger"] == "yellow_square"
+           and r["poison_pct"] == 4.0]
+    assert len(asr) == 3
+    mean = np.mean(asr)
+    half = stats.t.ppf(0.975, 2) * np.std(asr, ddof=1) / math.sqrt(3)
+    row = table.data[(table.data["trigger"] == "yellow_square") & (table.data["poison_pct"] == 4.0)].iloc[0]
+    assert row["asr_mean"] == pytest.approx(mean)
+    assert row["asr_lo"] == pytest.approx(mean - half)
+    assert row["asr_hi"] == pytest.approx(mean + half)
+    assert row["asr_n"] == 3
+    shown = table.shown.loc[row.name, "ASR (%)"]
+    lower, upper = max(mean - half, 0.0), min(mean + half, 1.0)
+    assert shown == f"{100 * mean:.1f} [{100 * lower:.1f}, {100 * upper:.1f}] n=3"
+
+
+def test_attacks_count_each_model_once_without_a_none_row():
+    rows = synthetic_rows(["yellow_square"], [4], SEEDS, ["ac(cluster_analysis=smaller)", "fp(layer=last_conv,threshold=0.04)"])
+    table = tables(attacks.section(context_of(rows)))["attacks"]
+    assert table.data["asr_n"].tolist() == [3]  # three models, not six rows
+    per_seed = {r["seed"]: r["asr_before"] for r in rows}
+    assert table.data["asr_mean"].iloc[0] == pytest.approx(np.mean(list(per_seed.values())))
+
+
+def test_master_cell_is_the_mean_over_seeds_of_one_configuration(context, rows):
+    pipeline = "ac(cluster_analysis=smaller)>fp(layer=last_conv,threshold=0.04)"
+    section = master.section(context)
+    values = [r["clean_acc_after"] for r in rows if r["pipeline"] == pipeline and r["trigger"] == "big_yellow_square"
+              and r["poison_pct"] == 10.0]
+    found = [t for t in tables(section).values() if pipeline in set(t.data["pipeline"])
+             and ((t.data["trigger"] == "big_yellow_square") & (t.data["poison_pct"] == 10.0)).any()]
+    assert len(found) == 1
+    data = found[0].data
+    row = data[(data["pipeline"] == pipeline) & (data["trigger"] == "big_yellow_square") & (data["poison_pct"] == 10.0)]
+    assert row["clean_acc_after_mean"].iloc[0] == pytest.approx(np.mean(values))
+    assert row["clean_acc_after_n"].iloc[0] == 3
+
+
+def test_master_table_splits_few_configurations_into_narrow_tables():
+    chosen = PIPELINES[:7]
+    section = master.section(context_of(synthetic_rows(TRIGGERS, POISON_PCTS, [0, 1], chosen)))
+    found = list(tables(section).values())
+    assert len(found) == math.ceil(len(chosen) / master.PER_TABLE)
+    for table in found:
+        groups = {column[0] for column in table.shown.columns if column[1]}
+        assert 1 <= len(groups) <= master.PER_TABLE
+        assert len(table.shown) == len(TRIGGERS) * len(POISON_PCTS)  # a row per attack setting
+    shown_groups = [column[0] for table in found for column in table.shown.columns if column[1]]
+    assert set(shown_groups) == set(chosen)
+
+
+def test_master_table_turns_with_many_configurations(context):
+    found = list(tables(master.section(context)).values())
+    assert len(PIPELINES) > master.MAX_WIDE
+    assert len(found) == len(TRIGGERS) * len(POISON_PCTS)  # one table per attack setting
+    assert all(len(table.shown) == len(PIPELINES) for table in found)
+    assert all(table.shown.iloc[0, 0] == "none" for table in found)
+
+
+def test_one_seed_cells_say_n_equals_one():
+    context = context_of(synthetic_rows(["yellow_square"], [4], [0], ["none", "ac(cluster_analysis=smaller)"]))
+    cells = [cell for section_function in (attacks.section, master.section)
+             for table in tables(section_function(context)).values()
+             for column in estimate_columns(table) for cell in table.shown[column] if cell != "–"]
+    assert cells and all(cell.endswith("(n = 1)") and "[" not in cell for cell in cells)
+
+
+def test_tradeoff_aggregates_seeds_and_poison_percentages_and_marks_a_pareto_front(context, rows):
+    section = tradeoff.section(context)
+    front = tables(section)["tradeoff_front"]
+    assert {figure.name for figure in section.blocks if isinstance(figure, Figure)} == {"tradeoff"}
+    assert (front.data["drop_n"] == len(SEEDS) * len(POISON_PCTS)).all()
+    assert set(front.data["trigger"]) == set(TRIGGERS)
+    # perfect_filter leaves the least backdoor: it is on every front.
+    assert set(front.data.loc[front.data["pipeline"] == "perfect_filter", "trigger"]) == set(TRIGGERS)
+    one = front.data.iloc[0]
+    drops = [r["clean_acc_before"] - r["clean_acc_after"] for r in rows
+             if r["pipeline"] == one["pipeline"] and r["trigger"] == one["trigger"]]
+    assert one["drop_mean"] == pytest.approx(np.mean(drops))
+
+
+def test_tradeoff_is_absent_without_defended_trials():
+    assert tradeoff.section(context_of(synthetic_rows(TRIGGERS, [4], SEEDS, ["none"]))) is None
+
+
+def test_pareto_front_keeps_points_no_other_beats_on_both():
+    x = [0.0, 1.0, 2.0, 1.5, 0.5, np.nan]
+    y = [50.0, 10.0, 0.0, 20.0, 60.0, 0.0]
+    assert figures.pareto_front(x, y).tolist() == [True, True, True, False, False, False]
+
+
+def test_detection_rates_are_pooled_from_counts_with_wilson_intervals(context, rows):
+    section = detection.section(context)
+    found = tables(section)
+    pipeline = "ac(cluster_analysis=distance)"
+    mine = [r for r in rows if r["pipeline"] == pipeline]
+    tp = sum(r["d1_removed_poisoned"] for r in mine)
+    fp = sum(r["d1_removed_clean"] for r in mine)
+    fn = sum(r["d1_n_poisoned"] - r["d1_removed_poisoned"] for r in mine)
+    tn = sum(r["d1_n_seen"] - r["d1_n_poisoned"] - r["d1_removed_clean"] for r in mine)
+    counts = found["detection_counts"].data.set_index("pipeline").loc[pipeline]
+    assert (counts["tp"], counts["fp"], counts["fn"], counts["tn"]) == (tp, fp, fn, tn)
+    rates = found["detection_rates"].data.set_index("pipeline").loc[pipeline]
+    assert rates["tpr"] == pytest.approx(tp / (tp + fn))
+    assert rates["fpr"] == pytest.approx(fp / (fp + tn))
+    assert rates["precision"] == pytest.approx(tp / (tp + fp))
+    assert rates["f1"] == pytest.approx(2 * tp / (2 * tp + fp + fn))
+    # Wilson score interval, written out: (p + z²/2n ± z √(p(1−p)/n + z²/4n²)) / (1 + z²/n).
+    z, n, p = stats.norm.ppf(0.975), tp + fn, tp / (tp + fn)
+    centre, half = (p + z**2 / (2 * n)) / (1 + z**2 / n), z * math.sqrt(p * (1 - p) / n + z**2 / (4 * n**2)) / (1 + z**2 / n)
+    assert (rates["tpr_lo"], rates["tpr_hi"]) == pytest.approx((centre - half, centre + half))
+    # The pooled rate is not the mean of the per-run rates (runs differ in their number of poisons).
+    assert rates["tpr"] != pytest.approx(np.mean([r["d1_tpr"] for r in mine]), rel=1e-9)
+
+
+def test_detection_has_a_row_per_filtering_step_of_a_chain(context):
+    data = tables(detection.section(context))["detection_counts"].data
+    chained = data[data["pipeline"] == "fp(layer=last_conv,threshold=0.04)>ac(cluster_analysis=smaller)"]
+    assert chained[["position", "defense"]].values.tolist() == [[2, "ac"]]
+    assert not (data["defense"] == "fp").any()
+
+
+def test_detection_roc_figure_needs_spectral_signature_rows(context):
+    with_ss = detection.section(context)
+    assert "ss_roc" in {block.name for block in with_ss.blocks if isinstance(block, Figure)}
+    roc = next(block for block in with_ss.blocks if isinstance(block, Figure))
+    assert "AUROC" in roc.svg and roc.svg.startswith("<svg")
+    no_ss = [p for p in PIPELINES if "ss" not in p.split("(")[0] and "'ss'" not in p]
+    without = detection.section(context_of(synthetic_rows(TRIGGERS, [4], SEEDS, no_ss)))
+    assert without is not None
+    assert not [block for block in without.blocks if isinstance(block, Figure)]
+
+
+def test_detection_is_absent_without_filtering_defenses():
+    rows = synthetic_rows(TRIGGERS, [4], SEEDS, ["none", "fp(layer=last_conv,threshold=0.04)"])
+    assert detection.section(context_of(rows)) is None
+
+
+def test_sweep_section_lists_states_versions_compute_errors_and_damage(rows):
+    errored = [("t1", "yellow_square 4 % ac(cluster_analysis=smaller)", "ValueError: no clusters")]
+    context = context_of(rows, {"done": len(rows), "running": 1, "errored": 1, "pending": 2}, errored=errored,
+                         damaged=["runs/demo/results/dataset=x/model=y/t9.parquet"])
+    section = sweep.section(context)
+    found = tables(section)
+    assert {"trial_states", "coverage", "versions", "compute", "errored_trials", "damaged_rows"} <= set(found)
+    assert [b for b in section.blocks if isinstance(b, Code)][0].text == "name: demo\n"
+    assert found["trial_states"].data.set_index("state")["trials"].to_dict() == {
+        "done": len(rows), "running": 1, "errored": 1, "pending": 2}
+    assert found["errored_trials"].data.values.tolist() == [list(errored[0])]
+    assert found["versions"].data.set_index("package").loc["tensorflow", "trials"] == len(rows)
+    compute = found["compute"].data.set_index("kind")
+    train_computed = sum(r["train_seconds"] for r in rows if r["train_computed"])
+    train_reused = sum(r["train_seconds"] for r in rows if not r["train_computed"])
+    assert compute.loc["train", "seconds_computed"] == pytest.approx(train_computed)
+    assert compute.loc["train", "seconds_reused"] == pytest.approx(train_reused)
+    # One model per (trigger, poison %, seed): computed once, reused by every other pipeline.
+    assert compute.loc["train", "n_computed"] == len(TRIGGERS) * len(POISON_PCTS) * len(SEEDS)
+    activation_labels = [k for r in rows for k in r if k.endswith("_activations_seconds")]
+    assert compute.loc["activations", "n_computed"] + compute.loc["activations", "n_reused"] == len(activation_labels)
+    assert compute.loc["total", "seconds_computed"] == pytest.approx(compute.drop("total")["seconds_computed"].sum())
+
+
+def test_sweep_section_warns_of_mixed_versions(rows):
+    mixed = [dict(r, code_version="0000000") if i % 2 else r for i, r in enumerate(rows)]
+    note = tables(sweep.section(context_of(mixed)))["versions"].note
+    assert note.startswith("Mixed versions: code")
+
+
+def test_stage_kinds_of_result_labels():
+    assert [stage_kind(label) for label in ("dataset", "poison", "train", "evaluate_before", "evaluate_after", "d1",
+                                            "d2_defense", "d1_activations", "d3_pruning_curve")] == [
+        "dataset", "poison", "train", "evaluate", "evaluate", "defense", "defense", "activations", "pruning_curve"]
+
+
+def test_setting_columns_add_configuration_the_sweep_varies(rows):
+    assert setting_columns(context_of(rows)) == ["dataset", "model", "trigger", "poison_pct"]
+    varied = [dict(r, train_epochs=5 if r["seed"] == 0 else 10) for r in rows]
+    assert setting_columns(context_of(varied)) == ["dataset", "model", "trigger", "poison_pct", "train_epochs"]
+
+
+def test_generated_rows_are_consistent(rows):
+    frame = pd.DataFrame(rows)
+    for position in (1, 2):
+        filtered = frame[frame[f"d{position}_removed_poisoned"].notna()]
+        assert (filtered[f"d{position}_removed_poisoned"] <= filtered[f"d{position}_n_poisoned"]).all()
+        assert (filtered[f"d{position}_removed_total"]
+                == filtered[f"d{position}_removed_poisoned"] + filtered[f"d{position}_removed_clean"]).all()
+    same_as = frame["d1_same_as"].dropna().map(json.loads)
+    assert {next(iter(v)) for v in same_as} == {"ac", "ss"}
+    assert frame.groupby(["trigger", "poison_pct", "seed"])["asr_before"].nunique().max() == 1
+    by_pct = frame[frame["pipeline"] == "none"].groupby("poison_pct")["asr_before"].mean()
+    assert by_pct.is_monotonic_increasing
