@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import re
 import sys
 from contextlib import contextmanager
@@ -15,6 +16,22 @@ from orchestrator.errors import StorageError, UserError
 from orchestrator.storage import StorageRoot, open_storage
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Grid searches of backdoor attacks and defenses on Ray Tune.")
+
+
+@app.callback()
+def _warnings_on_stderr() -> None:
+    """Warnings from bdsweep's modules (a row file that cannot be read) as one line each on stderr."""
+    logger = logging.getLogger("bdsweep")
+    if not any(isinstance(handler, _StderrLines) for handler in logger.handlers):
+        handler = _StderrLines(logging.WARNING)
+        handler.setFormatter(logging.Formatter("bdsweep: warning: %(message)s"))
+        logger.addHandler(handler)
+
+
+class _StderrLines(logging.Handler):
+    # Looks sys.stderr up per line (as typer.echo does), so a replaced stderr is honoured.
+    def emit(self, record: logging.LogRecord) -> None:
+        typer.echo(self.format(record), err=True)
 
 def _storage_root(value: str) -> StorageRoot:
     try:
@@ -125,6 +142,8 @@ def _launch(plan, max_concurrent, address, max_failures, resume) -> None:
         typer.echo("")
         _print_table(frame[[c for c in SUMMARY_COLUMNS if c in frame.columns]])
         typer.echo(f"\n{len(frame)} result rows in {results_location(plan)}")
+        with _reported(plan.storage):
+            _write_report(plan.storage, plan.name)
     if failed:
         typer.echo(f"bdsweep: {failed} trial(s) failed; `bdsweep resume {plan.name}` retries them", err=True)
         raise typer.Exit(1)
@@ -138,6 +157,32 @@ def query(sql: str = typer.Argument(..., help='SQL over the "results" view, e.g.
 
     with _reported(storage):
         _print_table(run_query(storage, sql))
+
+
+def _write_report(storage: StorageRoot, name: str, out: Optional[Path] = None,
+                  budgets: tuple[float, ...] | None = None) -> None:
+    from orchestrator.report.sweep_report import DEFAULT_BUDGETS, write_sweep_report
+
+    written = write_sweep_report(storage, name, out, budgets or DEFAULT_BUDGETS)
+    states = written.facts.states
+    partial = (f" (partial: {states['done']} of {sum(states.values())} trials done"
+               + (f", {len(written.facts.damaged)} row file(s) unreadable" if written.facts.damaged else "") + ")"
+               if written.facts.partial else "")
+    typer.echo(f"report{partial}: {written.location}")
+
+
+@app.command()
+def report(
+    name: str = typer.Argument(..., help="Sweep name."),
+    storage: StorageRoot = STORAGE,
+    out: Optional[Path] = typer.Option(None, "--out", help="Write here instead of <storage>/<NAME>/report/."),
+    budget: Optional[list[float]] = typer.Option(
+        None, "--budget", min=0, help="Clean-accuracy drop in percentage points the guidelines allow (repeatable; default 1, 2, 5).",
+    ),
+) -> None:
+    """Write the sweep's summary report: index.html (self-contained), report.md with figures, summary/*.parquet."""
+    with _reported(storage):
+        _write_report(storage, name, out, tuple(budget) if budget else None)
 
 
 @app.command()

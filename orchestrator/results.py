@@ -255,10 +255,14 @@ def _concat(tables: list[pa.Table]) -> pa.Table:
         return pa.concat_tables(tables, promote_options="permissive")
 
 
-def finished_trial_ids(storage: str | Path | StorageRoot, sweep: str) -> set[str]:
-    """Ids of the trials of ``sweep`` that have a readable result file (a damaged one is not done)."""
+def finished_trial_ids(storage: str | Path | StorageRoot, sweep: str, warn: bool = True) -> set[str]:
+    """Ids of the trials of ``sweep`` that have a readable result file (a damaged one is not done).
+
+    ``warn`` logs the damaged files; a caller that reads the rows afterwards leaves that to the read.
+    """
     scan = scan_rows(storage, [sweep])
-    scan.warn()
+    if warn:
+        scan.warn()
     return scan.trial_ids[sweep]
 
 
@@ -298,8 +302,11 @@ class Results:
     damaged: list[str]
 
 
-def open_results(storage: str | Path | StorageRoot, sweep: str | None = None) -> Results:
-    """The rows under ``storage`` (or of one sweep) as the ``results`` and ``stages`` views."""
+def open_results(storage: str | Path | StorageRoot, sweep: str | None = None, warn: bool = True) -> Results:
+    """The rows under ``storage`` (or of one sweep) as the ``results`` and ``stages`` views.
+
+    ``warn`` logs the row files left out because they cannot be read (``Results.damaged`` lists them).
+    """
     storage = open_storage(storage)
     scan = scan_rows(storage, [sweep] if sweep else None)
     if not scan.table.num_rows:
@@ -309,21 +316,22 @@ def open_results(storage: str | Path | StorageRoot, sweep: str | None = None) ->
         else:
             message = f"no result files for {where} (run a sweep first)"
         raise StorageError(storage.display(), None, message)
-    scan.warn()
+    if warn:
+        scan.warn()
     connection = duckdb.connect()
     connection.register("results", scan.table)
     connection.execute(f"CREATE VIEW stages AS {stages_sql(scan.table.column_names)}")
     return Results(connection, scan.damaged)
 
 
-def connect(storage: str | Path | StorageRoot, sweep: str | None = None) -> duckdb.DuckDBPyConnection:
+def connect(storage: str | Path | StorageRoot, sweep: str | None = None, warn: bool = True) -> duckdb.DuckDBPyConnection:
     """A DuckDB connection with the ``results`` and ``stages`` views over every row under ``storage`` (or one sweep)."""
-    return open_results(storage, sweep).connection
+    return open_results(storage, sweep, warn).connection
 
 
-def query(storage: str | Path | StorageRoot, sql: str, sweep: str | None = None) -> pd.DataFrame:
+def query(storage: str | Path | StorageRoot, sql: str, sweep: str | None = None, warn: bool = True) -> pd.DataFrame:
     """Run ``sql`` against the ``results`` and ``stages`` views and return the answer as a DataFrame."""
-    connection = connect(storage, sweep)
+    connection = connect(storage, sweep, warn)
     try:
         return connection.execute(sql).df()
     except duckdb.Error as error:
@@ -332,9 +340,9 @@ def query(storage: str | Path | StorageRoot, sql: str, sweep: str | None = None)
         connection.close()
 
 
-def load_results(storage: str | Path | StorageRoot, sweep: str) -> pd.DataFrame:
+def load_results(storage: str | Path | StorageRoot, sweep: str, warn: bool = True) -> pd.DataFrame:
     """Every row of one sweep, ordered by trigger, poison_pct, pipeline."""
-    return query(storage, "SELECT * FROM results ORDER BY trigger, poison_pct, pipeline, seed", sweep=sweep)
+    return query(storage, "SELECT * FROM results ORDER BY trigger, poison_pct, pipeline, seed", sweep=sweep, warn=warn)
 
 
 @dataclass

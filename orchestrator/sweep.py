@@ -137,7 +137,7 @@ def record_sweep(plan: SweepPlan, space_file: str | Path) -> None:
     plan.storage.write_text(plan.name, TRIALS_FILE, text=json.dumps(trials, indent=1))
 
 
-def _require_sweep(storage: StorageRoot, name: str) -> None:
+def require_sweep(storage: StorageRoot, name: str) -> None:
     if not sweep_exists(storage, name):
         raise StorageError(storage.display(), None, f"no sweep named {name!r} (expected {storage.display(name, TRIALS_FILE)})")
 
@@ -145,7 +145,7 @@ def _require_sweep(storage: StorageRoot, name: str) -> None:
 def recorded_sweep(storage: str | Path | StorageRoot, name: str) -> SweepPlan:
     """The plan of a sweep that was started before, rebuilt from what :func:`record_sweep` kept."""
     storage = open_storage(storage)
-    _require_sweep(storage, name)
+    require_sweep(storage, name)
     trials = [
         TrialSpec.model_validate({k: v for k, v in t.items() if k != "trial_id"})
         for t in json.loads(storage.read_text(name, TRIALS_FILE))
@@ -203,7 +203,7 @@ def run_trial_in_tune(config: dict, *, trials: dict, storage: StorageRoot | str,
             write_error(storage, sweep, trial.trial_id, traceback.format_exc())
             raise
         write_row(storage, sweep, {**row, **node}, types=row_types(trial))
-    storage.delete(*_error_file(sweep, trial.trial_id))
+    storage.delete(*error_file(sweep, trial.trial_id))
     tune.report({key: row[key] for key in REPORTED_METRICS})
 
 
@@ -246,12 +246,12 @@ def _progress_callback(storage: StorageRoot, name: str, total: int, echo: Callab
             echo(f"  retrying  {trial.config['trial']['label']} (failure {trial.num_failures})")
 
         def on_trial_error(self, iteration, trials, trial, **info):
-            error_file = _error_file(name, trial.config["trial"]["trial_id"])
+            error_file = error_file(name, trial.config["trial"]["trial_id"])
             try:
                 text, where = storage.read_text(*error_file), storage.display(*error_file)
             except FileNotFoundError:
                 text, where = trial.get_error(), trial.path
-            echo(f"{self.done()} FAILED {trial.config['trial']['label']}: {_last_line(text)}\n    traceback: {where}")
+            echo(f"{self.done()} FAILED {trial.config['trial']['label']}: {last_line(text)}\n    traceback: {where}")
 
     return Progress()
 
@@ -267,16 +267,16 @@ def keep_local_ray_on_loopback() -> None:
     os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
 
 
-def _error_file(sweep: str, trial_id: str) -> tuple[str, str, str]:
+def error_file(sweep: str, trial_id: str) -> tuple[str, str, str]:
     return sweep, "errors", f"{trial_id}.txt"
 
 
 def write_error(storage: str | Path | StorageRoot, sweep: str, trial_id: str, text: str) -> None:
     """Keep the traceback of a failed trial at ``<storage>/<sweep>/errors/<trial_id>.txt``."""
-    open_storage(storage).write_text(*_error_file(sweep, trial_id), text=text)
+    open_storage(storage).write_text(*error_file(sweep, trial_id), text=text)
 
 
-def _last_line(text: str | None) -> str:
+def last_line(text: str | None) -> str:
     """The exception line of a traceback (``tasks.errors.DatasetError: /data/x: directory not found``)."""
     lines = [line for line in (text or "").splitlines() if line.strip()]
     return lines[-1].strip() if lines else "(no error text)"
@@ -381,7 +381,7 @@ def trial_states(storage: str | Path | StorageRoot, name: str, now: float | None
     storage = open_storage(storage)
     trial_ids = {t["trial_id"] for t in json.loads(storage.read_text(name, TRIALS_FILE))}
     now = time.time() if now is None else now
-    done = finished_trial_ids(storage, name) & trial_ids
+    done = finished_trial_ids(storage, name, warn=False) & trial_ids
     running = {
         _stem(info) for info in storage.files(name, "running", suffix=".json")
         if now - info.mtime.timestamp() < 3 * HEARTBEAT_SECONDS
@@ -396,16 +396,20 @@ def _stem(info) -> str:
 
 
 def sweep_status(storage: str | Path | StorageRoot, name: str) -> str:
-    """A short report: trials done, running, errored and pending, and stages computed versus reused."""
-    from orchestrator.results import load_results
+    """A short report: trials done, running, errored and pending, stages computed versus reused, and
+    the row files that cannot be read (their trials count as not done)."""
+    from orchestrator.results import load_results, scan_rows
 
     storage = open_storage(storage)
-    _require_sweep(storage, name)
+    require_sweep(storage, name)
     states = trial_states(storage, name)
     counts = ", ".join(f"{len(ids)} {state}" for state, ids in states.items())
     lines = [f"sweep {name!r}: {sum(map(len, states.values()))} trials: {counts}"]
+    if damaged := scan_rows(storage, [name]).damaged:
+        lines.append(f"{len(damaged)} row file(s) cannot be read; their trials count as not done and "
+                     f"`bdsweep resume {name}` runs them again: {', '.join(damaged)}")
     if states["done"]:
-        frame = load_results(storage, name)
+        frame = load_results(storage, name, warn=False)
         computed = [c for c in frame.columns if c.endswith("_computed") and c != "n_stages_computed"]
         n_computed = int(frame[computed].fillna(False).astype(bool).to_numpy().sum())
         n_total = int(frame[computed].notna().to_numpy().sum())
