@@ -275,22 +275,23 @@ def stages_sql(columns: list[str]) -> str:
     trial = [c for c in TRIAL_COLUMNS if c in columns]
     positions = sorted({int(c[1:].split("_", 1)[0]) for c in columns if c.startswith("d") and c.endswith("_name")
                         and c[1:].split("_", 1)[0].isdigit()})
-    keep = ", ".join(_quote(c) for c in trial)
+    keep = ", ".join(quote_identifier(c) for c in trial)
     if not positions:
         return f"SELECT {keep}, NULL::INTEGER AS position, NULL::VARCHAR AS defense FROM results WHERE FALSE"
     selects = []
     for position in positions:
         prefix = f"d{position}_"
         own = [c for c in columns if c.startswith(prefix) and c != f"{prefix}name"]
-        renamed = "".join(f", {_quote(c)} AS {_quote(c.removeprefix(prefix))}" for c in own)
+        renamed = "".join(f", {quote_identifier(c)} AS {quote_identifier(c.removeprefix(prefix))}" for c in own)
         selects.append(
-            f"SELECT {keep}, {position} AS position, {_quote(prefix + 'name')} AS defense{renamed} "
-            f"FROM results WHERE {_quote(prefix + 'name')} IS NOT NULL"
+            f"SELECT {keep}, {position} AS position, {quote_identifier(prefix + 'name')} AS defense{renamed} "
+            f"FROM results WHERE {quote_identifier(prefix + 'name')} IS NOT NULL"
         )
     return " UNION ALL BY NAME ".join(selects)
 
 
-def _quote(column: str) -> str:
+def quote_identifier(column: str) -> str:
+    """``column`` as a quoted SQL identifier (DuckDB), safe whatever characters it holds."""
     return '"' + column.replace('"', '""') + '"'
 
 

@@ -16,6 +16,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from orchestrator.results import quote_identifier
+
 CONFIDENCE = 0.95
 
 
@@ -60,12 +62,12 @@ def aggregate(connection: duckdb.DuckDBPyConnection, source: str, by: Sequence[s
     -------
     DataFrame with ``by`` and, per metric ``m``, ``m_mean``, ``m_lo``, ``m_hi``, ``m_n``, sorted by ``by``
     """
-    keys = ", ".join(_quote(c) for c in by)
+    keys = ", ".join(quote_identifier(c) for c in by)
     parts = []
     for metric in metrics:
-        value = f"CASE WHEN isnan({_quote(metric)}::DOUBLE) THEN NULL ELSE {_quote(metric)}::DOUBLE END"
-        parts += [f"avg({value}) AS {_quote(metric + '_mean')}", f"stddev_samp({value}) AS {_quote(metric + '_sd')}",
-                  f"count({value}) AS {_quote(metric + '_n')}"]
+        value = f"CASE WHEN isnan({quote_identifier(metric)}::DOUBLE) THEN NULL ELSE {quote_identifier(metric)}::DOUBLE END"
+        parts += [f"avg({value}) AS {quote_identifier(metric + '_mean')}", f"stddev_samp({value}) AS {quote_identifier(metric + '_sd')}",
+                  f"count({value}) AS {quote_identifier(metric + '_n')}"]
     group = f"GROUP BY {keys} ORDER BY {keys}" if by else ""
     select = ", ".join(([keys] if by else []) + parts)
     frame = connection.execute(f"SELECT {select} FROM {source} WHERE {where} {group}").df()
@@ -89,7 +91,3 @@ def format_estimate(mean: float, lower: float, upper: float, n: int, scale: floa
     if n < 2 or math.isnan(lower):
         return f"{value} (n = 1)"
     return f"{value} [{lower * scale:.{digits}f}, {upper * scale:.{digits}f}] n={n}"
-
-
-def _quote(column: str) -> str:
-    return '"' + column.replace('"', '""') + '"'
