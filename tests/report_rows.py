@@ -16,9 +16,13 @@ import json
 import math
 from typing import Any
 
+from pathlib import Path
+
 import duckdb
 import numpy as np
 import pyarrow as pa
+
+from orchestrator.results import stages_sql, write_row
 
 # Every parameter of each defense with its default, as the search space fills them in (rows carry
 # them all, typed; None is a typed NULL). Kept here so that making rows needs no TensorFlow import.
@@ -125,7 +129,8 @@ def synthetic_rows(triggers: list[str], poison_pcts: list[float], seeds: list[in
 
 
 def connect_rows(rows: list[dict]) -> duckdb.DuckDBPyConnection:
-    """An in-memory DuckDB with the ``results`` and ``stages`` views over ``rows``.
+    """An in-memory DuckDB with the ``results`` and ``stages`` views over ``rows``, the views
+    :func:`orchestrator.results.connect` makes over row files (no files written: fast for 10,000 rows).
 
     Columns are the union over the rows (missing values NULL), typed by pyarrow's inference.
     """
@@ -134,31 +139,15 @@ def connect_rows(rows: list[dict]) -> duckdb.DuckDBPyConnection:
     connection = duckdb.connect()
     connection.register("results_table", table)
     connection.execute("CREATE VIEW results AS SELECT * FROM results_table")
-    _create_stages_view_temporary(connection, columns)
+    connection.execute(f"CREATE VIEW stages AS {stages_sql(columns)}")
     return connection
 
 
-# TEMPORARY until orchestrator.results.connect has a ``stages`` view (the lead is adding it): the same
-# long view, one row per (trial, defense position), built here in SQL from the wide columns.
-IDENTITY = ("sweep", "trial_id", "dataset", "model", "trigger", "source", "target", "poison_pct", "seed",
-            "pipeline", "n_defenses", "clean_acc_before", "asr_before", "ra_before", "clean_acc_after",
-            "asr_after", "ra_after", "der")
-
-
-def _create_stages_view_temporary(connection: duckdb.DuckDBPyConnection, columns: list[str]) -> None:
-    positions = sorted({int(c[1:].split("_")[0]) for c in columns if c[0] == "d" and c[1:].split("_")[0].isdigit()})
-    selects = []
-    for position in positions:
-        prefix = f"d{position}_"
-        own = [c for c in columns if c.startswith(prefix)]
-        renamed = [f'"{c}" AS "{c.removeprefix(prefix)}"' for c in own if c != f"{prefix}name"]
-        selects.append(
-            f"SELECT {', '.join(IDENTITY)}, {position} AS position, \"{prefix}name\" AS defense, {', '.join(renamed)} "
-            f"FROM results WHERE \"{prefix}name\" IS NOT NULL"
-        )
-    body = " UNION ALL BY NAME ".join(selects) if selects else (
-        f"SELECT {', '.join(IDENTITY)}, NULL::INTEGER AS position, NULL::VARCHAR AS defense FROM results WHERE FALSE")
-    connection.execute(f"CREATE VIEW stages AS {body}")
+def write_rows(storage: str | Path, sweep: str, rows: list[dict]) -> None:
+    """Write ``rows`` as the sweep's Parquet row files, one per trial, as trials do
+    (:func:`orchestrator.results.connect` then reads them back)."""
+    for row in rows:
+        write_row(storage, sweep, {**row, "sweep": sweep})
 
 
 def _split_top(text: str, separator: str) -> list[str]:
@@ -290,7 +279,7 @@ def _spectral_signatures(rng, params: dict, n_seen: int, n_poisoned: int, traine
     poison_in_target = n_poisoned / target_size if target_size else 0.0
     wrong_tail = params["score"] == "art" and trained["art_sign_flipped"]
     shares = np.linspace(0.0, 1.0, 101)
-    if n_poisoned == 0:
+    if n_poisoned == 0:  # as the defense reports it: no curve without poisons
         tpr_curve = np.full_like(shares, np.nan)
     elif wrong_tail:
         tpr_curve = np.clip((shares - (1 - poison_in_target)) / poison_in_target, 0, 1)
@@ -300,6 +289,7 @@ def _spectral_signatures(rng, params: dict, n_seen: int, n_poisoned: int, traine
         tpr_curve = np.maximum(tpr_curve, shares)
     n_clean = n_seen - n_poisoned
     fpr_curve = np.clip((shares * n_seen - np.nan_to_num(tpr_curve) * n_poisoned) / n_clean, 0, 1)
+    fpr_curve = np.where(np.isnan(tpr_curve), np.nan, fpr_curve)
     tpr_at = float(np.interp(share, shares, np.nan_to_num(tpr_curve)))
     removed_poisoned = min(n_poisoned, round(tpr_at * n_poisoned))
     removed_clean = max(0, round(share * n_seen) - removed_poisoned)

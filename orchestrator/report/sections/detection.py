@@ -81,7 +81,7 @@ def _keys(counts: pd.DataFrame) -> pd.DataFrame:
         if counts[column].nunique() > 1:
             shown[heading(column)] = counts[column]
     shown[heading("pipeline")] = counts["pipeline"]
-    shown["Step"] = [f"{position}: {defense}" for position, defense in zip(counts["position"], counts["defense"])]
+    shown["Step"] = [f"{position}:\u00a0{defense}" for position, defense in zip(counts["position"], counts["defense"])]
     return pd.DataFrame(shown)
 
 

@@ -26,9 +26,10 @@ METRICS = {"clean_acc_after": "Clean acc. (%)", "asr_after": "ASR (%)", "der": "
 PER_TABLE = 3  # configurations per table: 3 × 3 columns of two-line cells fit the page
 MAX_WIDE = 12  # more configurations than this: one table per attack setting instead
 
-NOTE = ("Cells: mean [95 % CI] n = seeds, in percent, after the defense. DER (defense effectiveness rating) = "
-        "[max(0, ASR drop) − max(0, clean-accuracy drop) + 1] / 2: 50 = no effect, 100 = backdoor removed at no "
-        "cost; – where there is no defense.")
+DEFINITION = ("Cells: mean [95 % CI] n = seeds, in percent, after the defense. DER (defense effectiveness rating) = "
+              "[max(0, ASR drop) − max(0, clean-accuracy drop) + 1] / 2: 50 = no effect, 100 = backdoor removed at "
+              "no cost; – where there is no defense.")
+NOTE = "Cells: mean [95 % CI] n = seeds, in percent, after the defense. DER: 50 = no effect, 100 = backdoor gone at no cost."
 
 
 def section(context: ReportContext) -> Section | None:
@@ -49,9 +50,9 @@ def section(context: ReportContext) -> Section | None:
     else:
         tables = per_setting_tables(stats, keys, metrics, pipelines)
         how = (f"The sweep has {len(pipelines)} defense configurations, too many to set side by side: each table is "
-               f"one attack setting, with a row per configuration in the order of section Contents (no defense first, "
-               f"then the controls, single defenses and combinations).")
-    intro = Paragraph(f"Every defense configuration on every attack setting. {how} {NOTE}")
+               f"one attack setting, with a row per configuration, always in the same order: no defense first, then "
+               f"the controls, single defenses and combinations.")
+    intro = Paragraph(f"Every defense configuration on every attack setting. {how} {DEFINITION}")
     return Section("master", "Master table: every defense on every attack", [intro, *tables])
 
 

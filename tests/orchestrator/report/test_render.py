@@ -13,7 +13,8 @@ import pytest
 from orchestrator.report.build import build_sections, write_report
 from orchestrator.report.model import Figure, Paragraph, ReportContext, Section, SweepFacts, Table
 from orchestrator.report.render import breakable, header_rows, render_html, render_markdown
-from tests.report_rows import PIPELINES, connect_rows, synthetic_rows
+from orchestrator.results import connect
+from tests.report_rows import PIPELINES, connect_rows, synthetic_rows, write_rows
 
 WRITTEN_AT = datetime(2026, 1, 2, 3, 4, tzinfo=timezone.utc)
 SPACE = "name: demo\nattack: {trigger: [yellow_square, big_yellow_square]}\n"
@@ -25,17 +26,23 @@ def generated_context(seeds=(0, 1, 2), states: dict[str, int] | None = None, **f
                                                         command="bdsweep report demo", **facts))
 
 
-def build_generated_report(out_dir: Path):
+def build_generated_report(storage: Path, out_dir: Path):
     """The whole report over generated rows of a sweep still running, with an errored trial and a
-    damaged row file (what the lead previews in /tmp/report_preview/)."""
-    context = generated_context(states={"done": 288, "running": 3, "errored": 1, "pending": 4},
-                                errored=[("a1b2", "yellow_square 4 % ac(cluster_analysis=smaller)", "MemoryError")],
-                                damaged=["runs/demo/results/dataset=synthetic_signs/model=gtsrb_cnn/ff00.parquet"])
+    damaged row file: the rows written as row files under ``storage`` and read back through
+    :func:`orchestrator.results.connect`, as ``bdsweep report`` reads them."""
+    rows = synthetic_rows(["yellow_square", "big_yellow_square"], [2, 4, 10], [0, 1, 2], PIPELINES)
+    write_rows(storage, "demo", rows)
+    facts = SweepFacts("demo", SPACE, {"done": 288, "running": 3, "errored": 1, "pending": 4},
+                       errored=[("a1b2", "yellow_square 4 % ac(cluster_analysis=smaller)", "MemoryError")],
+                       damaged=["runs/demo/results/dataset=synthetic_signs/model=gtsrb_cnn/ff00.parquet"],
+                       command="bdsweep report demo")
+    context = ReportContext(connect(storage, "demo"), facts)
     return context, write_report(context, out_dir, written_at=WRITTEN_AT)
 
 
 def test_report_over_generated_sweep(tmp_path):
-    context, files = build_generated_report(tmp_path)
+    out = tmp_path / "report"
+    context, files = build_generated_report(tmp_path / "runs", out)
     sections = build_sections(context)
     html = files.html.read_text()
     markdown = files.markdown.read_text()
@@ -49,7 +56,7 @@ def test_report_over_generated_sweep(tmp_path):
     assert html.count("<svg") == len(figures)
     assert {p.name for p in files.figures} == {f"{f.name}.svg" for f in figures}
     for figure in figures:
-        assert (tmp_path / "figures" / f"{figure.name}.svg").read_text().count("<svg") == 1
+        assert (out / "figures" / f"{figure.name}.svg").read_text().count("<svg") == 1
         assert f"figures/{figure.name}.svg" in markdown
 
     # The partial banner names what is not done and lists the damaged file and errored trial.
@@ -65,7 +72,7 @@ def test_report_over_generated_sweep(tmp_path):
         assert table.title in markdown
         for row in table.shown.itertuples(index=False):
             assert "| " + " | ".join(str(v).replace("|", "\\|") for v in row) + " |" in markdown
-        read = pd.read_parquet(tmp_path / "summary" / f"{table.name}.parquet")
+        read = pd.read_parquet(out / "summary" / f"{table.name}.parquet")
         pd.testing.assert_frame_equal(read, table.data.reset_index(drop=True), check_dtype=False)
     # The table of contents links every section.
     for section in sections:
