@@ -23,7 +23,7 @@ from orchestrator.report.sections.settings import (
 from orchestrator.report.stats import aggregate
 
 METRICS = {"clean_acc_after": "Clean acc. (%)", "asr_after": "ASR (%)", "der": "DER (%)"}
-PER_TABLE = 3  # configurations per table: 3 × 3 columns of two-line cells fit the page
+PER_TABLE = 2  # configurations per table: 2 × 3 columns of two-line cells fit a 1000 px page
 MAX_WIDE = 12  # more configurations than this: one table per attack setting instead
 
 DEFINITION = ("Cells: mean [95 % CI] n = seeds, in percent, after the defense. DER (defense effectiveness rating) = "

@@ -252,3 +252,18 @@ def test_generated_rows_are_consistent(rows):
     assert frame.groupby(["trigger", "poison_pct", "seed"])["asr_before"].nunique().max() == 1
     by_pct = frame[frame["pipeline"] == "none"].groupby("poison_pct")["asr_before"].mean()
     assert by_pct.is_monotonic_increasing
+
+
+def test_two_datasets_get_a_table_and_a_panel_each():
+    rows = (synthetic_rows(["yellow_square"], [2, 4], SEEDS, PIPELINES[:6])
+            + synthetic_rows(["green_sunglasses"], [4, 10], SEEDS, PIPELINES[:6], dataset="synthetic_faces", model="deepid"))
+    context = context_of(rows)
+    found = tables(attacks.section(context))
+    assert set(found) == {"attacks_synthetic_signs_gtsrb_cnn", "attacks_synthetic_faces_deepid"}
+    assert all((table.data["asr_n"] == 3).all() for table in found.values())
+    dose = next(b for b in attacks.section(context).blocks if isinstance(b, Figure))
+    assert dose.svg.count("synthetic_faces · deepid") == 1
+    rates = tables(detection.section(context))["detection_rates"]
+    assert "Dataset" in rates.shown.columns and set(rates.data["dataset"]) == {"synthetic_signs", "synthetic_faces"}
+    front = tables(tradeoff.section(context))["tradeoff_front"]
+    assert set(front.data["dataset"]) == {"synthetic_signs", "synthetic_faces"}
