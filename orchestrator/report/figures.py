@@ -70,8 +70,8 @@ def panels(n_panels: int, max_columns: int = 3, panel_size: tuple[float, float] 
     n_panels : number of axes wanted (unused grid cells are hidden)
     max_columns : grid columns at most
     panel_size : (width, height) of one panel in inches; the total width is capped at ``MAX_WIDTH_IN``
-    name : unique among the report's figures; salts the SVG's element ids so that figures inlined in
-        one HTML page never share an id
+    name : unique among the report's figures; :func:`to_svg` prefixes the SVG's element ids with it,
+        so that figures inlined in one HTML page never share an id
 
     Yields
     ------
@@ -82,6 +82,7 @@ def panels(n_panels: int, max_columns: int = 3, panel_size: tuple[float, float] 
     height = panel_size[1] * rows + 0.5
     with matplotlib.rc_context({**STYLE, "svg.hashsalt": name}):
         figure = Figure(figsize=(width, height), layout="constrained")
+        figure.set_label(name)
         grid = figure.subplots(rows, columns, squeeze=False, sharex=sharex, sharey=sharey)
         axes = list(grid.flat)
         for unused in axes[n_panels:]:
@@ -91,12 +92,16 @@ def panels(n_panels: int, max_columns: int = 3, panel_size: tuple[float, float] 
 
 def to_svg(figure: Figure) -> str:
     """The figure as one ``<svg>`` element: no XML declaration, DOCTYPE or metadata (nothing that
-    names a URL besides the SVG namespace), scaled by CSS to its container's width."""
+    names a URL besides the SVG namespace), its ids prefixed with the figure's name (see :func:`panels`)."""
     buffer = io.StringIO()
     figure.savefig(buffer, format="svg", metadata={"Date": None, "Creator": None, "Format": None, "Type": None})
     svg = buffer.getvalue()
     svg = svg[svg.index("<svg"):]
     svg = re.sub(r"<metadata>.*?</metadata>\s*", "", svg, flags=re.DOTALL)
+    # Matplotlib numbers its ids from 1 in every file (figure_1, axes_1); inline, they must be unique.
+    prefix = re.sub(r"\W", "_", figure.get_label() or "figure")
+    svg = re.sub(r'\bid="([^"]+)"', lambda match: f'id="{prefix}-{match[1]}"', svg)
+    svg = re.sub(r'(url\(#|href="#)([^")]+)', lambda match: f"{match[1]}{prefix}-{match[2]}", svg)
     return svg.strip()
 
 
@@ -162,16 +167,18 @@ def percent_axis(axes: Axes, which: str = "y", limits: tuple[float, float] | Non
         (axes.set_ylim if which == "y" else axes.set_xlim)(limits[0] - pad, limits[1] + pad)
 
 
-def poison_axis(axes: Axes, poison_pcts: Sequence[float]) -> None:
+def poison_axis(axes: Axes, poison_pcts: Sequence[float]) -> bool:
     """The x axis of a dose-response plot: log-scaled when the percentages span a factor of 8 or
-    more (2, 4, 6, 27 then spread evenly), ticks at the percentages the sweep used (at most ten)."""
+    more (2, 4, 6, 27 then spread evenly), ticks at the percentages the sweep used (at most ten).
+    Returns whether the axis is logarithmic."""
     values = np.unique(np.asarray(poison_pcts, dtype=float))
-    positive = values[values > 0]
-    if len(positive) == len(values) and len(values) > 1 and values.max() / values.min() >= 8:
+    logarithmic = bool((values > 0).all() and len(values) > 1 and values.max() / values.min() >= 8)
+    if logarithmic:
         axes.set_xscale("log")
         axes.minorticks_off()
     ticks = values if len(values) <= 10 else values[:: math.ceil(len(values) / 10)]
     axes.set_xticks(ticks, [f"{value:g}" for value in ticks])
+    return logarithmic
 
 
 def label_points(axes: Axes, x: Sequence[float], y: Sequence[float], labels: Sequence[str], fontsize: float = 8.5) -> None:

@@ -74,7 +74,7 @@ def dose_response_figure(stats: pd.DataFrame, keys: list[str], pairs: list[tuple
     """ASR (%) against poison % per (dataset, model) panel, a line per trigger with its 95 % band."""
     shown_pairs = pairs[:MAX_PANELS]
     line_keys = [k for k in keys if k not in ("dataset", "model", "poison_pct")]
-    dropped_lines = 0
+    dropped_lines, logarithmic = 0, False
     size = (4.8, 3.4) if len(shown_pairs) > 1 else (7.2, 4.0)
     with figures.panels(len(shown_pairs), max_columns=2, panel_size=size, name="dose_response") as (figure, axes):
         for axis, (dataset, model) in zip(axes, shown_pairs):
@@ -87,7 +87,7 @@ def dose_response_figure(stats: pd.DataFrame, keys: list[str], pairs: list[tuple
                 figures.line_with_band(axis, points["poison_pct"], 100 * points["asr_mean"], 100 * points["asr_lo"],
                                        100 * points["asr_hi"], label, figures.colour(index),
                                        figures.MARKERS[index % len(figures.MARKERS)])
-            figures.poison_axis(axis, part["poison_pct"])
+            logarithmic |= figures.poison_axis(axis, part["poison_pct"])
             figures.percent_axis(axis, "y")
             axis.set_xlabel("Poisoned share of the source class (%)")
             axis.set_ylabel("ASR before defense (%)")
@@ -95,8 +95,9 @@ def dose_response_figure(stats: pd.DataFrame, keys: list[str], pairs: list[tuple
                 axis.set_title(panel_title({"dataset": dataset, "model": model}, ["dataset", "model"]))
             axis.legend(loc="lower right", title="Trigger" if line_keys == ["trigger"] else None)
         svg = figures.to_svg(figure)
-    caption = ("Lines: mean ASR over seeds; bands: 95 % confidence interval (absent where a point has one seed). "
-               "The x axis is logarithmic when the poison percentages span a factor of 8 or more.")
+    caption = "Lines: mean ASR over seeds; bands: 95 % confidence interval (absent where a point has one seed)."
+    if logarithmic:
+        caption += " The x axis is logarithmic, so that small poison percentages do not crowd together."
     if len(pairs) > MAX_PANELS:
         caption += f" Only the first {MAX_PANELS} of {len(pairs)} (dataset, model) pairs are drawn; the tables have all."
     if dropped_lines:

@@ -20,7 +20,7 @@ def section(context: ReportContext) -> Section:
     facts = context.facts
     blocks: list = [Paragraph(_states_sentence(facts.states))]
     if facts.space_yaml.strip():
-        blocks.append(Code("The search space as recorded when the sweep started (click to open)", facts.space_yaml, "yaml"))
+        blocks.append(Code("The search space as recorded when the sweep started", facts.space_yaml, "yaml"))
     blocks.append(coverage_table(context))
     blocks.append(states_table(facts.states))
     if (versions := versions_table(context)) is not None:

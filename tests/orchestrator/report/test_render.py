@@ -54,6 +54,10 @@ def test_report_over_generated_sweep(tmp_path):
     figures = [b for s in sections for b in s.blocks if isinstance(b, Figure)]
     assert {f.name for f in figures} == {"dose_response", "tradeoff", "ss_roc"}
     assert html.count("<svg") == len(figures)
+    ids = re.findall(r'\sid="([^"]+)"', html)
+    assert len(ids) == len(set(ids)) > 100  # matplotlib's ids made unique across the inlined figures
+    references = set(re.findall(r'(?:url\(#|href="#)([^")]+)', html))
+    assert references <= set(ids)
     assert {p.name for p in files.figures} == {f"{f.name}.svg" for f in figures}
     for figure in figures:
         assert (out / "figures" / f"{figure.name}.svg").read_text().count("<svg") == 1
