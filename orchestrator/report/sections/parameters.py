@@ -1,0 +1,353 @@
+"""Section 6, Parameters: what each defense's grid does, as heatmaps over its parameters.
+
+Spectral Signatures over ``expected_pp_poison × eps_multiplier``, Activation Clustering over
+``cluster_analysis × (reduce, ex_re_threshold)`` and Fine-Pruning over ``layer × threshold``; cells are
+the mean asr after over the attack settings and seeds of one dataset and model, beside the detection
+rates (micro-aggregated: summed counts) or the channels pruned. Other parameters that vary in the
+sweep (SS's ``score``, ...) get a figure each. Fine-Pruning's tuning-accuracy curves show where each
+threshold stopped. Only single-defense pipelines (``n_defenses = 1``) feed this section: in a chain,
+a defense's numbers depend on what ran before it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from matplotlib import colormaps
+from matplotlib.colors import Normalize
+
+from orchestrator.report import figures
+from orchestrator.report.model import Figure, Paragraph, ReportContext, Section, Table
+from orchestrator.report.sections.settings import estimate_cells, file_stem, quote, setting_columns, shown_keys
+from orchestrator.report.stats import aggregate, t_interval, wilson_interval
+
+FULL_TABLE_CELLS = 24  # a grid with more cells shows only its best ones in the table
+BEST_SHOWN = 12
+HEATMAP_COLOURS = "cividis"
+THRESHOLD_STYLES = (":", "--", "-.", (0, (5, 1, 1, 1, 1, 1)))  # perceptually uniform and readable with every common colour-vision deficiency
+
+
+@dataclass(frozen=True)
+class Grid:
+    """A defense's parameter grid as a heatmap: ``rows`` down, ``columns`` (one or two parameters) across."""
+
+    defense: str
+    title: str
+    rows: str
+    columns: tuple[str, ...]
+    filtering: bool  # True: detection rates (TPR, FPR) beside asr; False: channels pruned (Fine-Pruning)
+
+
+GRIDS = (
+    Grid("ss", "Spectral Signatures", "expected_pp_poison", ("eps_multiplier",), filtering=True),
+    Grid("ac", "Activation Clustering", "cluster_analysis", ("reduce", "ex_re_threshold"), filtering=True),
+    Grid("fp", "Fine-Pruning", "layer", ("threshold",), filtering=False),
+)
+COUNTS = ("removed_poisoned", "n_poisoned", "removed_clean", "n_clean")
+
+
+def section(ctx: ReportContext) -> Section | None:
+    """The parameters section, or None when no single-defense trial of SS, AC or FP is in the sweep."""
+    columns = ctx.columns("results")
+    if not {"n_defenses", "d1_name", "asr_after", "clean_acc_after"} <= columns:
+        return None
+    keys = setting_columns(ctx)
+    blocks: list = []
+    for grid in GRIDS:
+        if not {f"d1_{grid.rows}", *(f"d1_{c}" for c in grid.columns)} <= columns:
+            continue
+        blocks += _grid_blocks(ctx, grid, keys)
+        if grid.defense == "fp":
+            blocks += _tuning_curve_blocks(ctx, keys)
+    if not blocks:
+        return None
+    intro = Paragraph(
+        "Each defense's grid, from trials that ran it alone. Heatmap cells pool the attack settings (trigger × "
+        "poison %) and seeds of one dataset and model: mean asr after in percent, TPR and FPR as summed counts "
+        "(removed poisoned / poisoned, removed clean / clean). Tables give mean [95 % t-interval] n for means "
+        "and [95 % Wilson interval] removed/total for rates; empty cells: not in the sweep.")
+    return Section(id="parameters", title="Parameters", blocks=[intro, *blocks])
+
+
+def _parameters(grid: Grid, columns: set[str]) -> list[str]:
+    """The defense's parameters the rows hold, from the defense registry."""
+    from tasks.defenses import DEFENSES
+
+    return [p for p in DEFENSES[grid.defense].Params.model_fields if f"d1_{p}" in columns]
+
+
+def _source(grid: Grid, parameters: list[str], columns: set[str], keys: list[str]) -> str:
+    """Single-defense rows of ``grid.defense`` with its parameters as text labels (NULL → ``None``)."""
+    labels = ", ".join(f"coalesce(CAST(d1_{p} AS VARCHAR), 'None') AS {p}" for p in parameters)
+    counts = (", d1_removed_poisoned AS removed_poisoned, d1_n_poisoned AS n_poisoned, "
+              "d1_removed_clean AS removed_clean, d1_n_seen - d1_n_poisoned AS n_clean"
+              if grid.filtering and {"d1_removed_poisoned", "d1_removed_clean", "d1_n_seen", "d1_n_poisoned"} <= columns
+              else "")
+    pruned = ", d1_pruned_channels AS pruned_channels" if "d1_pruned_channels" in columns else ""
+    return (f"(SELECT {', '.join(quote(k) for k in keys)}, seed, asr_after, clean_acc_after, {labels}{counts}{pruned} "
+            f"FROM results WHERE n_defenses = 1 AND d1_name = '{grid.defense}')")
+
+
+def _grid_blocks(ctx: ReportContext, grid: Grid, keys: list[str]) -> list:
+    """Heatmaps, the grid-cell table and the best cell per attack setting, per dataset and model."""
+    columns = ctx.columns("results")
+    parameters = _parameters(grid, columns)
+    source = _source(grid, parameters, columns, keys)
+    if not ctx.frame(f"SELECT count(*) AS n FROM {source}")["n"].iloc[0]:
+        return []
+    axes = [grid.rows, *grid.columns]
+    distinct = ctx.frame(f"SELECT {', '.join(f'count(DISTINCT {p}) AS {p}' for p in parameters)} FROM {source}")
+    facets = [p for p in parameters if p not in axes and distinct[p].iloc[0] > 1]
+    cells = _cells(ctx, source, ["dataset", "model", *facets, *axes], grid)
+    best = _best_per_setting(ctx, source, keys, [*facets, *axes])
+    blocks: list = []
+    for (dataset, model), group in cells.groupby(["dataset", "model"], sort=True):
+        facet_groups = group.groupby(facets, sort=True) if facets else [((), group)]
+        for facet_values, facet_cells in facet_groups:
+            facet_values = facet_values if isinstance(facet_values, tuple) else (facet_values,)
+            facet_text = ", ".join(f"{p}={v}" for p, v in zip(facets, facet_values))
+            name = file_stem("parameters", grid.defense, dataset, model, *facet_values)
+            blocks.append(_heatmap_figure(grid, facet_cells, name, f"{grid.title} on {dataset} / {model}"
+                                          + (f" ({facet_text})" if facet_text else "")))
+        blocks.append(_cell_table(grid, group, [*facets, *axes], dataset, model))
+        setting_best = best[(best["dataset"] == dataset) & (best["model"] == model)]
+        if not setting_best.empty:
+            blocks.append(_best_table(grid, setting_best, keys, [*facets, *axes], dataset, model))
+    return blocks
+
+
+def _cells(ctx: ReportContext, source: str, keys: list[str], grid: Grid) -> pd.DataFrame:
+    """Per grid cell: means of asr / clean accuracy after (and pruned channels), summed detection
+    counts with TPR and FPR and their Wilson bounds."""
+    metrics = ["asr_after", "clean_acc_after"] + ([] if grid.filtering else ["pruned_channels"])
+    cells = aggregate(ctx.connection, source, keys, metrics)
+    if grid.filtering and "removed_poisoned" in ctx.frame(f"SELECT * FROM {source} LIMIT 0").columns:
+        sums = ", ".join(f"sum({c})::DOUBLE AS {c}" for c in COUNTS)
+        counts = ctx.frame(f"SELECT {', '.join(keys)}, {sums} FROM {source} GROUP BY ALL")
+        cells = cells.merge(counts, on=keys, how="left")
+        for rate, hits, total in (("tpr", "removed_poisoned", "n_poisoned"), ("fpr", "removed_clean", "n_clean")):
+            with np.errstate(invalid="ignore", divide="ignore"):
+                cells[rate] = cells[hits] / cells[total].where(cells[total] > 0)
+            cells[f"{rate}_lo"], cells[f"{rate}_hi"] = wilson_interval(cells[hits], cells[total].fillna(0))
+    return cells
+
+
+def _best_per_setting(ctx: ReportContext, source: str, keys: list[str], cell: list[str]) -> pd.DataFrame:
+    """Per attack setting (``keys``), the grid cell (``cell``) with the lowest mean ASR after (ties:
+    first in parameter order)."""
+    means = aggregate(ctx.connection, source, [*keys, *cell], ["asr_after", "clean_acc_after"])
+    means = means[means["asr_after_n"] > 0]
+    return means.sort_values([*keys, "asr_after_mean", *cell]).drop_duplicates(keys, keep="first")
+
+
+def _heatmap_figure(grid: Grid, cells: pd.DataFrame, name: str, title: str) -> Figure:
+    # (column, title, scale, colour limits, decimals shown in the cells)
+    panels = [("asr_after_mean", "asr after (%)", 100.0, (0, 100), 0)]
+    if grid.filtering and "tpr" in cells:
+        panels.append(("tpr", "TPR (%)", 100.0, (0, 100), 0))
+        if grid.defense != "ss":
+            # SS removes min(1, eps_multiplier · expected_pp_poison) of every class: its FPR follows the grid.
+            panels.append(("fpr", "FPR (%)", 100.0, (0, 100), 0))
+    else:
+        panels += [("pruned_channels_mean", "channels pruned", 1.0, None, 0),
+                   ("clean_acc_after_mean", "clean accuracy after (%)", 100.0, None, 1)]
+    row_labels = ordered(cells[grid.rows].unique())
+    column_keys = cells[list(grid.columns)].drop_duplicates()
+    column_keys = list(column_keys.sort_values(list(grid.columns), key=lambda s: s.map(
+        {label: rank for rank, label in enumerate(ordered(s.unique()))})).itertuples(index=False, name=None))
+    column_labels = [_column_label(grid, key) for key in column_keys]
+    # Room for the tick labels: a cell as wide as its longest label line, the rows' labels at the left,
+    # the colour bar at the right; as many panels side by side as the page width takes.
+    cell_width = max(0.34, 0.075 * max(len(line) for label in column_labels for line in label.split("\n")))
+    width = cell_width * len(column_labels) + 0.075 * max(len(label) for label in row_labels) + 1.6
+    lines = max(label.count("\n") + 1 for label in column_labels)
+    height = 0.32 * len(row_labels) + 1.0 + 0.16 * lines
+    per_row = max(1, min(3, int(figures.MAX_WIDTH_IN // width)))
+    with figures.panels(len(panels), max_columns=per_row, panel_size=(width, height), name=name) as (figure, axes_list):
+        for axes, (column, label, scale, limits, decimals) in zip(axes_list, panels):
+            matrix = _matrix(cells, grid, row_labels, column_keys, column) * scale
+            _heatmap(figure, axes, matrix, row_labels, column_labels, label, limits, decimals)
+            axes.set_ylabel(grid.rows)
+            axes.set_xlabel(" / ".join(grid.columns))
+        svg = figures.to_svg(figure)
+    return Figure(name=name, title=title, svg=svg, caption=(
+        "Cells: mean over the attack settings and seeds of this dataset and model; TPR and FPR from summed "
+        "counts. Darker is lower; a lower asr after is better. Blank cells were not run."))
+
+
+def _matrix(cells: pd.DataFrame, grid: Grid, row_labels: list[str], column_keys: list[tuple], value: str) -> np.ndarray:
+    """``value`` as a (rows × columns) float array, NaN where the grid has no cell."""
+    table = cells.set_index([grid.rows, *grid.columns])[value]
+    index = pd.MultiIndex.from_tuples([(row, *key) for row in row_labels for key in column_keys])
+    return table.reindex(index).to_numpy(dtype=float).reshape(len(row_labels), len(column_keys))
+
+
+def _heatmap(figure, axes, matrix: np.ndarray, row_labels: list[str], column_labels: list[str], label: str,
+             limits: tuple[float, float] | None, decimals: int = 0) -> None:
+    """One annotated heatmap with its colour bar; NaN cells are left blank."""
+    finite = matrix[np.isfinite(matrix)]
+    low, high = limits if limits else ((finite.min(), finite.max()) if finite.size else (0.0, 1.0))
+    if high <= low:
+        high = low + 1.0
+    norm = Normalize(low, high)
+    cmap = colormaps[HEATMAP_COLOURS].with_extremes(bad="#f4f4f4")
+    image = axes.imshow(np.ma.masked_invalid(matrix), cmap=cmap, norm=norm, aspect="auto")
+    axes.grid(False)
+    axes.set_xticks(range(len(column_labels)), column_labels)
+    axes.set_yticks(range(len(row_labels)), row_labels)
+    axes.set_title(label)
+    font = 7.5 if matrix.shape[1] <= 6 else 6.5
+    for (row, column), value in np.ndenumerate(matrix):
+        if np.isfinite(value):
+            red, green, blue, _ = cmap(norm(value))
+            ink = "black" if 0.299 * red + 0.587 * green + 0.114 * blue > 0.5 else "white"
+            axes.text(column, row, f"{value:.{decimals}f}", ha="center", va="center", fontsize=font, color=ink,
+                      in_layout=False)
+    figure.colorbar(image, ax=axes, shrink=0.85, pad=0.02)
+
+
+def _column_label(grid: Grid, key: tuple) -> str:
+    """A column's tick: its values one per line; ``ex_re_threshold`` None reads ``ex-re off``."""
+    parts = []
+    for parameter, value in zip(grid.columns, key):
+        if parameter == "ex_re_threshold":
+            parts.append("ex-re off" if value == "None" else f"ex-re {value}")
+        else:
+            parts.append(_number_text(value))
+    return "\n".join(parts)
+
+
+def ordered(values) -> list[str]:
+    """Labels in their natural order: numerically when every one but ``None`` is a number (``None``
+    first), else alphabetically."""
+    values = [str(v) for v in values]
+    numbers = pd.to_numeric(pd.Series([v for v in values if v != "None"]), errors="coerce")
+    head = ["None"] if "None" in values else []
+    rest = [v for v in values if v != "None"]
+    if numbers.notna().all():
+        return head + [v for _, v in sorted(zip(numbers, rest))]
+    return head + sorted(rest)
+
+
+def _number_text(value: str) -> str:
+    number = pd.to_numeric(value, errors="coerce")
+    return f"{number:g}" if pd.notna(number) else value
+
+
+def _cell_table(grid: Grid, group: pd.DataFrame, keys: list[str], dataset: str, model: str) -> Table:
+    """The grid's cells (all, or the :data:`BEST_SHOWN` with the lowest mean asr after)."""
+    rows = group.sort_values(["asr_after_mean", *keys]).reset_index(drop=True)
+    total = len(rows)
+    if total > FULL_TABLE_CELLS:
+        rows = rows.head(BEST_SHOWN)
+    else:
+        rows = rows.sort_values(keys, key=lambda s: s.map({v: i for i, v in enumerate(ordered(s.unique()))}))
+        rows = rows.reset_index(drop=True)
+    shown = pd.DataFrame({key: rows[key].map(_number_text) for key in keys})
+    shown["ASR after (%)"] = estimate_cells(rows, "asr_after")
+    shown["Clean acc. after (%)"] = estimate_cells(rows, "clean_acc_after")
+    if "tpr" in rows:
+        shown["TPR (%)"] = rate_cells(rows, "tpr", "removed_poisoned", "n_poisoned")
+        shown["FPR (%)"] = rate_cells(rows, "fpr", "removed_clean", "n_clean")
+    if "pruned_channels_mean" in rows:
+        shown["Channels pruned"] = estimate_cells(rows, "pruned_channels", scale=1.0, bounds=None)
+    title = f"{grid.title} grid on {dataset} / {model}"
+    if total > FULL_TABLE_CELLS:
+        title += f": the {BEST_SHOWN} of {total} cells with the lowest mean asr after"
+    return Table(name=file_stem("parameters", grid.defense, "cells", dataset, model), title=title,
+                 shown=shown, data=rows.drop(columns=["dataset", "model"]).assign(dataset=dataset, model=model),
+                 note="pooled over attack settings and seeds; rates: removed/total summed over trials.")
+
+
+def _best_table(grid: Grid, best: pd.DataFrame, keys: list[str], cell: list[str], dataset: str, model: str) -> Table:
+    rows = best.reset_index(drop=True)
+    shown = shown_keys(rows, keys)
+    shown["Best cell"] = [", ".join(f"{k}={_number_text(v)}" for k, v in zip(cell, values))
+                          for values in rows[cell].itertuples(index=False, name=None)]
+    shown["ASR after (%)"] = estimate_cells(rows, "asr_after")
+    shown["Clean acc. after (%)"] = estimate_cells(rows, "clean_acc_after")
+    return Table(name=file_stem("parameters", grid.defense, "best", dataset, model),
+                 title=f"{grid.title}: the grid cell with the lowest mean asr after, per attack setting, "
+                       f"{dataset} / {model}",
+                 shown=shown, data=rows, note="mean [95 % t-interval] n over seeds.")
+
+
+def rate_cells(frame: pd.DataFrame, rate: str, hits: str, total: str) -> list[str]:
+    """``75.0 [60.1, 86.0] 30/40`` per row: a micro-aggregated rate (percent), its Wilson interval and
+    the summed counts; ``–`` where the total is 0."""
+    cells = []
+    for value, low, high, k, n in zip(frame[rate], frame[f"{rate}_lo"], frame[f"{rate}_hi"], frame[hits], frame[total]):
+        if pd.isna(value) or pd.isna(n) or n == 0:
+            cells.append("–")
+        else:
+            cells.append(f"{value * 100:.1f} [{low * 100:.1f}, {high * 100:.1f}] {int(k)}/{int(n)}")
+    return cells
+
+
+def _tuning_curve_blocks(ctx: ReportContext, keys: list[str]) -> list:
+    """Fine-Pruning's tuning accuracy against the share of channels pruned, per dataset and model,
+    a panel per layer, a line per trigger, the thresholds' mean stopping points marked."""
+    columns = ctx.columns("results")
+    if not {"d1_tune_acc_curve", "d1_layer_width", "d1_layer", "d1_threshold", "d1_pruned_channels"} <= columns:
+        return []
+    model_key = ", ".join(quote(k) for k in [*keys, "seed"])
+    fine_pruned = "n_defenses = 1 AND d1_name = 'fp'"
+    n_triggers = ctx.frame(f"SELECT count(DISTINCT trigger) AS n FROM results WHERE {fine_pruned}")["n"].iloc[0]
+    # More triggers than distinguishable colours: one line over all of them.
+    line = "trigger" if n_triggers <= len(figures.PALETTE) else "'all triggers'"
+    # A pruning curve belongs to a backdoored model and a layer, whatever the threshold: one per model.
+    curves = f"""(SELECT dataset, model, {line} AS trigger, d1_layer AS layer, d1_layer_width AS width,
+                        d1_tune_acc_curve AS curve
+                 FROM results WHERE {fine_pruned} AND d1_tune_acc_curve IS NOT NULL
+                 QUALIFY row_number() OVER (PARTITION BY {model_key}, d1_layer ORDER BY d1_threshold) = 1)"""
+    points = ctx.frame(f"""
+        SELECT dataset, model, layer, trigger, width, k, avg(acc) AS mean, stddev_samp(acc) AS sd, count(acc) AS n
+        FROM (SELECT *, unnest(curve) AS acc, unnest(range(len(curve))) AS k FROM {curves})
+        GROUP BY ALL ORDER BY dataset, model, layer, trigger, k""")
+    if points.empty:
+        return []
+    stops = ctx.frame("""
+        SELECT dataset, model, d1_layer AS layer, d1_threshold AS threshold,
+               avg(d1_pruned_channels / d1_layer_width) AS share, count(*) AS n
+        FROM results WHERE n_defenses = 1 AND d1_name = 'fp' AND d1_layer_width > 0 GROUP BY ALL""")
+    points["lo"], points["hi"] = t_interval(points["mean"], points["sd"].fillna(0.0), points["n"])
+    blocks = []
+    for (dataset, model), group in points.groupby(["dataset", "model"], sort=True):
+        name = file_stem("parameters_fp_tuning", dataset, model)
+        blocks.append(_curve_figure(name, dataset, model, group,
+                                    stops[(stops["dataset"] == dataset) & (stops["model"] == model)]))
+    return blocks
+
+
+def _curve_figure(name: str, dataset: str, model: str, points: pd.DataFrame, stops: pd.DataFrame) -> Figure:
+    layers = ordered(points["layer"].unique())
+    pooled = (points["trigger"] == "all triggers").all()
+    # The flat start of a curve says little: the axis begins 30 points before the earliest stop.
+    left = max(0.0, 10 * np.floor((stops["share"].min() * 100 - 30) / 10)) if len(stops) else 0.0
+    with figures.panels(len(layers), max_columns=2, panel_size=(4.6, 3.0), sharey=True, name=name) as (figure, axes_list):
+        for axes, layer in zip(axes_list, layers):
+            layer_points = points[points["layer"] == layer]
+            for index, (trigger, line) in enumerate(layer_points.groupby("trigger", sort=True)):
+                share = line["k"] / line["width"]
+                figures.line_with_band(axes, share * 100, line["mean"] * 100, line["lo"] * 100, line["hi"] * 100,
+                                       label=trigger, colour_=figures.colour(index), marker="")
+            layer_stops = stops[stops["layer"] == layer].sort_values("threshold").reset_index(drop=True)
+            for index, stop in layer_stops.iterrows():
+                axes.axvline(stop["share"] * 100, color="#444444", linewidth=1.0,
+                             linestyle=THRESHOLD_STYLES[index % len(THRESHOLD_STYLES)],
+                             label=f"stop at threshold {stop['threshold'] * 100:g} %")
+            axes.set_title(layer)
+            axes.set_xlabel("channels pruned (% of the layer)")
+            axes.set_xlim(left, 100)
+        axes_list[0].set_ylabel("tuning accuracy (%)")
+        for axes in axes_list:
+            axes.legend(loc="lower left")
+        svg = figures.to_svg(figure)
+    return Figure(name=name, title=f"Fine-Pruning tuning accuracy on {dataset} / {model}", svg=svg, caption=(
+        "Tuning-set accuracy as the layer's channels are pruned in increasing order of mean activation: mean "
+        "over backdoored models" + (" (all triggers)" if pooled else " per trigger") + ", band: 95 % "
+        "t-interval. Vertical lines: mean share pruned at each threshold (pruning stops before the tuning "
+        "accuracy drops by more than the threshold)" + (f"; the axis starts at {left:g} %." if left else ".")))
+
