@@ -23,6 +23,7 @@ from orchestrator.report.sections.settings import (
 from orchestrator.report.stats import aggregate
 
 MAX_PANELS = 6  # (dataset, model, trigger) panels drawn; the front table lists every panel
+MAX_BARRED = 40  # beyond this many configurations in a panel, only front points keep their bars
 
 CAPTION = ("One point per defense configuration: mean clean-accuracy drop (percentage points, before − after) "
            "against mean ASR after the defense, over every seed and poison percentage of the trigger (n = seeds × "
@@ -67,18 +68,23 @@ def tradeoff_figure(points: pd.DataFrame, baseline: pd.DataFrame, panels: pd.Dat
     families = sorted({defense_family(p) for p in points["pipeline"]}, key=lambda f: (f == "combination", f))
     family_colour = {family: figures.colour(i) for i, family in enumerate(families)}
     shown_keys_ = [k for k in panel_keys if panels[k].nunique() > 1] or ["trigger"]
+    crowded = False
     with figures.panels(len(drawn), max_columns=2, panel_size=(4.7, 3.6), name="tradeoff") as (figure, axes):
         for axis, (_, panel) in zip(axes, drawn.iterrows()):
             mine = select_panel(points, panel, panel_keys)
+            crowded |= len(mine) > MAX_BARRED
             for family in families:
                 for emphasis in (False, True):
                     subset = mine[(mine["pipeline"].map(defense_family) == family) & (mine["on_front"] == emphasis)]
                     if subset.empty:
                         continue
+                    # Hundreds of bars would hide the points; a point without bars keeps its place.
+                    barred = emphasis or len(mine) <= MAX_BARRED
                     figures.points_with_error_bars(
                         axis, 100 * subset["drop_mean"], 100 * subset["asr_after_mean"],
-                        (100 * subset["drop_lo"], 100 * subset["drop_hi"]),
-                        (100 * subset["asr_after_lo"].clip(0, 1), 100 * subset["asr_after_hi"].clip(0, 1)),
+                        (100 * subset["drop_lo"], 100 * subset["drop_hi"]) if barred else (subset["drop_mean"] * 100,) * 2,
+                        (100 * subset["asr_after_lo"].clip(0, 1), 100 * subset["asr_after_hi"].clip(0, 1)) if barred
+                        else (subset["asr_after_mean"] * 100,) * 2,
                         family_colour[family], marker=figures.MARKERS[families.index(family) % len(figures.MARKERS)],
                         emphasis=emphasis)
             front = mine[mine["on_front"]]
@@ -100,6 +106,9 @@ def tradeoff_figure(points: pd.DataFrame, baseline: pd.DataFrame, panels: pd.Dat
         figure.legend(handles=handles, loc="outside lower center", ncol=min(len(handles), 5))
         svg = figures.to_svg(figure)
     caption = CAPTION
+    if crowded:
+        caption += (f" Panels with more than {MAX_BARRED} configurations draw bars on the front points only; "
+                    "the master table has every interval.")
     if len(panels) > MAX_PANELS:
         caption += f" Only the first {MAX_PANELS} of {len(panels)} panels are drawn; the table lists every front."
     return Figure("tradeoff", "Clean-accuracy drop against ASR after the defense", svg, caption)
