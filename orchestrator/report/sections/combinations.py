@@ -164,7 +164,8 @@ def _wide(means: pd.DataFrame, changes: pd.DataFrame, keys: list[str]) -> pd.Dat
     frames = []
     for frame, variants in ((means, VARIANTS), (changes, CHAINS)):
         values = [c for c in frame.columns if c not in ("pair", *keys, "variant")]
-        wide = frame.pivot_table(index=keys, columns="variant", values=values, aggfunc="first", dropna=False)
+        # unstack, not pivot_table: only settings some variant ran, never the product of the key values
+        wide = frame.set_index([*keys, "variant"])[values].unstack("variant")
         wide.columns = [f"{variant}_{column}" for column, variant in wide.columns]
         frames.append(wide.reindex(columns=[f"{v}_{c}" for v in variants for c in values]))
     wide = frames[0].join(frames[1], how="left").reset_index()

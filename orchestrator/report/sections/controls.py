@@ -5,7 +5,7 @@ A ``random_filter`` with ``same_as`` removes, at random, as many training sample
 defense configuration flags on the same model; ``perfect_filter`` removes exactly the poisoned ones.
 Set beside the defense, per attack setting, they say how much of its effect removal alone explains:
 ``(asr_before − asr_random) / (asr_before − asr_defense)`` of the means, defined where the defense
-lowered the mean asr.
+lowered the mean ASR.
 """
 
 from __future__ import annotations
@@ -49,8 +49,8 @@ def section(ctx: ReportContext) -> Section | None:
         "Each filtering defense configuration named by a random_filter(same_as=...) stands beside that control "
         "(as many training samples removed at random, then the same retraining) and beside perfect_filter "
         "(exactly the poisoned samples removed, same retraining). 'Removal alone explains' is "
-        "(asr before − asr after random) / (asr before − asr after defense), from the means over seeds; it is "
-        "defined only where the defense lowered the mean asr. 100 % means random removal of the same count "
+        "(ASR before − ASR after random) / (ASR before − ASR after defense), from the means over seeds; it is "
+        "defined only where the defense lowered the mean ASR. 100 % means random removal of the same count "
         "did as well as the defense, so detection added nothing; 0 % means the whole drop came from what the "
         "defense chose to remove. Cells are mean [95 % t-interval] n over seeds, in percent.")
     return Section(id="controls", title="Controls", blocks=[intro, *blocks])
@@ -95,20 +95,25 @@ def _control_rows(ctx: ReportContext, keys: list[str], same_as: str, retrain: An
 def _control_blocks(ctx: ReportContext, keys: list[str], index: int, rows: tuple[str, str]) -> list:
     label, query = rows
     means = aggregate(ctx.connection, query, [*keys, "role"], list(METRICS))
-    wide = means.pivot_table(index=keys, columns="role", values=[c for c in means.columns if c not in (*keys, "role")],
-                             aggfunc="first", dropna=False)
+    values = [c for c in means.columns if c not in (*keys, "role")]
+    # unstack, not pivot_table: only settings some role ran, never the product of the key values
+    wide = means.set_index([*keys, "role"])[values].unstack("role")
     wide.columns = [f"{role}_{column}" for column, role in wide.columns]
     wide = wide.reindex(columns=[f"{role}_{m}_{p}" for role in ROLES for m in METRICS
                                  for p in ("mean", "lo", "hi", "n")]).reset_index()
     counts = [c for c in wide.columns if c.endswith("_n")]
     wide[counts] = wide[counts].fillna(0).astype("int64")
+    # Settings where the defense itself did not run have nothing to compare.
+    wide = wide[wide["defense_asr_after_n"] > 0].reset_index(drop=True)
+    if wide.empty:
+        return []
     wide["explained"] = explained_share(wide["defense_asr_before_mean"], wide["defense_asr_after_mean"],
                                         wide["random_asr_after_mean"])
     blocks: list = [Paragraph(_summary(label, wide))]
     for (dataset, model), group in wide.groupby(["dataset", "model"], sort=True):
         group = group.reset_index(drop=True)
         setting = {(title, ""): values for title, values in shown_keys(group, keys).items()}
-        asr = pd.DataFrame({
+        asr_table = pd.DataFrame({
             **setting,
             ("ASR before (%)", ""): estimate_cells(group, "defense_asr_before"),
             **{("ASR after (%)", title): estimate_cells(group, f"{role}_asr_after") for role, title in ROLE_TITLES},
@@ -121,11 +126,11 @@ def _control_blocks(ctx: ReportContext, keys: list[str], index: int, rows: tuple
             **{("Clean acc. after (%)", title): estimate_cells(group, f"{role}_clean_acc_after")
                for role, title in ROLE_TITLES},
         })
-        for frame in (asr, clean):
+        for frame in (asr_table, clean):
             frame.columns = pd.MultiIndex.from_tuples(frame.columns)
         data = group.assign(defense=label)
         blocks.append(Table(file_stem("controls", index, "asr", dataset, model),
-                            f"{label} against its controls on {dataset} / {model}: ASR", asr, data,
+                            f"{label} against its controls on {dataset} / {model}: ASR", asr_table, data,
                             "Mean [95 % CI] n = seeds. 'Removed' is the defense's own count, which the random "
                             "control copies."))
         blocks.append(Table(file_stem("controls", index, "clean", dataset, model),
@@ -136,7 +141,7 @@ def _control_blocks(ctx: ReportContext, keys: list[str], index: int, rows: tuple
 
 def explained_share(asr_before: pd.Series, asr_defense: pd.Series, asr_random: pd.Series) -> pd.Series:
     """``(asr_before − asr_random) / (asr_before − asr_defense)``, NaN where the defense did not lower
-    asr (denominator ≤ 0) or a mean is missing. All arguments are mean asr fractions, elementwise."""
+    ASR (denominator ≤ 0) or a mean is missing. All arguments are mean asr fractions, elementwise."""
     drop = asr_before - asr_defense
     with np.errstate(invalid="ignore", divide="ignore"):
         share = (asr_before - asr_random) / drop
@@ -146,11 +151,11 @@ def explained_share(asr_before: pd.Series, asr_defense: pd.Series, asr_random: p
 def describe_share(share: float) -> str:
     """The explained share in words: ``40 % of the drop``, or why it is undefined or beyond 0–100 %."""
     if pd.isna(share):
-        return "– (the defense did not lower asr)"
+        return "– (the defense did not lower ASR)"
     if share < 0:
-        return f"none: random removal raised asr ({share * 100:.0f} %)"
+        return f"none: random removal raised ASR ({share * 100:.0f} %)"
     if share > 1:
-        return f"all: random removal lowered asr more ({share * 100:.0f} %)"
+        return f"all: random removal lowered ASR more ({share * 100:.0f} %)"
     return f"{share * 100:.0f} % of the drop"
 
 
@@ -159,12 +164,12 @@ def _summary(label: str, wide: pd.DataFrame) -> str:
     compared = int(wide["random_asr_after_n"].fillna(0).gt(0).sum())
     text = f"{label}: compared with random removal of the same count in {compared} attack settings"
     if defined.empty:
-        return text + "; it lowered the mean asr in none of them, so removal alone explains nothing to measure."
-    text += (f"; in the {len(defined)} where it lowered the mean asr, removal alone explains a median of "
+        return text + "; it lowered the mean ASR in none of them, so removal alone explains nothing to measure."
+    text += (f"; in the {len(defined)} where it lowered the mean ASR, removal alone explains a median of "
              f"{defined.median() * 100:.0f} % of its drop (from {defined.min() * 100:.0f} % to {defined.max() * 100:.0f} %).")
     perfect = wide["perfect_asr_after_mean"].dropna()
     if not perfect.empty:
-        text += f" Perfect removal of the poison reaches a mean asr after of {perfect.mean() * 100:.1f} % across settings."
+        text += f" Perfect removal of the poison reaches a mean ASR after of {perfect.mean() * 100:.1f} % across settings."
     return text
 
 

@@ -2,7 +2,7 @@
 
 Spectral Signatures over ``expected_pp_poison × eps_multiplier``, Activation Clustering over
 ``cluster_analysis × (reduce, ex_re_threshold)`` and Fine-Pruning over ``layer × threshold``; cells are
-the mean asr after over the attack settings and seeds of one dataset and model, beside the detection
+the mean ASR after over the attack settings and seeds of one dataset and model, beside the detection
 rates (micro-aggregated: summed counts) or the channels pruned. Other parameters that vary in the
 sweep (SS's ``score``, ...) get a figure each. Fine-Pruning's tuning-accuracy curves show where each
 threshold stopped. Only single-defense pipelines (``n_defenses = 1``) feed this section: in a chain,
@@ -64,10 +64,11 @@ def section(ctx: ReportContext) -> Section | None:
     if not blocks:
         return None
     intro = Paragraph(
-        "Each defense's grid, from trials that ran it alone. Heatmap cells pool the attack settings (trigger × "
-        "poison %) and seeds of one dataset and model: mean asr after in percent, TPR and FPR as summed counts "
-        "(removed poisoned / poisoned, removed clean / clean). Tables give mean [95 % t-interval] n for means "
-        "and [95 % Wilson interval] removed/total for rates; empty cells: not in the sweep.")
+        "Each defense's grid, from trials that ran it alone (in a chain, a defense's numbers depend on what ran "
+        "before it). Heatmap cells pool the attack settings (trigger × poison %) and seeds of one dataset and "
+        "model: mean ASR after in percent; TPR and FPR from counts summed over the trials (removed poisoned / "
+        "poisoned, removed clean / clean). Tables give mean [95 % CI] n for means and a 95 % Wilson interval for "
+        "rates; blank heatmap cells were not in the sweep.")
     return Section(id="parameters", title="Parameters", blocks=[intro, *blocks])
 
 
@@ -172,9 +173,10 @@ def _heatmap_figure(grid: Grid, cells: pd.DataFrame, name: str, title: str) -> F
             axes.set_ylabel(grid.rows)
             axes.set_xlabel(" / ".join(grid.columns))
         svg = figures.to_svg(figure)
+    rates = "; TPR and FPR from counts summed over the trials" if grid.filtering else ""
     return Figure(name=name, title=title, svg=svg, caption=(
-        "Cells: mean over the attack settings and seeds of this dataset and model; TPR and FPR from summed "
-        "counts. Darker is lower; a lower asr after is better. Blank cells were not run."))
+        f"Cells: mean over the attack settings and seeds of this dataset and model{rates}. Darker is lower; a "
+        "lower ASR after is better. Blank cells were not run."))
 
 
 def _matrix(cells: pd.DataFrame, grid: Grid, row_labels: list[str], column_keys: list[tuple], value: str) -> np.ndarray:
@@ -237,7 +239,7 @@ def _number_text(value: str) -> str:
 
 
 def _cell_table(grid: Grid, group: pd.DataFrame, keys: list[str], dataset: str, model: str) -> Table:
-    """The grid's cells (all, or the :data:`BEST_SHOWN` with the lowest mean asr after)."""
+    """The grid's cells (all, or the :data:`BEST_SHOWN` with the lowest mean ASR after)."""
     rows = group.sort_values(["asr_after_mean", *keys]).reset_index(drop=True)
     total = len(rows)
     if total > FULL_TABLE_CELLS:
@@ -249,16 +251,17 @@ def _cell_table(grid: Grid, group: pd.DataFrame, keys: list[str], dataset: str, 
     shown["ASR after (%)"] = estimate_cells(rows, "asr_after")
     shown["Clean acc. after (%)"] = estimate_cells(rows, "clean_acc_after")
     if "tpr" in rows:
-        shown["TPR (%)"] = rate_cells(rows, "tpr", "removed_poisoned", "n_poisoned")
-        shown["FPR (%)"] = rate_cells(rows, "fpr", "removed_clean", "n_clean")
+        shown["TPR (%)"] = rate_cells(rows, "tpr")
+        shown["FPR (%)"] = rate_cells(rows, "fpr")
     if "pruned_channels_mean" in rows:
         shown["Channels pruned"] = estimate_cells(rows, "pruned_channels", scale=1.0, bounds=None)
     title = f"{grid.title} grid on {dataset} / {model}"
     if total > FULL_TABLE_CELLS:
-        title += f": the {BEST_SHOWN} of {total} cells with the lowest mean asr after"
+        title += f": the {BEST_SHOWN} of {total} cells with the lowest mean ASR after"
     return Table(name=file_stem("parameters", grid.defense, "cells", dataset, model), title=title,
                  shown=shown, data=rows.drop(columns=["dataset", "model"]).assign(dataset=dataset, model=model),
-                 note="pooled over attack settings and seeds; rates: removed/total summed over trials.")
+                 note="Pooled over attack settings and seeds: mean [95 % CI] n = trials; TPR and FPR from counts "
+                      "summed over the trials, [95 % Wilson interval].")
 
 
 def _best_table(grid: Grid, best: pd.DataFrame, keys: list[str], cell: list[str], dataset: str, model: str) -> Table:
@@ -269,21 +272,16 @@ def _best_table(grid: Grid, best: pd.DataFrame, keys: list[str], cell: list[str]
     shown["ASR after (%)"] = estimate_cells(rows, "asr_after")
     shown["Clean acc. after (%)"] = estimate_cells(rows, "clean_acc_after")
     return Table(name=file_stem("parameters", grid.defense, "best", dataset, model),
-                 title=f"{grid.title}: the grid cell with the lowest mean asr after, per attack setting, "
+                 title=f"{grid.title}: the grid cell with the lowest mean ASR after, per attack setting, "
                        f"{dataset} / {model}",
-                 shown=shown, data=rows, note="mean [95 % t-interval] n over seeds.")
+                 shown=shown, data=rows, note="Mean [95 % CI] n = seeds.")
 
 
-def rate_cells(frame: pd.DataFrame, rate: str, hits: str, total: str) -> list[str]:
-    """``75.0 [60.1, 86.0] 30/40`` per row: a micro-aggregated rate (percent), its Wilson interval and
-    the summed counts; ``–`` where the total is 0."""
-    cells = []
-    for value, low, high, k, n in zip(frame[rate], frame[f"{rate}_lo"], frame[f"{rate}_hi"], frame[hits], frame[total]):
-        if pd.isna(value) or pd.isna(n) or n == 0:
-            cells.append("–")
-        else:
-            cells.append(f"{value * 100:.1f} [{low * 100:.1f}, {high * 100:.1f}] {int(k)}/{int(n)}")
-    return cells
+def rate_cells(frame: pd.DataFrame, rate: str) -> list[str]:
+    """``75.0 [60.1, 86.0]`` per row: a micro-aggregated rate in percent with its Wilson interval, as
+    section Detection writes them (the counts stay in the table's data); ``–`` without a rate."""
+    return ["–" if pd.isna(value) else f"{value * 100:.1f} [{low * 100:.1f}, {high * 100:.1f}]"
+            for value, low, high in zip(frame[rate], frame[f"{rate}_lo"], frame[f"{rate}_hi"])]
 
 
 def _tuning_curve_blocks(ctx: ReportContext, keys: list[str]) -> list:

@@ -47,7 +47,8 @@ def section(ctx: ReportContext) -> Section | None:
     analogue = any(table.data["analogue"].any() for table in tables)
     blocks: list = [Paragraph(
         "The thesis's numbers (percent, as printed) beside this sweep's (fractions shown as percent): mean "
-        "[95 % t-interval] n over seeds, or for detection rates the summed counts with a Wilson interval. "
+        "[95 % CI] n = seeds, or for detection rates the rate of counts summed over seeds with its 95 % Wilson "
+        "interval and the counts (removed / total), as the thesis counted them. "
         "Difference = ours − thesis in percentage points. 'Thesis inside our CI' says whether the thesis's "
         "value lies within our interval; with one seed there is no interval. The thesis trained one model per "
         "setting, so its numbers carry their own, unknown, seed-to-seed spread.")]
@@ -72,7 +73,7 @@ def _backdoored(ctx: ReportContext, keys: list[str]) -> pd.DataFrame:
     thesis = pd.concat([models.assign(thesis_table="Table 4.1"), sweep], ignore_index=True)
     thesis["poison_pct"] = thesis["poison_pct"].astype(float)
     metrics = [("clean accuracy", "clean_acc", "clean_acc_before", None),
-               ("asr (backdoor success)", "backdoor_success", "asr_before", None)]
+               ("ASR (backdoor success)", "backdoor_success", "asr_before", None)]
     return _compare(ours, thesis, keys, ["trigger", "poison_pct"], metrics)
 
 
@@ -107,7 +108,7 @@ def _activation_clustering(ctx: ReportContext, keys: list[str]) -> pd.DataFrame 
     thesis["thesis_table"] = "Tables 4.2, 4.3"
     thesis["tpr"] = 100 * thesis["removed_poisoned"] / thesis["n_poisoned"]
     metrics = [("clean accuracy after", "clean_acc_after", "clean_acc_after", None),
-               ("asr after", "backdoor_success_after", "asr_after", None)]
+               ("ASR after", "backdoor_success_after", "asr_after", None)]
     if counts:
         metrics += [("TPR (poisoned removed)", "tpr", "tpr", ("removed_poisoned", "n_poisoned")),
                     ("training set removed", "removed_total_pct", "removed_share", ("removed_total", "n_seen"))]
@@ -131,7 +132,7 @@ def _fine_pruning(ctx: ReportContext, keys: list[str]) -> pd.DataFrame | None:
     thesis["threshold_pct"] = thesis["threshold_pct"].astype(float)
     thesis["pruned_share"] = 100 * thesis["removed_neurons"] / thesis["layer_width"]
     metrics = [("clean accuracy after", "clean_acc_after", "clean_acc_after", None),
-               ("asr after", "backdoor_success_after", "asr_after", None),
+               ("ASR after", "backdoor_success_after", "asr_after", None),
                ("channels pruned (% of layer)", "pruned_share", "pruned_share", None)]
     return _compare(ours, thesis, keys, ["trigger", "poison_pct", "layer", "threshold_pct"], metrics)
 
@@ -162,7 +163,7 @@ def _combinations(ctx: ReportContext, keys: list[str]) -> pd.DataFrame | None:
     thesis = load_reference("combinations").merge(thesis_settings(), on="model_id")
     thesis["thesis_table"] = np.where(thesis["order"] == "ac_then_fp", "Table 4.7", "Table 4.9")
     metrics = [("clean accuracy after", "clean_acc_after", "clean_acc_after", None),
-               ("asr after", "backdoor_success_after", "asr_after", None)]
+               ("ASR after", "backdoor_success_after", "asr_after", None)]
     return _compare(ours, thesis, keys, ["trigger", "poison_pct", "order", "fp_layer"], metrics)
 
 
@@ -229,8 +230,9 @@ def _compare(ours: pd.DataFrame, thesis: pd.DataFrame, setting: list[str], keys:
         rows["ours_hi"] = (rows[f"{prefix}_hi"] * 100).clip(0, 100)
         if counts:
             rows["ours_n"] = rows[counts[1]]
-            rows["shown_ours"] = rate_cells(rows.assign(rate=rows[f"{prefix}_mean"], rate_lo=rows[f"{prefix}_lo"],
-                                                        rate_hi=rows[f"{prefix}_hi"]), "rate", *counts)
+            rows["shown_ours"] = [cell + f" {int(k)}/{int(n)}" if cell != "–" else cell for cell, k, n in zip(
+                rate_cells(rows.assign(rate=rows[f"{prefix}_mean"], rate_lo=rows[f"{prefix}_lo"],
+                                       rate_hi=rows[f"{prefix}_hi"]), "rate"), rows[counts[0]], rows[counts[1]])]
         else:
             rows["ours_n"] = rows[f"{prefix}_n"]
             rows["shown_ours"] = estimate_cells(rows, prefix)

@@ -98,6 +98,16 @@ def test_combination_change_is_paired_against_the_better_single_defense():
     assert np.allclose(data["a_asr_after_mean"], 0.5) and (data["a_asr_after_n"] == 3).all()
 
 
+def test_combination_tables_hold_only_the_settings_each_dataset_ran():
+    signs = combination_rows(ab=0.2, ba=0.3, seeds=[0])
+    gtsrb = synthetic_rows(["big_yellow_square"], [4], [0], [AC, FP, AC_THEN_FP, FP_THEN_AC], dataset="gtsrb")
+    found = tables(combinations.section(context_of(signs + gtsrb)))
+    assert found["combinations_1_asr_after_gtsrb_gtsrb_cnn"].data[["trigger", "poison_pct"]].values.tolist() == [
+        ["big_yellow_square", 4.0]]
+    assert len(found["combinations_1_asr_after_synthetic_signs_gtsrb_cnn"].data) == 4
+    assert found["combinations_1_counts"].data["settings"].tolist() == [5] * 5
+
+
 def test_combinations_need_both_orders_and_both_singles():
     rows = combination_rows(ab=0.2, ba=0.3)
     assert combinations.section(context_of([r for r in rows if r["pipeline"] != FP_THEN_AC])) is None
@@ -147,6 +157,14 @@ def test_control_ratio_is_undefined_when_the_defense_did_not_lower_asr():
     table = next(t for t in tables(controls.section(context_of(rows))).values() if "_asr_" in t.name)
     assert np.isnan(table.data["explained"].iloc[0])
     assert table.shown[("Removal alone explains", "")].iloc[0].startswith("–")
+
+
+def test_controls_show_only_settings_where_the_defense_ran():
+    rows = control_rows()
+    # On another dataset only the random control ran: no table for it.
+    rows += synthetic_rows(["white_square"], [4], [0], [RANDOM_AS_AC, "perfect_filter"], dataset="gtsrb")
+    names = set(tables(controls.section(context_of(rows))))
+    assert names == {"controls_1_asr_synthetic_signs_gtsrb_cnn", "controls_1_clean_synthetic_signs_gtsrb_cnn"}
 
 
 def test_controls_absent_without_a_matching_defense():
@@ -280,7 +298,7 @@ def test_thesis_row_for_a_setting_of_table_4_1():
         row["asr_before"] = {0: 0.98, 1: 0.99, 2: 1.0}[row["seed"]]
     section = thesis.section(context_of(rows))
     data = tables(section)["thesis_backdoored"].data
-    asr = data[data["metric"].str.startswith("asr")]
+    asr = data[data["metric"].str.startswith("ASR")]
     assert asr["thesis_row"].tolist() == ["GTSRB-yellowSquare-bigger"]  # 3 % is in no thesis table
     row = asr.iloc[0]
     assert row["thesis"] == 99.26 and row["ours_mean"] == pytest.approx(99.0)
@@ -294,7 +312,7 @@ def test_thesis_value_outside_a_narrow_interval():
     for row in rows:
         row["asr_before"] = 0.9 + 0.001 * row["seed"]
     shown = tables(thesis.section(context_of(rows)))["thesis_backdoored"].shown
-    assert shown.loc[shown["metric"].str.startswith("asr"), "thesis inside our CI"].tolist() == ["no"]
+    assert shown.loc[shown["metric"].str.startswith("ASR"), "thesis inside our CI"].tolist() == ["no"]
 
 
 def test_thesis_analogue_is_labelled():
@@ -316,7 +334,7 @@ def test_thesis_defense_rows_match_parameters_and_convert_percentages():
     found = tables(section)
     assert "thesis_fine_pruning" not in found  # the thesis pruned at 4 %, this sweep at 2 %
     ac = found["thesis_activation_clustering"].data
-    asr = ac[ac["metric"] == "asr after"].iloc[0]
+    asr = ac[ac["metric"] == "ASR after"].iloc[0]
     assert asr["thesis"] == 100.0 and asr["ours_mean"] == pytest.approx(50.0)
     assert asr["difference_pp"] == pytest.approx(-50.0)
     combination = found["thesis_combinations"].data
