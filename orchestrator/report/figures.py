@@ -100,9 +100,17 @@ def to_svg(figure: Figure) -> str:
     svg = re.sub(r"<metadata>.*?</metadata>\s*", "", svg, flags=re.DOTALL)
     # Matplotlib numbers its ids from 1 in every file (figure_1, axes_1); inline, they must be unique.
     prefix = re.sub(r"\W", "_", figure.get_label() or "figure")
-    svg = re.sub(r'\bid="([^"]+)"', lambda match: f'id="{prefix}-{match[1]}"', svg)
     svg = re.sub(r'(url\(#|href="#)([^")]+)', lambda match: f"{match[1]}{prefix}-{match[2]}", svg)
-    return svg.strip()
+    seen: dict[str, int] = {}
+
+    def unique(match: re.Match) -> str:
+        # Two identical images (heatmap panels) share a content-hash id; only the first keeps it
+        # (images are inline data, never referenced by id).
+        seen[match[1]] = seen.get(match[1], 0) + 1
+        suffix = f"-{seen[match[1]]}" if seen[match[1]] > 1 else ""
+        return f'id="{prefix}-{match[1]}{suffix}"'
+
+    return re.sub(r'\bid="([^"]+)"', unique, svg).strip()
 
 
 def line_with_band(axes: Axes, x: Sequence[float], mean: Sequence[float], lower: Sequence[float],

@@ -13,10 +13,14 @@ import pytest
 from orchestrator.report.build import build_sections, write_report
 from orchestrator.report.model import Figure, Paragraph, ReportContext, Section, SweepFacts, Table
 from orchestrator.report.render import breakable, header_rows, render_html, render_markdown
+from orchestrator.report.sections import attacks, detection, master, sweep, tradeoff
 from orchestrator.results import connect
 from tests.report_rows import PIPELINES, connect_rows, synthetic_rows, write_rows
 
 WRITTEN_AT = datetime(2026, 1, 2, 3, 4, tzinfo=timezone.utc)
+# Sections 1-5; the default list (orchestrator.report.sections.SECTIONS) holds these and more.
+CORE = [sweep.section, attacks.section, master.section, tradeoff.section, detection.section]
+CORE_IDS = ["sweep", "attacks", "master", "tradeoff", "detection"]
 SPACE = "name: demo\nattack: {trigger: [yellow_square, big_yellow_square]}\n"
 
 
@@ -46,13 +50,13 @@ def test_report_over_generated_sweep(tmp_path):
     sections = build_sections(context)
     html = files.html.read_text()
     markdown = files.markdown.read_text()
-    assert files.sections == ["sweep", "attacks", "master", "tradeoff", "detection"]
+    assert [s for s in files.sections if s in CORE_IDS] == CORE_IDS
 
     # Self-contained: nothing is fetched (no URL in src or href), every figure inline as SVG.
     assert not re.search(r"""(src|href)\s*=\s*["']?\s*(https?:)?//""", html, flags=re.IGNORECASE)
     assert "<link" not in html and "<script" not in html and "@import" not in html
     figures = [b for s in sections for b in s.blocks if isinstance(b, Figure)]
-    assert {f.name for f in figures} == {"dose_response", "tradeoff", "ss_roc"}
+    assert {"dose_response", "tradeoff", "ss_roc"} <= {f.name for f in figures}
     assert html.count("<svg") == len(figures)
     ids = re.findall(r'\sid="([^"]+)"', html)
     assert len(ids) == len(set(ids)) > 100  # matplotlib's ids made unique across the inlined figures
@@ -91,7 +95,7 @@ def test_complete_sweep_has_no_partial_banner(tmp_path):
 
 
 def test_every_aggregated_cell_in_the_html_shows_its_interval_and_n(tmp_path):
-    files = write_report(generated_context(), tmp_path, sections=None, written_at=WRITTEN_AT)
+    files = write_report(generated_context(), tmp_path, sections=CORE, written_at=WRITTEN_AT)
     html = files.html.read_text()
     intervals = re.findall(r'<span class="ci">([^<]*)</span>', html)
     assert len(intervals) > 300
@@ -102,7 +106,7 @@ def test_every_aggregated_cell_in_the_html_shows_its_interval_and_n(tmp_path):
 
 
 def test_one_seed_cells_say_so_in_html_and_markdown(tmp_path):
-    files = write_report(generated_context(seeds=(0,)), tmp_path, written_at=WRITTEN_AT)
+    files = write_report(generated_context(seeds=(0,)), tmp_path, sections=CORE, written_at=WRITTEN_AT)
     assert '<span class="ci">(n = 1)</span>' in files.html.read_text()
     assert "(n = 1)" in files.markdown.read_text()
     # Attacks and the master table aggregate seeds only (the trade-off pools poison percentages too).
@@ -183,4 +187,17 @@ def test_report_over_ten_thousand_rows_takes_under_a_minute(tmp_path):
     context = ReportContext(connect_rows(rows), SweepFacts("big", SPACE, {"done": len(rows)}))
     files = write_report(context, tmp_path)
     assert time.perf_counter() - start < 60
-    assert files.sections == ["sweep", "attacks", "master", "tradeoff", "detection"]
+    assert [s for s in files.sections if s in CORE_IDS] == CORE_IDS
+
+
+def test_inline_svg_ids_are_unique_even_for_identical_images():
+    from orchestrator.report import figures
+
+    with figures.panels(2, name="twins") as (figure, axes):
+        for axis in axes:
+            axis.imshow([[0, 1], [1, 0]])
+        svg = figures.to_svg(figure)
+    ids = re.findall(r'\sid="([^"]+)"', svg)
+    assert len(ids) == len(set(ids)) and all(i.startswith("twins-") for i in ids)
+    assert set(re.findall(r'(?:url\(#|href="#)([^")]+)', svg)) <= set(ids)
+    assert svg.startswith("<svg") and "<metadata" not in svg and "<?xml" not in svg
