@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import time
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -175,19 +174,6 @@ def test_column_groups_become_a_two_row_header():
                                SweepFacts("x", "", {"done": 1}), WRITTEN_AT)
     assert "| Trigger | ac · ASR (%) | ac · DER (%) | fp · ASR (%) |" in markdown
 
-
-@pytest.mark.slow
-def test_report_over_ten_thousand_rows_takes_under_a_minute(tmp_path):
-    pipelines = PIPELINES + [f"ss(expected_pp_poison={pp},eps_multiplier={e},score={s})"
-                             for pp in (0.01, 0.1, 0.5) for e in (0.5, 1, 3, 5, 10, 20) for s in ("art", "centered")]
-    rows = synthetic_rows(["yellow_square", "white_square", "big_yellow_square", "yellow_pattern", "white_pattern"],
-                          [2, 4, 6, 27], list(range(10)), pipelines)
-    assert len(rows) >= 10_000
-    start = time.perf_counter()
-    context = ReportContext(connect_rows(rows), SweepFacts("big", SPACE, {"done": len(rows)}))
-    files = write_report(context, tmp_path)
-    assert time.perf_counter() - start < 60
-    assert [s for s in files.sections if s in CORE_IDS] == CORE_IDS
 
 
 def test_inline_svg_ids_are_unique_even_for_identical_images():

@@ -1,0 +1,33 @@
+"""The whole report, opened in a real browser (Debian's headless Chromium): every section heading, every
+figure drawn with a size, no console error, no request leaving the file, nothing wider than the page."""
+
+from __future__ import annotations
+
+import os
+import shutil
+
+import pytest
+
+from orchestrator.report.build import build_sections
+from tests.browser import inspect_page
+from tests.orchestrator.report.test_render import build_generated_report
+
+
+@pytest.mark.slow
+def test_the_report_reads_in_chromium_offline_with_every_section_and_figure(tmp_path):
+    context, files = build_generated_report(tmp_path / "runs", tmp_path / "report")
+    sections = build_sections(context)
+    assert len(sections) >= 10, "the generated sweep has rows for (nearly) every section"
+    page = inspect_page(files.html, screenshot=tmp_path / "report.png")
+    if preview := os.environ.get("BDSWEEP_REPORT_PREVIEW"):  # a developer's look at the screenshot
+        shutil.copy(tmp_path / "report.png", preview)
+
+    assert page.console_errors == ()
+    assert page.requests == (), "nothing is fetched: figures and styles are inline"
+    for number, section in enumerate(sections, start=1):
+        assert f"{number}. {section.title}" in page.headings
+    n_figures = sum(block.__class__.__name__ == "Figure" for section in sections for block in section.blocks)
+    assert len(page.figures) >= n_figures > 0
+    assert page.empty_figures == [], "every figure renders with a size"
+    assert not page.wider_than_viewport, f"page {page.scroll_width}px wide in a {page.viewport_width}px window"
+    assert (tmp_path / "report.png").stat().st_size > 50_000
