@@ -13,7 +13,6 @@ its trial counts as not done, so ``resume`` runs it again.
 
 from __future__ import annotations
 
-import json
 import logging
 import types
 import typing

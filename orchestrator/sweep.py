@@ -246,9 +246,9 @@ def _progress_callback(storage: StorageRoot, name: str, total: int, echo: Callab
             echo(f"  retrying  {trial.config['trial']['label']} (failure {trial.num_failures})")
 
         def on_trial_error(self, iteration, trials, trial, **info):
-            error_file = error_file(name, trial.config["trial"]["trial_id"])
+            traceback_file = error_file(name, trial.config["trial"]["trial_id"])
             try:
-                text, where = storage.read_text(*error_file), storage.display(*error_file)
+                text, where = storage.read_text(*traceback_file), storage.display(*traceback_file)
             except FileNotFoundError:
                 text, where = trial.get_error(), trial.path
             echo(f"{self.done()} FAILED {trial.config['trial']['label']}: {last_line(text)}\n    traceback: {where}")
