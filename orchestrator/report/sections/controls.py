@@ -1,4 +1,4 @@
-"""Section 8, Controls: each filtering defense beside random removal of as many samples and beside
+"""Section "Controls": each filtering defense beside random removal of as many samples and beside
 perfect removal of exactly the poison.
 
 A ``random_filter`` with ``same_as`` removes, at random, as many training samples as the named
@@ -25,13 +25,13 @@ ROLE_TITLES = (("defense", "Defense"), ("random", "Random, same count"), ("perfe
 METRICS = ("asr_before", "asr_after", "clean_acc_before", "clean_acc_after", "removed")
 
 
-def section(ctx: ReportContext) -> Section | None:
-    """The controls section, or None when no random_filter(same_as=...) names a defense the sweep ran."""
-    columns = ctx.columns("results")
+def section(context: ReportContext) -> Section | None:
+    """None when no random_filter(same_as=...) names a defense configuration the sweep ran alone."""
+    columns = context.columns("results")
     if not {"d1_name", "d1_same_as", "n_defenses", "asr_after", "clean_acc_after"} <= columns:
         return None
-    keys = setting_columns(ctx)
-    controls = ctx.frame(
+    keys = setting_columns(context)
+    controls = context.frame(
         "SELECT DISTINCT d1_same_as AS same_as, d1_retrain AS retrain FROM results "
         "WHERE n_defenses = 1 AND d1_name = 'random_filter' AND d1_same_as IS NOT NULL ORDER BY 1, 2"
         if "d1_retrain" in columns else
@@ -39,10 +39,10 @@ def section(ctx: ReportContext) -> Section | None:
         "WHERE n_defenses = 1 AND d1_name = 'random_filter' AND d1_same_as IS NOT NULL ORDER BY 1")
     blocks: list = []
     for index, control in enumerate(controls.itertuples(index=False), start=1):
-        rows = _control_rows(ctx, keys, control.same_as, control.retrain)
+        rows = _control_rows(context, keys, control.same_as, control.retrain)
         if rows is None:
             continue
-        blocks += _control_blocks(ctx, keys, index, rows)
+        blocks += _control_blocks(context, keys, index, rows)
     if not blocks:
         return None
     intro = Paragraph(
@@ -52,14 +52,15 @@ def section(ctx: ReportContext) -> Section | None:
         "(ASR before − ASR after random) / (ASR before − ASR after defense), from the means over seeds; it is "
         "defined only where the defense lowered the mean ASR. 100 % means random removal of the same count "
         "did as well as the defense, so detection added nothing; 0 % means the whole drop came from what the "
-        "defense chose to remove. Cells are mean [95 % t-interval] n over seeds, in percent.")
-    return Section(id="controls", title="Controls", blocks=[intro, *blocks])
+        "defense chose to remove. Cells: mean [95 % CI] n = seeds, in percent.")
+    return Section("controls", "Controls: random and perfect removal beside each filtering defense", [intro, *blocks])
 
 
-def _control_rows(ctx: ReportContext, keys: list[str], same_as: str, retrain: Any) -> tuple[str, str] | None:
-    """``(label of the defense configuration, query of its rows, the control's and perfect removal's,
-    tagged by role)``, or None when the sweep holds no single-defense run matching ``same_as``."""
-    columns = ctx.columns("results")
+def _control_rows(context: ReportContext, keys: list[str], same_as: str, retrain: Any) -> tuple[str, str] | None:
+    """``(label, query)``: the defense configuration ``same_as`` names, and a parenthesised query of its
+    rows, the control's and perfect removal's, tagged by ``role``; None when the sweep ran no
+    single-defense configuration with those parameters."""
+    columns = context.columns("results")
     (name, params), = json.loads(same_as).items()
     # ``same_as`` fixes retrain to none (only the count is used); the control's own retrain is what
     # the defense it is compared with must share.
@@ -72,7 +73,7 @@ def _control_rows(ctx: ReportContext, keys: list[str], same_as: str, retrain: An
         conditions.append(f"{quote('d1_' + param)} IS NOT DISTINCT FROM {_literal(value)}")
     same_retrain = f"d1_retrain IS NOT DISTINCT FROM {_literal(retrain)}" if "d1_retrain" in columns else "TRUE"
     defense = " AND ".join(conditions + [same_retrain, "n_defenses = 1"])
-    labels = ctx.frame(f"SELECT min(pipeline) AS label, count(*) AS n FROM results WHERE {defense}")
+    labels = context.frame(f"SELECT min(pipeline) AS label, count(*) AS n FROM results WHERE {defense}")
     if not labels["n"].iloc[0]:
         return None
     setting = ", ".join(quote(k) for k in keys)
@@ -92,9 +93,9 @@ def _control_rows(ctx: ReportContext, keys: list[str], same_as: str, retrain: An
     return labels["label"].iloc[0], query
 
 
-def _control_blocks(ctx: ReportContext, keys: list[str], index: int, rows: tuple[str, str]) -> list:
+def _control_blocks(context: ReportContext, keys: list[str], index: int, rows: tuple[str, str]) -> list:
     label, query = rows
-    means = aggregate(ctx.connection, query, [*keys, "role"], list(METRICS))
+    means = aggregate(context.connection, query, [*keys, "role"], list(METRICS))
     values = [c for c in means.columns if c not in (*keys, "role")]
     # unstack, not pivot_table: only settings some role ran, never the product of the key values
     wide = means.set_index([*keys, "role"])[values].unstack("role")
@@ -165,17 +166,18 @@ def _summary(label: str, wide: pd.DataFrame) -> str:
     text = f"{label}: compared with random removal of the same count in {compared} attack settings"
     if defined.empty:
         return text + "; it lowered the mean ASR in none of them, so removal alone explains nothing to measure."
+    low, median, high = (100 * value for value in (defined.min(), defined.median(), defined.max()))
     text += (f"; in the {len(defined)} where it lowered the mean ASR, removal alone explains a median of "
-             f"{defined.median() * 100:.0f} % of its drop (from {defined.min() * 100:.0f} % to {defined.max() * 100:.0f} %).")
+             f"{median:.0f} % of its drop (from {low:.0f} % to {high:.0f} %).")
     perfect = wide["perfect_asr_after_mean"].dropna()
     if not perfect.empty:
-        text += f" Perfect removal of the poison reaches a mean ASR after of {perfect.mean() * 100:.1f} % across settings."
+        text += f" Perfect removal of the poison reaches a mean ASR after of {100 * perfect.mean():.1f} %."
     return text
 
 
 def _literal(value: Any) -> str:
     """``value`` (from JSON or a DataFrame) as a SQL literal."""
-    if value is None or (isinstance(value, float) and np.isnan(value)):
+    if value is None or (not isinstance(value, (str, dict, list)) and pd.isna(value)):
         return "NULL"
     if isinstance(value, bool):
         return "TRUE" if value else "FALSE"

@@ -1,4 +1,4 @@
-"""Section 6, Parameters: what each defense's grid does, as heatmaps over its parameters.
+"""Section "Parameters": what each defense's grid does, as heatmaps over its parameters.
 
 Spectral Signatures over ``expected_pp_poison × eps_multiplier``, Activation Clustering over
 ``cluster_analysis × (reduce, ex_re_threshold)`` and Fine-Pruning over ``layer × threshold``; cells are
@@ -25,8 +25,8 @@ from orchestrator.report.stats import aggregate, t_interval, wilson_interval
 
 FULL_TABLE_CELLS = 24  # a grid with more cells shows only its best ones in the table
 BEST_SHOWN = 12
-HEATMAP_COLOURS = "cividis"
-THRESHOLD_STYLES = (":", "--", "-.", (0, (5, 1, 1, 1, 1, 1)))  # perceptually uniform and readable with every common colour-vision deficiency
+HEATMAP_COLOURS = "cividis"  # perceptually uniform and readable with every common colour-vision deficiency
+THRESHOLD_STYLES = (":", "--", "-.", (0, (5, 1, 1, 1, 1, 1)))  # one line style per FP threshold, grey
 
 
 @dataclass(frozen=True)
@@ -48,19 +48,19 @@ GRIDS = (
 COUNTS = ("removed_poisoned", "n_poisoned", "removed_clean", "n_clean")
 
 
-def section(ctx: ReportContext) -> Section | None:
-    """The parameters section, or None when no single-defense trial of SS, AC or FP is in the sweep."""
-    columns = ctx.columns("results")
+def section(context: ReportContext) -> Section | None:
+    """None when no trial ran SS, AC or FP alone."""
+    columns = context.columns("results")
     if not {"n_defenses", "d1_name", "asr_after", "clean_acc_after"} <= columns:
         return None
-    keys = setting_columns(ctx)
+    keys = setting_columns(context)
     blocks: list = []
     for grid in GRIDS:
         if not {f"d1_{grid.rows}", *(f"d1_{c}" for c in grid.columns)} <= columns:
             continue
-        blocks += _grid_blocks(ctx, grid, keys)
+        blocks += _grid_blocks(context, grid, keys)
         if grid.defense == "fp":
-            blocks += _tuning_curve_blocks(ctx, keys)
+            blocks += _tuning_curve_blocks(context, keys)
     if not blocks:
         return None
     intro = Paragraph(
@@ -69,7 +69,7 @@ def section(ctx: ReportContext) -> Section | None:
         "model: mean ASR after in percent; TPR and FPR from counts summed over the trials (removed poisoned / "
         "poisoned, removed clean / clean). Tables give mean [95 % CI] n for means and a 95 % Wilson interval for "
         "rates; blank heatmap cells were not in the sweep.")
-    return Section(id="parameters", title="Parameters", blocks=[intro, *blocks])
+    return Section("parameters", "Parameters: what each defense's grid does", [intro, *blocks])
 
 
 def _parameters(grid: Grid, columns: set[str]) -> list[str]:
@@ -91,18 +91,18 @@ def _source(grid: Grid, parameters: list[str], columns: set[str], keys: list[str
             f"FROM results WHERE n_defenses = 1 AND d1_name = '{grid.defense}')")
 
 
-def _grid_blocks(ctx: ReportContext, grid: Grid, keys: list[str]) -> list:
+def _grid_blocks(context: ReportContext, grid: Grid, keys: list[str]) -> list:
     """Heatmaps, the grid-cell table and the best cell per attack setting, per dataset and model."""
-    columns = ctx.columns("results")
+    columns = context.columns("results")
     parameters = _parameters(grid, columns)
     source = _source(grid, parameters, columns, keys)
-    if not ctx.frame(f"SELECT count(*) AS n FROM {source}")["n"].iloc[0]:
+    if not context.frame(f"SELECT count(*) AS n FROM {source}")["n"].iloc[0]:
         return []
     axes = [grid.rows, *grid.columns]
-    distinct = ctx.frame(f"SELECT {', '.join(f'count(DISTINCT {p}) AS {p}' for p in parameters)} FROM {source}")
+    distinct = context.frame(f"SELECT {', '.join(f'count(DISTINCT {p}) AS {p}' for p in parameters)} FROM {source}")
     facets = [p for p in parameters if p not in axes and distinct[p].iloc[0] > 1]
-    cells = _cells(ctx, source, ["dataset", "model", *facets, *axes], grid)
-    best = _best_per_setting(ctx, source, keys, [*facets, *axes])
+    cells = _cells(context, source, ["dataset", "model", *facets, *axes], grid)
+    best = _best_per_setting(context, source, keys, [*facets, *axes])
     blocks: list = []
     for (dataset, model), group in cells.groupby(["dataset", "model"], sort=True):
         facet_groups = group.groupby(facets, sort=True) if facets else [((), group)]
@@ -119,14 +119,14 @@ def _grid_blocks(ctx: ReportContext, grid: Grid, keys: list[str]) -> list:
     return blocks
 
 
-def _cells(ctx: ReportContext, source: str, keys: list[str], grid: Grid) -> pd.DataFrame:
+def _cells(context: ReportContext, source: str, keys: list[str], grid: Grid) -> pd.DataFrame:
     """Per grid cell: means of asr / clean accuracy after (and pruned channels), summed detection
     counts with TPR and FPR and their Wilson bounds."""
     metrics = ["asr_after", "clean_acc_after"] + ([] if grid.filtering else ["pruned_channels"])
-    cells = aggregate(ctx.connection, source, keys, metrics)
-    if grid.filtering and "removed_poisoned" in ctx.frame(f"SELECT * FROM {source} LIMIT 0").columns:
+    cells = aggregate(context.connection, source, keys, metrics)
+    if grid.filtering and "removed_poisoned" in context.frame(f"SELECT * FROM {source} LIMIT 0").columns:
         sums = ", ".join(f"sum({c})::DOUBLE AS {c}" for c in COUNTS)
-        counts = ctx.frame(f"SELECT {', '.join(keys)}, {sums} FROM {source} GROUP BY ALL")
+        counts = context.frame(f"SELECT {', '.join(keys)}, {sums} FROM {source} GROUP BY ALL")
         cells = cells.merge(counts, on=keys, how="left")
         for rate, hits, total in (("tpr", "removed_poisoned", "n_poisoned"), ("fpr", "removed_clean", "n_clean")):
             with np.errstate(invalid="ignore", divide="ignore"):
@@ -135,10 +135,10 @@ def _cells(ctx: ReportContext, source: str, keys: list[str], grid: Grid) -> pd.D
     return cells
 
 
-def _best_per_setting(ctx: ReportContext, source: str, keys: list[str], cell: list[str]) -> pd.DataFrame:
+def _best_per_setting(context: ReportContext, source: str, keys: list[str], cell: list[str]) -> pd.DataFrame:
     """Per attack setting (``keys``), the grid cell (``cell``) with the lowest mean ASR after (ties:
     first in parameter order)."""
-    means = aggregate(ctx.connection, source, [*keys, *cell], ["asr_after", "clean_acc_after"])
+    means = aggregate(context.connection, source, [*keys, *cell], ["asr_after", "clean_acc_after"])
     means = means[means["asr_after_n"] > 0]
     return means.sort_values([*keys, "asr_after_mean", *cell]).drop_duplicates(keys, keep="first")
 
@@ -284,15 +284,15 @@ def rate_cells(frame: pd.DataFrame, rate: str) -> list[str]:
             for value, low, high in zip(frame[rate], frame[f"{rate}_lo"], frame[f"{rate}_hi"])]
 
 
-def _tuning_curve_blocks(ctx: ReportContext, keys: list[str]) -> list:
+def _tuning_curve_blocks(context: ReportContext, keys: list[str]) -> list:
     """Fine-Pruning's tuning accuracy against the share of channels pruned, per dataset and model,
     a panel per layer, a line per trigger, the thresholds' mean stopping points marked."""
-    columns = ctx.columns("results")
+    columns = context.columns("results")
     if not {"d1_tune_acc_curve", "d1_layer_width", "d1_layer", "d1_threshold", "d1_pruned_channels"} <= columns:
         return []
     model_key = ", ".join(quote(k) for k in [*keys, "seed"])
     fine_pruned = "n_defenses = 1 AND d1_name = 'fp'"
-    n_triggers = ctx.frame(f"SELECT count(DISTINCT trigger) AS n FROM results WHERE {fine_pruned}")["n"].iloc[0]
+    n_triggers = context.frame(f"SELECT count(DISTINCT trigger) AS n FROM results WHERE {fine_pruned}")["n"].iloc[0]
     # More triggers than distinguishable colours: one line over all of them.
     line = "trigger" if n_triggers <= len(figures.PALETTE) else "'all triggers'"
     # A pruning curve belongs to a backdoored model and a layer, whatever the threshold: one per model.
@@ -300,13 +300,13 @@ def _tuning_curve_blocks(ctx: ReportContext, keys: list[str]) -> list:
                         d1_tune_acc_curve AS curve
                  FROM results WHERE {fine_pruned} AND d1_tune_acc_curve IS NOT NULL
                  QUALIFY row_number() OVER (PARTITION BY {model_key}, d1_layer ORDER BY d1_threshold) = 1)"""
-    points = ctx.frame(f"""
+    points = context.frame(f"""
         SELECT dataset, model, layer, trigger, width, k, avg(acc) AS mean, stddev_samp(acc) AS sd, count(acc) AS n
         FROM (SELECT *, unnest(curve) AS acc, unnest(range(len(curve))) AS k FROM {curves})
         GROUP BY ALL ORDER BY dataset, model, layer, trigger, k""")
     if points.empty:
         return []
-    stops = ctx.frame("""
+    stops = context.frame("""
         SELECT dataset, model, d1_layer AS layer, d1_threshold AS threshold,
                avg(d1_pruned_channels / d1_layer_width) AS share, count(*) AS n
         FROM results WHERE n_defenses = 1 AND d1_name = 'fp' AND d1_layer_width > 0 GROUP BY ALL""")
@@ -324,7 +324,8 @@ def _curve_figure(name: str, dataset: str, model: str, points: pd.DataFrame, sto
     pooled = (points["trigger"] == "all triggers").all()
     # The flat start of a curve says little: the axis begins 30 points before the earliest stop.
     left = max(0.0, 10 * np.floor((stops["share"].min() * 100 - 30) / 10)) if len(stops) else 0.0
-    with figures.panels(len(layers), max_columns=2, panel_size=(4.6, 3.0), sharey=True, name=name) as (figure, axes_list):
+    with figures.panels(len(layers), max_columns=2, panel_size=(4.6, 3.0), sharey=True,
+                        name=name) as (figure, axes_list):
         for axes, layer in zip(axes_list, layers):
             layer_points = points[points["layer"] == layer]
             for index, (trigger, line) in enumerate(layer_points.groupby("trigger", sort=True)):

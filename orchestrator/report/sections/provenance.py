@@ -68,7 +68,7 @@ def versions_sentence(versions: pd.DataFrame) -> str:
     mixed = [p for p, rows in versions.groupby("package", sort=False) if len(rows) > 1]
     sentence = "; ".join(parts)
     if not mixed:
-        sentence += f", the same for all {int(total.max())} trials"
+        sentence += f" (every one of the {int(total.max())} trials)"
     return sentence
 
 

@@ -1,4 +1,4 @@
-"""Section 10, Beside the thesis: the thesis's numbers next to the sweep's, wherever the sweep ran the
+"""Section "Beside the thesis": the thesis's numbers next to the sweep's, wherever the sweep ran the
 same setting.
 
 Each thesis table (backdoored models 4.1 with the poison sweeps A.1/A.2, clean models 3.5, Activation
@@ -17,7 +17,8 @@ import pandas as pd
 from orchestrator.report.model import Paragraph, ReportContext, Section, Table
 from orchestrator.report.reference import load_reference, thesis_settings
 from orchestrator.report.sections.parameters import rate_cells
-from orchestrator.report.sections.settings import CORE, estimate_cells, file_stem, format_value, heading, quote, setting_columns
+from orchestrator.report.sections.settings import (CORE, estimate_cells, file_stem, format_value, heading, quote,
+                                                   setting_columns)
 from orchestrator.report.stats import aggregate, wilson_interval
 
 # (our dataset, the thesis's dataset it stands beside, an analogue rather than the same data)
@@ -29,17 +30,17 @@ DATASET_MATCHES = [
 COMBINATION_THRESHOLD = 0.04
 
 
-def section(ctx: ReportContext) -> Section | None:
-    """The thesis comparison, or None when the sweep ran none of the thesis's settings."""
-    if not {"n_defenses", "asr_before", "clean_acc_before"} <= ctx.columns("results"):
+def section(context: ReportContext) -> Section | None:
+    """None when the sweep ran none of the thesis's settings (nor an analogue of one)."""
+    if not {"n_defenses", "asr_before", "clean_acc_before"} <= context.columns("results"):
         return None
-    keys = setting_columns(ctx)
+    keys = setting_columns(context)
     comparisons = [
-        ("backdoored", "Backdoored models (Tables 4.1, A.1, A.2)", _backdoored(ctx, keys)),
-        ("clean", "Clean models (Table 3.5)", _clean(ctx, keys)),
-        ("activation_clustering", "Activation Clustering (Tables 4.2, 4.3)", _activation_clustering(ctx, keys)),
-        ("fine_pruning", "Fine-Pruning (Tables 4.5, 4.6)", _fine_pruning(ctx, keys)),
-        ("combinations", "Combinations of AC and FP (Tables 4.7, 4.9)", _combinations(ctx, keys)),
+        ("backdoored", "Backdoored models (Tables 4.1, A.1, A.2)", _backdoored(context, keys)),
+        ("clean", "Clean models (Table 3.5)", _clean(context, keys)),
+        ("activation_clustering", "Activation Clustering (Tables 4.2, 4.3)", _activation_clustering(context, keys)),
+        ("fine_pruning", "Fine-Pruning (Tables 4.5, 4.6)", _fine_pruning(context, keys)),
+        ("combinations", "Combinations of AC and FP (Tables 4.7, 4.9)", _combinations(context, keys)),
     ]
     tables = [_table(name, title, rows) for name, title, rows in comparisons if rows is not None and len(rows)]
     if not tables:
@@ -57,14 +58,14 @@ def section(ctx: ReportContext) -> Section | None:
             "Rows marked ANALOGUE are not the thesis's data: the bundled synthetic_signs (GTSRB-like signs) stands "
             "beside GTSRB and synthetic_faces beside YouTube Faces and LFW, with the same trigger and poison "
             "percentage. They show whether a trend carries over, not whether the thesis replicates."))
-    return Section(id="thesis", title="Beside the thesis", blocks=blocks + tables)
+    return Section("thesis", "Beside the thesis: its tables next to this sweep", blocks + tables)
 
 
-def _backdoored(ctx: ReportContext, keys: list[str]) -> pd.DataFrame:
+def _backdoored(context: ReportContext, keys: list[str]) -> pd.DataFrame:
     """Backdoored models before any defense: clean accuracy and ASR, one value per trained model
     (attack setting and seed), however many defenses ran on it."""
     source = f"(SELECT DISTINCT {_select(keys)}, seed, clean_acc_before, asr_before FROM results)"
-    ours = aggregate(ctx.connection, source, keys, ["clean_acc_before", "asr_before"])
+    ours = aggregate(context.connection, source, keys, ["clean_acc_before", "asr_before"])
     models = load_reference("models").merge(thesis_settings(), on=["model_id", "dataset", "model", "trigger"])
     sweep = load_reference("poison_sweep").rename(columns={"poison_pct_of_source": "poison_pct"})
     sweep["model_id"] = (sweep["dataset"] + " · " + sweep["trigger"] + " · "
@@ -77,20 +78,20 @@ def _backdoored(ctx: ReportContext, keys: list[str]) -> pd.DataFrame:
     return _compare(ours, thesis, keys, ["trigger", "poison_pct"], metrics)
 
 
-def _clean(ctx: ReportContext, keys: list[str]) -> pd.DataFrame:
+def _clean(context: ReportContext, keys: list[str]) -> pd.DataFrame:
     """Models trained without poison (poison_pct 0): clean accuracy, one value per trained model."""
     # Without poison the trigger changes no image: one model per seed, whatever trigger the row names.
     unpoisoned = [k for k in keys if k not in ("trigger", "poison_pct")]
     source = f"(SELECT DISTINCT {_select(unpoisoned)}, seed, clean_acc_before FROM results WHERE poison_pct = 0)"
-    ours = aggregate(ctx.connection, source, unpoisoned, ["clean_acc_before"])
+    ours = aggregate(context.connection, source, unpoisoned, ["clean_acc_before"])
     thesis = load_reference("clean_models").assign(thesis_table="Table 3.5")
     thesis["model_id"] = thesis["dataset"] + " / " + thesis["model"]
     return _compare(ours, thesis, unpoisoned, [], [("clean accuracy", "clean_acc", "clean_acc_before", None)])
 
 
-def _activation_clustering(ctx: ReportContext, keys: list[str]) -> pd.DataFrame | None:
+def _activation_clustering(context: ReportContext, keys: list[str]) -> pd.DataFrame | None:
     """AC alone with the thesis's setup: no exclusionary reclassification, retraining from scratch."""
-    columns = ctx.columns("results")
+    columns = context.columns("results")
     if not {"d1_name", "d1_cluster_analysis"} <= columns:
         return None
     thesis_setup = " AND ".join(
@@ -103,7 +104,7 @@ def _activation_clustering(ctx: ReportContext, keys: list[str]) -> pd.DataFrame 
                                    "d1_removed_total AS removed_total, d1_n_seen AS n_seen" if counts else "")
               + f" FROM results WHERE {thesis_setup})")
     rates = {"tpr": ("removed_poisoned", "n_poisoned"), "removed_share": ("removed_total", "n_seen")} if counts else {}
-    ours = _estimates(ctx, source, [*keys, "pipeline", "cluster_analysis"], ["clean_acc_after", "asr_after"], rates)
+    ours = _estimates(context, source, [*keys, "pipeline", "cluster_analysis"], ["clean_acc_after", "asr_after"], rates)
     thesis = load_reference("activation_clustering").merge(thesis_settings(), on="model_id")
     thesis["thesis_table"] = "Tables 4.2, 4.3"
     thesis["tpr"] = 100 * thesis["removed_poisoned"] / thesis["n_poisoned"]
@@ -115,9 +116,9 @@ def _activation_clustering(ctx: ReportContext, keys: list[str]) -> pd.DataFrame 
     return _compare(ours, thesis, keys, ["trigger", "poison_pct", "cluster_analysis"], metrics)
 
 
-def _fine_pruning(ctx: ReportContext, keys: list[str]) -> pd.DataFrame | None:
+def _fine_pruning(context: ReportContext, keys: list[str]) -> pd.DataFrame | None:
     """FP alone per layer and threshold."""
-    columns = ctx.columns("results")
+    columns = context.columns("results")
     if not {"d1_name", "d1_layer", "d1_threshold"} <= columns:
         return None
     pruned = ("d1_pruned_channels::DOUBLE / nullif(d1_layer_width, 0) AS pruned_share"
@@ -125,7 +126,7 @@ def _fine_pruning(ctx: ReportContext, keys: list[str]) -> pd.DataFrame | None:
     source = (f"(SELECT {_select(keys)}, pipeline, d1_layer AS layer, round(d1_threshold * 100, 6) AS "
               f"threshold_pct, asr_after, clean_acc_after, {pruned} FROM results "
               "WHERE n_defenses = 1 AND d1_name = 'fp')")
-    ours = _estimates(ctx, source, [*keys, "pipeline", "layer", "threshold_pct"],
+    ours = _estimates(context, source, [*keys, "pipeline", "layer", "threshold_pct"],
                       ["clean_acc_after", "asr_after", "pruned_share"], {})
     thesis = load_reference("fine_pruning").merge(thesis_settings(), on="model_id")
     thesis["thesis_table"] = np.where(thesis["layer"] == "last_conv", "Table 4.6", "Table 4.5")
@@ -137,9 +138,9 @@ def _fine_pruning(ctx: ReportContext, keys: list[str]) -> pd.DataFrame | None:
     return _compare(ours, thesis, keys, ["trigger", "poison_pct", "layer", "threshold_pct"], metrics)
 
 
-def _combinations(ctx: ReportContext, keys: list[str]) -> pd.DataFrame | None:
+def _combinations(context: ReportContext, keys: list[str]) -> pd.DataFrame | None:
     """AC (smaller) then FP, and FP then AC, FP at the thesis's 4 % threshold."""
-    columns = ctx.columns("results")
+    columns = context.columns("results")
     if not {"d1_name", "d2_name"} <= columns:
         return None
 
@@ -159,7 +160,7 @@ def _combinations(ctx: ReportContext, keys: list[str]) -> pd.DataFrame | None:
              AND d2_name = 'fp' AND abs({column('d2_threshold')} - {threshold}) < 1e-9)
          OR (d1_name = 'fp' AND abs({column('d1_threshold')} - {threshold}) < 1e-9
              AND d2_name = 'ac' AND {column('d2_cluster_analysis')} = 'smaller'{ac_off[2]})))"""
-    ours = _estimates(ctx, source, [*keys, "pipeline", "order", "fp_layer"], ["clean_acc_after", "asr_after"], {})
+    ours = _estimates(context, source, [*keys, "pipeline", "order", "fp_layer"], ["clean_acc_after", "asr_after"], {})
     thesis = load_reference("combinations").merge(thesis_settings(), on="model_id")
     thesis["thesis_table"] = np.where(thesis["order"] == "ac_then_fp", "Table 4.7", "Table 4.9")
     metrics = [("clean accuracy after", "clean_acc_after", "clean_acc_after", None),
@@ -167,15 +168,15 @@ def _combinations(ctx: ReportContext, keys: list[str]) -> pd.DataFrame | None:
     return _compare(ours, thesis, keys, ["trigger", "poison_pct", "order", "fp_layer"], metrics)
 
 
-def _estimates(ctx: ReportContext, source: str, keys: list[str], means: list[str],
+def _estimates(context: ReportContext, source: str, keys: list[str], means: list[str],
                rates: dict[str, tuple[str, str]]) -> pd.DataFrame:
     """Means (``m_mean``, ``m_lo``, ``m_hi``, ``m_n``) and summed rates (``r_mean`` = hits / total,
     ``r_lo``, ``r_hi`` Wilson, and the summed ``hits``, ``total`` columns) of ``source`` per ``keys``."""
-    ours = aggregate(ctx.connection, source, keys, means)
+    ours = aggregate(context.connection, source, keys, means)
     if rates:
         sums = ", ".join(f"sum({column})::DOUBLE AS {column}" for pair in rates.values() for column in pair)
         quoted = ", ".join(quote(key) for key in keys)
-        counts = ctx.frame(f"SELECT {quoted}, {sums} FROM {source} GROUP BY ALL")
+        counts = context.frame(f"SELECT {quoted}, {sums} FROM {source} GROUP BY ALL")
         ours = ours.merge(counts, on=keys, how="left")
         for rate, (hits, total) in rates.items():
             with np.errstate(invalid="ignore", divide="ignore"):
@@ -215,8 +216,8 @@ def _compare(ours: pd.DataFrame, thesis: pd.DataFrame, setting: list[str], keys:
     extras = [k for k in setting if k not in CORE]
     joined["configuration"] = joined["pipeline"] if "pipeline" in joined else ""
     for extra in extras:
-        joined["configuration"] = (joined["configuration"] + (joined["configuration"] != "").map({True: ", ", False: ""})
-                                   + heading(extra) + " " + joined[extra].map(format_value))
+        separator = (joined["configuration"] != "").map({True: ", ", False: ""})
+        joined["configuration"] += separator + heading(extra) + " " + joined[extra].map(format_value)
     long = []
     for name, thesis_column, prefix, counts in metrics:
         rows = joined[joined[thesis_column].notna() & joined[f"{prefix}_mean"].notna()].copy()
@@ -260,17 +261,22 @@ def _table(name: str, title: str, rows: pd.DataFrame) -> Table:
     ours_on = ours_on + rows["configuration"].map(lambda text: f" · {text}" if text else "")
     inside = rows["inside"].map(lambda value: "no interval (n = 1)" if pd.isna(value) else ("yes" if value else "no"))
     shown = pd.DataFrame({
-        "thesis": rows["thesis_row"] + " (" + rows["thesis_table"] + ")",
-        "ours on": ours_on,
-        "metric": rows["metric"],
-        "thesis (%)": rows["thesis"].map(lambda value: f"{value:.2f}"),
-        "ours (%)": rows["shown_ours"],
-        "difference (pp)": rows["difference_pp"].map(lambda value: f"{value:+.1f}"),
-        "thesis inside our CI": inside,
+        "Thesis": rows["thesis_row"] + " (" + rows["thesis_table"] + ")",
+        "Ours on": ours_on,
+        "Metric": rows["metric"],
+        "Thesis (%)": rows["thesis"].map(lambda value: f"{value:.2f}"),
+        "Ours (%)": rows["shown_ours"],
+        "Difference (pp)": rows["difference_pp"].map(_signed),
+        "Thesis inside our CI": inside,
     })
     data = rows.drop(columns=["shown_ours"]).astype({"analogue": bool})
     return Table(file_stem("thesis", name), title, shown, data,
                  "Thesis values as printed (percent); ours ×100; difference = ours − thesis.")
+
+
+def _signed(value: float) -> str:
+    text = f"{value:+.1f}"
+    return "0.0" if text in ("+0.0", "-0.0") else text
 
 
 def _select(keys: list[str]) -> str:

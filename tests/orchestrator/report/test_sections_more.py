@@ -269,7 +269,8 @@ def test_parameter_rates_are_micro_aggregated_from_counts(planted_grids):
     ss = tables(section)["parameters_ss_cells_synthetic_signs_gtsrb_cnn"].data
     cell = ss[(ss["expected_pp_poison"] == "0.05") & (ss["eps_multiplier"] == "1.0")].iloc[0]
     runs = [r for r in rows if r["pipeline"] == "ss(expected_pp_poison=0.05,eps_multiplier=1.0,score=centered)"]
-    assert cell["tpr"] == pytest.approx(sum(r["d1_removed_poisoned"] for r in runs) / sum(r["d1_n_poisoned"] for r in runs))
+    removed, poisoned = (sum(r[f"d1_{count}"] for r in runs) for count in ("removed_poisoned", "n_poisoned"))
+    assert cell["tpr"] == pytest.approx(removed / poisoned)
 
 
 def test_parameter_figures_are_svg_heatmaps_and_tuning_curves(planted_grids):
@@ -312,7 +313,7 @@ def test_thesis_value_outside_a_narrow_interval():
     for row in rows:
         row["asr_before"] = 0.9 + 0.001 * row["seed"]
     shown = tables(thesis.section(context_of(rows)))["thesis_backdoored"].shown
-    assert shown.loc[shown["metric"].str.startswith("ASR"), "thesis inside our CI"].tolist() == ["no"]
+    assert shown.loc[shown["Metric"].str.startswith("ASR"), "Thesis inside our CI"].tolist() == ["no"]
 
 
 def test_thesis_analogue_is_labelled():
@@ -320,7 +321,7 @@ def test_thesis_analogue_is_labelled():
     section = thesis.section(context_of(rows))
     found = tables(section)
     assert found["thesis_backdoored"].data["analogue"].all()
-    assert all(text.startswith("ANALOGUE: synthetic_signs") for text in found["thesis_backdoored"].shown["ours on"])
+    assert all(text.startswith("ANALOGUE: synthetic_signs") for text in found["thesis_backdoored"].shown["Ours on"])
     fine_pruning = found["thesis_fine_pruning"].data
     assert set(fine_pruning["thesis_table"]) == {"Table 4.6"}  # last_conv at 4 %
     assert "ANALOGUE" in texts(section)
@@ -354,7 +355,8 @@ def test_provenance_lists_versions_formulas_and_command():
     section = provenance.section(context_of(rows, command="bdsweep report demo --storage ./runs"))
     assert "tensorflow: 2.21.0 (3 trials), 2.20.0 (1 trial)" in texts(section)
     metrics = tables(section)["provenance_metrics"].data.set_index("metric")["definition"]
-    assert "max(0, asr_before − asr_after) − max(0, clean_acc_before − clean_acc_after) + 1] / 2" in metrics["der"]
+    der = "[max(0, asr_before − asr_after) − max(0, clean_acc_before − clean_acc_after) + 1] / 2"
+    assert der in metrics["der"]
     assert {"clean_acc", "asr", "ra", "tpr", "fpr", "precision", "f1"} <= set(metrics.index)
     assert "Student-t" in texts(section) and "Wilson" in texts(section)
     (code,) = [block for block in section.blocks if isinstance(block, Code)]
