@@ -13,7 +13,7 @@ import pandas as pd
 
 from orchestrator.report import figures
 from orchestrator.report.model import Figure, Paragraph, ReportContext, Section, Table
-from orchestrator.report.sections.settings import heading, panel_title, pipeline_order, quote, select_panel
+from orchestrator.report.sections.settings import heading, panel_title, pipeline_order, quote, rate_cells, select_panel
 from orchestrator.report.stats import aggregate, format_estimate, wilson_interval
 
 FILTERS = ("ac", "ss", "dp", "perfect_filter", "random_filter")
@@ -85,12 +85,6 @@ def _keys(counts: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(shown)
 
 
-def _wilson_cell(rate: float, lower: float, upper: float) -> str:
-    if np.isnan(rate):
-        return "–"
-    return f"{100 * rate:.1f} [{100 * lower:.1f}, {100 * upper:.1f}]"
-
-
 def _percent(value: float) -> str:
     return "–" if np.isnan(value) else f"{100 * value:.1f}"
 
@@ -98,8 +92,8 @@ def _percent(value: float) -> str:
 def rates_table(counts: pd.DataFrame) -> Table:
     """TPR and FPR with Wilson intervals, precision, F1 and the share removed, per configuration step."""
     shown = _keys(counts)
-    shown["TPR (%)"] = [_wilson_cell(*v) for v in zip(counts["tpr"], counts["tpr_lo"], counts["tpr_hi"])]
-    shown["FPR (%)"] = [_wilson_cell(*v) for v in zip(counts["fpr"], counts["fpr_lo"], counts["fpr_hi"])]
+    shown["TPR (%)"] = rate_cells(counts, "tpr")
+    shown["FPR (%)"] = rate_cells(counts, "fpr")
     shown["Precision (%)"] = [_percent(v) for v in counts["precision"]]
     shown["F1 (%)"] = [_percent(v) for v in counts["f1"]]
     shown["Removed (%)"] = [_percent(v) for v in counts["removed_share"]]

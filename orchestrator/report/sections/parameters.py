@@ -20,7 +20,7 @@ from matplotlib.colors import Normalize
 
 from orchestrator.report import figures
 from orchestrator.report.model import Figure, Paragraph, ReportContext, Section, Table
-from orchestrator.report.sections.settings import estimate_cells, file_stem, quote, setting_columns, shown_keys
+from orchestrator.report.sections.settings import estimate_cells, file_stem, quote, rate_cells, setting_columns, shown_keys
 from orchestrator.report.stats import aggregate, t_interval, wilson_interval
 
 FULL_TABLE_CELLS = 24  # a grid with more cells shows only its best ones in the table
@@ -275,13 +275,6 @@ def _best_table(grid: Grid, best: pd.DataFrame, keys: list[str], cell: list[str]
                  title=f"{grid.title}: the grid cell with the lowest mean ASR after, per attack setting, "
                        f"{dataset} / {model}",
                  shown=shown, data=rows, note="Mean [95 % CI] n = seeds.")
-
-
-def rate_cells(frame: pd.DataFrame, rate: str) -> list[str]:
-    """``75.0 [60.1, 86.0]`` per row: a micro-aggregated rate in percent with its Wilson interval, as
-    section Detection writes them (the counts stay in the table's data); ``–`` without a rate."""
-    return ["–" if pd.isna(value) else f"{value * 100:.1f} [{low * 100:.1f}, {high * 100:.1f}]"
-            for value, low, high in zip(frame[rate], frame[f"{rate}_lo"], frame[f"{rate}_hi"])]
 
 
 def _tuning_curve_blocks(context: ReportContext, keys: list[str]) -> list:

@@ -17,6 +17,7 @@ import pandas as pd
 
 from orchestrator.report.model import ReportContext
 from orchestrator.report.stats import format_estimate
+from orchestrator.results import quote_identifier
 
 CORE = ("dataset", "model", "trigger", "poison_pct")
 NO_DEFENSE = "none"
@@ -28,9 +29,7 @@ HEADINGS = {"dataset": "Dataset", "model": "Model", "source": "Source class", "t
             "trigger": "Trigger", "poison_pct": "Poison %", "pipeline": "Defense configuration", "seed": "Seed"}
 
 
-def quote(column: str) -> str:
-    """``column`` as a DuckDB identifier."""
-    return '"' + column.replace('"', '""') + '"'
+quote = quote_identifier  # short, since sections quote many columns
 
 
 def setting_columns(context: ReportContext) -> list[str]:
@@ -128,3 +127,10 @@ def panel_title(row: pd.Series | dict, columns: Iterable[str]) -> str:
 def select_panel(frame: pd.DataFrame, panel: pd.Series | dict, keys: list[str]) -> pd.DataFrame:
     """The rows of ``frame`` whose ``keys`` equal ``panel``'s (one figure panel's data)."""
     return frame[np.logical_and.reduce([frame[key] == panel[key] for key in keys])]
+
+
+def rate_cells(frame: pd.DataFrame, rate: str) -> list[str]:
+    """``75.0 [60.1, 86.0]`` per row: a micro-aggregated rate in percent with its Wilson interval, as
+    section Detection writes them (the counts stay in the table's data); ``–`` without a rate."""
+    return ["–" if pd.isna(value) else f"{value * 100:.1f} [{low * 100:.1f}, {high * 100:.1f}]"
+            for value, low, high in zip(frame[rate], frame[f"{rate}_lo"], frame[f"{rate}_hi"])]

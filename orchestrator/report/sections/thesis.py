@@ -16,8 +16,7 @@ import pandas as pd
 
 from orchestrator.report.model import Paragraph, ReportContext, Section, Table
 from orchestrator.report.reference import load_reference, thesis_settings
-from orchestrator.report.sections.parameters import rate_cells
-from orchestrator.report.sections.settings import (CORE, estimate_cells, file_stem, format_value, heading, quote,
+from orchestrator.report.sections.settings import (CORE, estimate_cells, file_stem, format_value, heading, quote, rate_cells,
                                                    setting_columns)
 from orchestrator.report.stats import aggregate, wilson_interval
 
