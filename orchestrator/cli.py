@@ -142,8 +142,11 @@ def _launch(plan, max_concurrent, address, max_failures, resume) -> None:
         typer.echo("")
         _print_table(frame[[c for c in SUMMARY_COLUMNS if c in frame.columns]])
         typer.echo(f"\n{len(frame)} result rows in {results_location(plan)}")
-        with _reported(plan.storage):
+        try:
             _write_report(plan.storage, plan.name)
+        except Exception as error:  # the rows are safe; a report failure must not hide the sweep's outcome
+            typer.echo(f"bdsweep: warning: the report could not be written ({type(error).__name__}: {error}); "
+                       f"`bdsweep report {plan.name}` tries again", err=True)
     if failed:
         typer.echo(f"bdsweep: {failed} trial(s) failed; `bdsweep resume {plan.name}` retries them", err=True)
         raise typer.Exit(1)

@@ -78,12 +78,12 @@ def read_row(storage: str | Path | StorageRoot, sweep: str, dataset: str, model:
     storage = open_storage(storage)
     parts = row_parts(sweep, {"dataset": dataset, "model": model, "trial_id": trial_id})
     try:
-        table = _read_table(storage.read_bytes(*parts))
+        data = storage.read_bytes(*parts)
     except FileNotFoundError:
         return None
-    except (pa.ArrowException, OSError) as error:
-        if not storage.exists(*parts):
-            return None
+    try:
+        table = _read_table(data)
+    except (pa.ArrowException, OSError) as error:  # the file's damage; the storage's errors are raised
         log.warning("row file %s cannot be read (%s); the trial is run again", storage.display(*parts), error)
         return None
     return {**table.to_pylist()[0], "dataset": dataset, "model": model}
@@ -94,8 +94,8 @@ def write_row(storage: str | Path | StorageRoot, sweep: str, row: dict[str, Any]
     """Write one trial's row, whole or not at all, and return where it is.
 
     ``types`` fixes the Parquet type of columns whose value may be None (see :func:`field_types`);
-    other columns take the type of their value. Pages carry checksums, so a flipped byte is found
-    when the row is read. Writing the same trial again replaces its file whole, so a trial run
+    other columns take the type of their value. Data pages carry checksums, so most flipped bytes
+    are found when the row is read (the footer is checked by its parse, page headers only so). Writing the same trial again replaces its file whole, so a trial run
     twice leaves one row.
     """
     storage = open_storage(storage)
@@ -144,7 +144,9 @@ def scan_rows(storage: str | Path | StorageRoot, sweeps: list[str] | None = None
     A sweep's rows are also kept in one file, ``<sweep>/snapshot/rows.parquet``, with each row's
     file and its size and modification time: a scan reads only the row files that are new or
     changed since the last one (reading 10,000 one-row files costs about a minute, the snapshot a
-    second). The row files stay the truth: a snapshot that cannot be read is rebuilt from them.
+    second). The row files stay the truth: a snapshot that cannot be read is rebuilt from them, and
+    a file is checked when it is first read (one damaged later in place, keeping its size and
+    modification time, is still served from the snapshot until the snapshot is deleted).
     Files are read several at once (on an object store each is a request of its own) and checked
     (Parquet footer and page checksums); one that fails is listed in ``damaged``.
     """
@@ -159,7 +161,7 @@ def scan_rows(storage: str | Path | StorageRoot, sweeps: list[str] | None = None
         if table.num_rows:
             tables.append(table.drop_columns([_FILE, _STAMP]))
     if tables:
-        scan.table = _concat(tables)
+        scan.table, _ = _concat(tables)
     return scan
 
 
@@ -184,11 +186,15 @@ def _scan_sweep(storage: StorageRoot, sweep: str) -> tuple[pa.Table, list[str]]:
 
     def read(path: str) -> pa.Table | None:
         try:
-            table = _read_table(storage.read_bytes(path))
+            data = storage.read_bytes(path)
         except FileNotFoundError:
             return None  # replaced or removed since the listing
-        except (pa.ArrowException, OSError):
-            return pa.table({}) if storage.exists(path) else None
+        # Any other error reading (a timeout, throttling) is the storage's, not the file's: it is
+        # raised, never taken for damage (that would count a finished trial as not done).
+        try:
+            table = _read_table(data)
+        except (pa.ArrowException, OSError):  # a failed checksum is an OSError
+            return pa.table({})
         for part in path.split("/"):
             key, equals, value = part.partition("=")
             if equals and key in PARTITIONS:
@@ -199,9 +205,16 @@ def _scan_sweep(storage: StorageRoot, sweep: str) -> tuple[pa.Table, list[str]]:
         read_now = list(pool.map(read, fresh))
     damaged = [storage.display(path) for path, table in zip(fresh, read_now) if table is not None and not table.num_rows]
     tables = ([kept] if kept is not None and kept.num_rows else []) + [t for t in read_now if t is not None and t.num_rows]
-    table = _concat(tables) if tables else pa.table({})
-    unsettled = any(info.mtime_ns >= horizon for info in listed) if snapshot is not None else True
-    if table.num_rows and (unsettled or kept.num_rows != snapshot.num_rows or len(tables) > 1):
+    table, mixed = _concat(tables) if tables else (pa.table({}), set())
+    snapshot_keys = set() if snapshot is None else set(
+        pc.binary_join_element_wise(snapshot[_FILE], snapshot[_STAMP], "|").to_pylist())
+    new = any(f"{path}|{stamps[path]}" not in snapshot_keys
+              for path, read_table in zip(fresh, read_now) if read_table is not None and read_table.num_rows)
+    dropped = snapshot is not None and kept.num_rows + sum(
+        1 for read_table in read_now if read_table is not None and read_table.num_rows) < snapshot.num_rows
+    # A table whose mixed columns were read as text is not kept: once the old rows are rewritten,
+    # the row files alone decide the types again.
+    if table.num_rows and (new or dropped) and not mixed:
         _write_snapshot(storage, sweep, table, horizon=max(info.mtime_ns for info in listed) - 1_000_000_000)
     return table, damaged
 
@@ -229,14 +242,15 @@ def _write_snapshot(storage: StorageRoot, sweep: str, table: pa.Table, horizon: 
         log.info("could not write the rows snapshot %s (%s)", storage.display(sweep, *SNAPSHOT), error)
 
 
-def _concat(tables: list[pa.Table]) -> pa.Table:
-    """One table of ``tables`` by column name; a column typed differently in two rows becomes a string.
+def _concat(tables: list[pa.Table]) -> tuple[pa.Table, set[str]]:
+    """One table of ``tables`` by column name, and the columns read as text because two rows typed
+    them differently.
 
     Rows written by this version never disagree; rows of older versions may (``'default'`` for an
     unset parameter), and must not make every query fail.
     """
     try:
-        return pa.concat_tables(tables, promote_options="permissive")
+        return pa.concat_tables(tables, promote_options="permissive"), set()
     except (pa.ArrowTypeError, pa.ArrowInvalid):
         seen: dict[str, set[pa.DataType]] = {}
         for table in tables:
@@ -251,7 +265,7 @@ def _concat(tables: list[pa.Table]) -> pa.Table:
             ]))
             for table in tables
         ]
-        return pa.concat_tables(tables, promote_options="permissive")
+        return pa.concat_tables(tables, promote_options="permissive"), mixed
 
 
 def finished_trial_ids(storage: str | Path | StorageRoot, sweep: str, warn: bool = True) -> set[str]:
@@ -296,9 +310,11 @@ def quote_identifier(column: str) -> str:
 
 @dataclass
 class Results:
-    """A DuckDB connection with the ``results`` and ``stages`` views, and the row files left out."""
+    """A DuckDB connection with the ``results`` and ``stages`` views, the trials whose rows it holds
+    and the row files left out."""
 
     connection: duckdb.DuckDBPyConnection
+    trial_ids: set[str]
     damaged: list[str]
 
 
@@ -321,7 +337,7 @@ def open_results(storage: str | Path | StorageRoot, sweep: str | None = None, wa
     connection = duckdb.connect()
     connection.register("results", scan.table)
     connection.execute(f"CREATE VIEW stages AS {stages_sql(scan.table.column_names)}")
-    return Results(connection, scan.damaged)
+    return Results(connection, set().union(*scan.trial_ids.values()), scan.damaged)
 
 
 def connect(storage: str | Path | StorageRoot, sweep: str | None = None, warn: bool = True) -> duckdb.DuckDBPyConnection:

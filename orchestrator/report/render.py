@@ -177,17 +177,19 @@ def header_rows(columns: pd.Index) -> list[list[HeaderCell]]:
 
 
 def body_rows(shown: pd.DataFrame) -> list[list[BodyCell]]:
-    """The cells of ``shown``, an estimate split from its interval, numbers marked for right alignment."""
+    """The cells of ``shown``, an estimate split from its interval; the cells of a column of numbers
+    are marked for right alignment (a lone number in a column of words stays left)."""
+    texts = [[_cell_text(value) for value in values] for values in shown.itertuples(index=False, name=None)]
+    numeric = _numeric_columns(texts, len(shown.columns))
     rows = []
-    for values in shown.itertuples(index=False, name=None):
+    for values in texts:
         row = []
-        for value in values:
-            text = "" if value is None or (isinstance(value, float) and pd.isna(value)) else str(value)
+        for column, text in enumerate(values):
             match = _ESTIMATE.fullmatch(text)
             if match:
                 row.append(BodyCell(text, match["estimate"], match["interval"], numeric=True))
             else:
-                row.append(BodyCell(text, numeric=bool(_NUMBER.fullmatch(text))))
+                row.append(BodyCell(text, numeric=numeric[column]))
         rows.append(row)
     return rows
 
@@ -253,13 +255,20 @@ def _markdown_table(shown: pd.DataFrame) -> list[str]:
 
 
 def _numeric_columns(cells: list[list[str]], width: int) -> list[bool]:
-    return [bool(cells) and all(_ESTIMATE.fullmatch(row[i]) or _NUMBER.fullmatch(row[i]) for row in cells)
+    """Per column: every cell a number or an estimate (empty and ``–`` cells aside), and at least one."""
+    def numeric(text: str) -> bool:
+        return bool(_ESTIMATE.fullmatch(text) or _NUMBER.fullmatch(text))
+
+    return [any(numeric(row[i]) for row in cells) and all(numeric(row[i]) or row[i] in ("", "–") for row in cells)
             for i in range(width)]
 
 
+def _cell_text(value: object) -> str:
+    return "" if value is None or (isinstance(value, float) and pd.isna(value)) else str(value)
+
+
 def _markdown_cell(value: object) -> str:
-    text = "" if value is None or (isinstance(value, float) and pd.isna(value)) else str(value)
-    return text.replace("\\", "\\\\").replace("|", "\\|").replace("\n", " ")
+    return _cell_text(value).replace("\\", "\\\\").replace("|", "\\|").replace("\n", " ")
 
 
 def _timestamp(written_at: datetime | None) -> str:

@@ -7,6 +7,7 @@ the storage root (local or an object store), used by ``bdsweep report`` and at t
 from __future__ import annotations
 
 import json
+import shlex
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,10 +23,11 @@ REPORT = "report"  # a sweep's report directory
 DEFAULT_BUDGETS = (1.0, 2.0, 5.0)
 
 
-def sweep_facts(storage: StorageRoot, name: str, damaged: list[str], command: str) -> SweepFacts:
-    """What the report says about the sweep besides its rows: the space, trial states, errors."""
+def sweep_facts(storage: StorageRoot, name: str, done: set[str], damaged: list[str], command: str) -> SweepFacts:
+    """What the report says about the sweep besides its rows: the space, trial states (``done``:
+    the trials whose rows the report reads), errors."""
     require_sweep(storage, name)
-    states = trial_states(storage, name)
+    states = trial_states(storage, name, done=done)
     errored = []
     if states["errored"]:
         trials = {t["trial_id"]: t for t in json.loads(storage.read_text(name, TRIALS_FILE))}
@@ -53,7 +55,7 @@ def regenerate_command(storage: StorageRoot, name: str, out: str | None, budgets
         words += ["--out", out]
     if tuple(budgets) != DEFAULT_BUDGETS:
         words += [part for budget in budgets for part in ("--budget", f"{budget:g}")]
-    return " ".join(words)
+    return shlex.join(words)
 
 
 @dataclass(frozen=True)
@@ -77,7 +79,8 @@ def write_sweep_report(storage: StorageRoot, name: str, out: str | Path | None =
     require_sweep(storage, name)
     results = open_results(storage, name)
     try:
-        facts = sweep_facts(storage, name, results.damaged, regenerate_command(storage, name, out and str(out), budgets))
+        command = regenerate_command(storage, name, out and str(out), budgets)
+        facts = sweep_facts(storage, name, results.trial_ids, results.damaged, command)
         context = ReportContext(results.connection, facts, tuple(budgets))
         if out is not None or storage.is_local:
             files = write_report(context, out if out is not None else storage.local_path(name, REPORT))

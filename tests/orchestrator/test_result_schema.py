@@ -178,3 +178,30 @@ def test_a_scan_reads_only_new_or_changed_row_files_and_follows_every_change(tmp
 
     (root / "typed" / "snapshot" / "rows.parquet").write_bytes(b"not parquet")
     assert finished_trial_ids(root, "typed") == {t.trial_id for t in by_pipeline.values()} - {gone.trial_id}
+
+
+def test_rows_of_an_older_version_with_text_placeholders_are_read_and_leave_no_trace_once_rewritten(tmp_path):
+    root = tmp_path / "runs"
+    by_pipeline = write_sweep(root, tmp_path)
+    old = by_pipeline["ac(ex_re_threshold=None)"]
+    write_row(root, "typed", trial_row(old, fake_records(old), "typed") | {"d1_ex_re_threshold": "default"})
+    assert scan_rows(root, ["typed"]).table.schema.field("d1_ex_re_threshold").type == pa.string()
+    write_row(root, "typed", trial_row(old, fake_records(old), "typed"), types=row_types(old))  # run again
+    assert scan_rows(root, ["typed"]).table.schema.field("d1_ex_re_threshold").type == pa.float64()
+
+
+def test_a_storage_error_while_reading_rows_is_raised_never_taken_for_damage(tmp_path, monkeypatch):
+    from orchestrator.storage import StorageRoot
+
+    root = tmp_path / "runs"
+    write_sweep(root, tmp_path)
+    real = StorageRoot.read_bytes
+
+    def throttled(self, *parts):
+        if parts[-1].endswith(".parquet") and "results" in parts[-1]:
+            raise OSError("SlowDown: please reduce your request rate")
+        return real(self, *parts)
+
+    monkeypatch.setattr(StorageRoot, "read_bytes", throttled)
+    with pytest.raises(OSError, match="SlowDown"):
+        scan_rows(root, ["typed"])
