@@ -283,9 +283,14 @@ def stages_sql(columns: list[str]) -> str:
     """The ``stages`` view over ``results`` with these ``columns``: a row per (trial, defense position).
 
     Position N's ``dN_<name>`` columns appear as ``<name>`` (``d2_tpr`` as ``tpr``), its defense's
-    name as ``defense``; the trial's own columns (:data:`TRIAL_COLUMNS`) are repeated on each.
+    name as ``defense``; the trial's own columns (:data:`TRIAL_COLUMNS`, ``dataset_*``, ``train_*``)
+    are repeated on each.
     """
-    trial = [c for c in TRIAL_COLUMNS if c in columns]
+    # The trial's identity, its metrics and the configuration that sets its model apart (dataset_*,
+    # train_*), so a per-model aggregate over stages never merges two models.
+    trial = [c for c in TRIAL_COLUMNS if c in columns] + [
+        c for c in columns if c.startswith(("dataset_", "train_"))
+        and c != "dataset_fingerprint" and not c.endswith(("_seconds", "_computed"))]  # not the stages' costs
     positions = sorted({int(c[1:].split("_", 1)[0]) for c in columns if c.startswith("d") and c.endswith("_name")
                         and c[1:].split("_", 1)[0].isdigit()})
     keep = ", ".join(quote_identifier(c) for c in trial)
