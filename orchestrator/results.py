@@ -14,6 +14,7 @@ its trial counts as not done, so ``resume`` runs it again.
 from __future__ import annotations
 
 import logging
+import os
 import types
 import typing
 from concurrent.futures import ThreadPoolExecutor
@@ -111,7 +112,9 @@ def write_row(storage: str | Path | StorageRoot, sweep: str, row: dict[str, Any]
 
 
 def _read_table(data: bytes) -> pa.Table:
-    return pq.read_table(pa.BufferReader(data), page_checksum_verification=True)
+    # ParquetFile.read without threads: a one-row file reads 3x faster than through read_table,
+    # and files are read in parallel already (see scan_rows).
+    return pq.ParquetFile(pa.BufferReader(data), page_checksum_verification=True).read(use_threads=False)
 
 
 @dataclass
@@ -201,8 +204,12 @@ def _scan_sweep(storage: StorageRoot, sweep: str) -> tuple[pa.Table, list[str]]:
                 table = table.append_column(key, pa.array([value] * table.num_rows))
         return table.append_column(_FILE, pa.array([path])).append_column(_STAMP, pa.array([stamps[path]]))
 
-    with ThreadPoolExecutor(max_workers=16) as pool:
-        read_now = list(pool.map(read, fresh))
+    # An object store is latency-bound: many requests at once. A local disk is CPU-bound: one thread
+    # a core, each reading a batch (16 threads on 2 cores read 2.3x slower than 2 with batches).
+    workers = (os.cpu_count() or 2) if storage.is_local else 16
+    batches = [fresh[start:start + 64] for start in range(0, len(fresh), 64)]
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        read_now = [table for batch in pool.map(lambda paths: [read(path) for path in paths], batches) for table in batch]
     damaged = [storage.display(path) for path, table in zip(fresh, read_now) if table is not None and not table.num_rows]
     tables = ([kept] if kept is not None and kept.num_rows else []) + [t for t in read_now if t is not None and t.num_rows]
     table, mixed = _concat(tables) if tables else (pa.table({}), set())
@@ -250,7 +257,8 @@ def _concat(tables: list[pa.Table]) -> tuple[pa.Table, set[str]]:
     unset parameter), and must not make every query fail.
     """
     try:
-        return pa.concat_tables(tables, promote_options="permissive"), set()
+        # One chunk per column: 10,000 one-row chunks made writing the snapshot take 22 s, not 0.1.
+        return pa.concat_tables(tables, promote_options="permissive").combine_chunks(), set()
     except (pa.ArrowTypeError, pa.ArrowInvalid):
         seen: dict[str, set[pa.DataType]] = {}
         for table in tables:
@@ -265,7 +273,7 @@ def _concat(tables: list[pa.Table]) -> tuple[pa.Table, set[str]]:
             ]))
             for table in tables
         ]
-        return pa.concat_tables(tables, promote_options="permissive"), mixed
+        return pa.concat_tables(tables, promote_options="permissive").combine_chunks(), mixed
 
 
 def finished_trial_ids(storage: str | Path | StorageRoot, sweep: str, warn: bool = True) -> set[str]:
