@@ -5,7 +5,8 @@ import pytest
 
 from orchestrator.report.reference import REFERENCE_TABLES, load_reference, reference_file, thesis_settings
 
-SHARED_REFERENCE = Path("/work/shared/reference")
+# shared/ stands beside the repository root, wherever the repository was cloned.
+SHARED_REFERENCE = Path(__file__).resolve().parents[3].parent / "shared" / "reference"
 
 
 @pytest.mark.parametrize("name", sorted(REFERENCE_TABLES))
