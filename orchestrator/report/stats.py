@@ -80,6 +80,46 @@ def aggregate(connection: duckdb.DuckDBPyConnection, source: str, by: Sequence[s
     return frame[ordered]
 
 
+def pooled_rates(connection: duckdb.DuckDBPyConnection, source: str, by: Sequence[str],
+                 where: str = "TRUE") -> pd.DataFrame:
+    """A filtering defense's confusion counts summed per group, and the rates of the sums (micro-aggregation).
+
+    Parameters
+    ----------
+    source : a view or a parenthesised query with a row per run of a filtering step and its counts
+        ``removed_poisoned``, ``removed_clean``, ``n_poisoned`` and ``n_seen`` (samples); rows
+        without counts are left out
+    by : grouping columns
+    where : SQL condition on ``source``'s rows
+
+    Returns
+    -------
+    DataFrame sorted by ``by``, one row per group: ``tp`` (poisoned removed), ``fp`` (clean removed),
+    ``fn`` (poisoned kept), ``tn`` (clean kept), ``seen`` and ``runs`` (int64); the fractions
+    ``tpr`` = TP / (TP + FN), ``fpr`` = FP / (FP + TN) and ``removed_share`` = (TP + FP) / seen, each
+    with 95 % Wilson bounds ``<rate>_lo``, ``<rate>_hi``; ``precision`` = TP / (TP + FP) and
+    ``f1`` = 2 TP / (2 TP + FP + FN). A rate whose denominator is 0 is NaN.
+    """
+    keys = ", ".join(quote_identifier(c) for c in by)
+    sums = ("sum(removed_poisoned)::BIGINT AS tp, sum(removed_clean)::BIGINT AS fp, "
+            "sum(n_poisoned - removed_poisoned)::BIGINT AS fn, sum(n_seen - n_poisoned - removed_clean)::BIGINT AS tn, "
+            "sum(n_seen)::BIGINT AS seen, count(*) AS runs")
+    group = f"GROUP BY {keys} ORDER BY {keys}" if by else ""
+    frame = connection.execute(f"SELECT {keys + ', ' if by else ''}{sums} FROM {source} "
+                               f"WHERE ({where}) AND removed_poisoned IS NOT NULL {group}").df()
+    counts = ["tp", "fp", "fn", "tn", "seen", "runs"]
+    frame[counts] = frame[counts].astype("int64")
+    tp, fp, fn, tn, seen = (frame[c].to_numpy(dtype=float) for c in counts[:5])
+    for rate, hits, total in (("tpr", tp, tp + fn), ("fpr", fp, fp + tn), ("removed_share", tp + fp, seen)):
+        with np.errstate(invalid="ignore", divide="ignore"):
+            frame[rate] = hits / total
+        frame[f"{rate}_lo"], frame[f"{rate}_hi"] = wilson_interval(hits, total)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        frame["precision"] = tp / (tp + fp)
+        frame["f1"] = 2 * tp / (2 * tp + fp + fn)
+    return frame
+
+
 def format_estimate(mean: float, lower: float, upper: float, n: int, scale: float = 100.0, digits: int = 1) -> str:
     """A cell such as ``96.4 [95.1, 97.7] n=3``, ``96.4 (n = 1)``, or ``–`` when there is no value.
 

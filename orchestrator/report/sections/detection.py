@@ -13,8 +13,16 @@ import pandas as pd
 
 from orchestrator.report import figures
 from orchestrator.report.model import Figure, Paragraph, ReportContext, Section, Table
-from orchestrator.report.sections.settings import heading, panel_title, pipeline_order, quote, rate_cells, select_panel
-from orchestrator.report.stats import aggregate, format_estimate, wilson_interval
+from orchestrator.report.sections.settings import (
+    heading,
+    panel_title,
+    pipeline_order,
+    quote,
+    rate_cells,
+    select_panel,
+    setting_columns,
+)
+from orchestrator.report.stats import aggregate, format_estimate, pooled_rates
 
 FILTERS = ("ac", "ss", "dp", "perfect_filter", "random_filter")
 COUNTS = {"removed_poisoned", "removed_clean", "n_seen", "n_poisoned"}
@@ -47,32 +55,16 @@ def section(context: ReportContext) -> Section | None:
 
 
 def detection_counts(context: ReportContext) -> pd.DataFrame:
-    """TP, FP, FN, TN, samples seen and runs per (dataset, model, pipeline, position, defense), with
-    TPR and FPR (and their Wilson bounds), precision, F1 and the share removed, all from the sums."""
+    """:func:`pooled_rates` per (dataset, model, pipeline, position, defense) of the filtering steps,
+    configurations in reading order."""
     names = ", ".join(f"'{name}'" for name in FILTERS)
-    frame = context.frame(
-        "SELECT dataset, model, pipeline, position, defense, "
-        "sum(removed_poisoned)::BIGINT AS tp, sum(removed_clean)::BIGINT AS fp, "
-        "sum(n_poisoned - removed_poisoned)::BIGINT AS fn, sum(n_seen - n_poisoned - removed_clean)::BIGINT AS tn, "
-        "sum(n_seen)::BIGINT AS seen, count(*) AS runs "
-        f"FROM stages WHERE defense IN ({names}) AND removed_poisoned IS NOT NULL "
-        "GROUP BY dataset, model, pipeline, position, defense")
+    frame = pooled_rates(context.connection, "stages", ["dataset", "model", "pipeline", "position", "defense"],
+                         where=f"defense IN ({names})")
     if frame.empty:
         return frame
     rank = {p: i for i, p in enumerate(pipeline_order(frame["pipeline"]))}
-    frame = frame.sort_values(["dataset", "model", "pipeline", "position"],
-                              key=lambda c: c.map(rank) if c.name == "pipeline" else c).reset_index(drop=True)
-    tp, fp, fn, tn = (frame[c].to_numpy(dtype=float) for c in ("tp", "fp", "fn", "tn"))
-    with np.errstate(invalid="ignore", divide="ignore"):
-        frame["tpr"] = tp / (tp + fn)
-        frame["fpr"] = fp / (fp + tn)
-        frame["precision"] = tp / (tp + fp)
-        frame["f1"] = 2 * tp / (2 * tp + fp + fn)
-        frame["removed_share"] = (tp + fp) / frame["seen"].to_numpy(dtype=float)
-    frame["tpr_lo"], frame["tpr_hi"] = wilson_interval(tp, tp + fn)
-    frame["fpr_lo"], frame["fpr_hi"] = wilson_interval(fp, fp + tn)
-    frame["runs"] = frame["runs"].astype("int64")
-    return frame
+    return frame.sort_values(["dataset", "model", "pipeline", "position"],
+                             key=lambda c: c.map(rank) if c.name == "pipeline" else c).reset_index(drop=True)
 
 
 def _keys(counts: pd.DataFrame) -> pd.DataFrame:
@@ -120,41 +112,39 @@ def roc_figure(context: ReportContext, counts: pd.DataFrame) -> Figure | None:
     configuration's operating point.
 
     The ROC of one model does not depend on SS's removal share, only on its score, so the curve is
-    taken once per model (attack setting, seed, score, layer, what earlier steps kept) however many
-    SS configurations ran on it; curves are averaged at equal removal shares (threshold averaging).
-    With more than ``MAX_PANELS`` attack settings, settings are pooled per poison percentage, then
-    per (dataset, model), and the caption says so.
+    taken once per model (attack setting with every column that sets a model apart, seed, score,
+    layer, what earlier steps kept) however many SS configurations ran on it; curves are averaged at
+    equal removal shares (threshold averaging). With more than ``MAX_PANELS`` attack settings, panels
+    pool settings: first over triggers, then over all but dataset and model, and the caption says so.
     """
     columns = context.columns("stages")
     score = quote("score") if "score" in columns else "'art'"
     layer = quote("layer") if "layer" in columns else "NULL"
-    settings = context.frame(
-        "SELECT DISTINCT dataset, model, trigger, poison_pct FROM stages WHERE defense = 'ss' AND roc_fpr IS NOT NULL")
+    keys = setting_columns(context)
+    settings = context.frame(f"SELECT DISTINCT {', '.join(quote(k) for k in keys)} FROM stages "
+                             "WHERE defense = 'ss' AND roc_fpr IS NOT NULL")
     if settings.empty:
         return None
-    pooled = ""
-    for panel_keys, pooled_note in ((["dataset", "model", "trigger", "poison_pct"], ""),
-                                    (["dataset", "model", "poison_pct"], "triggers pooled"),
-                                    (["dataset", "model"], "triggers and poison percentages pooled")):
-        n_panels = len(settings[panel_keys].drop_duplicates())
-        if n_panels <= MAX_PANELS:
-            pooled = pooled_note
+    for panel_keys in (keys, [k for k in keys if k != "trigger"], ["dataset", "model"]):
+        if len(settings[panel_keys].drop_duplicates()) <= MAX_PANELS:
             break
+    by_panel = settings.groupby(panel_keys, dropna=False)
+    pooled = [heading(k).lower() for k in keys if k not in panel_keys and by_panel[k].nunique(dropna=False).max() > 1]
     keys_sql = ", ".join(quote(k) for k in panel_keys)
+    model_sql = ", ".join(quote(k) for k in [*keys, "seed"])
     prefix = "array_to_string(list_slice(string_split(pipeline, '>'), 1, position - 1), '>')"
     models = (f"(SELECT {keys_sql}, {score} AS score, any_value(roc_fpr) AS roc_fpr, any_value(roc_tpr) AS roc_tpr, "
               f"any_value(auroc) AS auroc FROM stages WHERE defense = 'ss' AND roc_fpr IS NOT NULL "
-              f"GROUP BY dataset, model, trigger, poison_pct, seed, {score}, {layer}, position, {prefix})")
+              f"GROUP BY {model_sql}, {score}, {layer}, position, {prefix})")
     curves = context.frame(
         f"SELECT {keys_sql}, score, i, avg(f) FILTER (WHERE NOT isnan(f)) AS fpr, "
         f"avg(t) FILTER (WHERE NOT isnan(t)) AS tpr FROM ("
         f"SELECT {keys_sql}, score, unnest(range(len(roc_fpr))) AS i, unnest(roc_fpr) AS f, unnest(roc_tpr) AS t "
         f"FROM {models}) GROUP BY {keys_sql}, score, i ORDER BY {keys_sql}, score, i")
     auroc = aggregate(context.connection, models, [*panel_keys, "score"], ["auroc"])
-    operating = context.frame(
-        f"SELECT {keys_sql}, {score} AS score, pipeline, position, sum(removed_poisoned) / sum(n_poisoned) AS tpr, "
-        f"sum(removed_clean) / sum(n_seen - n_poisoned) AS fpr FROM stages WHERE defense = 'ss' "
-        f"GROUP BY {keys_sql}, {score}, pipeline, position")
+    operating = pooled_rates(context.connection,
+                             f"(SELECT *, {score} AS score_kind FROM stages WHERE defense = 'ss')",
+                             [*panel_keys, "score_kind", "pipeline", "position"]).rename(columns={"score_kind": "score"})
     panels = curves[panel_keys].drop_duplicates().reset_index(drop=True)
     scores = sorted(curves["score"].dropna().unique())
     shown_keys_ = [k for k in panel_keys if panels[k].nunique() > 1] or panel_keys[-1:]
@@ -190,7 +180,8 @@ def roc_figure(context: ReportContext, counts: pd.DataFrame) -> Figure | None:
                "configurations ran on it); AUROC: mean [95 % CI] n = models. Circles: each SS configuration's "
                "operating point (its pooled FPR and TPR). Dotted: chance.")
     if pooled:
-        caption += f" Panels pool attack settings ({pooled}) to keep at most {MAX_PANELS} panels."
+        caption += (f" Panels pool the attack settings that differ only in {', '.join(pooled)}, to keep at most "
+                    f"{MAX_PANELS} panels.")
     if len(panels) > MAX_PANELS:
         caption += f" Only the first {MAX_PANELS} of {len(panels)} panels are drawn."
     return Figure("ss_roc", "Spectral Signatures: ROC and operating points", svg, caption)

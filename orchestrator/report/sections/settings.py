@@ -119,9 +119,17 @@ def file_stem(*parts: object) -> str:
 
 
 def panel_title(row: pd.Series | dict, columns: Iterable[str]) -> str:
-    """``gtsrb · gtsrb_cnn · yellow_square``: the values of ``columns`` in one row, for a panel's title."""
-    return " · ".join(format_value(row[c]) if c != "poison_pct" else f"{format_value(row[c])} % poison"
-                      for c in columns)
+    """``gtsrb · gtsrb_cnn · yellow_square · 4 % poison · train epochs 10``: the values of ``columns`` in
+    one row, for a panel's title; a value that does not name itself (a class, a configuration) gets
+    its heading."""
+    def part(column: str) -> str:
+        if column == "poison_pct":
+            return f"{format_value(row[column])} % poison"
+        if column in ("dataset", "model", "trigger", "pipeline"):
+            return format_value(row[column])
+        return f"{heading(column).lower()} {format_value(row[column])}"
+
+    return " · ".join(part(c) for c in columns)
 
 
 def select_panel(frame: pd.DataFrame, panel: pd.Series | dict, keys: list[str]) -> pd.DataFrame:

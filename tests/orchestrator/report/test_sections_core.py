@@ -267,3 +267,29 @@ def test_two_datasets_get_a_table_and_a_panel_each():
     assert "Dataset" in rates.shown.columns and set(rates.data["dataset"]) == {"synthetic_signs", "synthetic_faces"}
     front = tables(tradeoff.section(context))["tradeoff_front"]
     assert set(front.data["dataset"]) == {"synthetic_signs", "synthetic_faces"}
+
+
+def epoch_rows(pipelines: list[str]) -> list[dict]:
+    """One attack setting trained for 5 and for 10 epochs, three seeds each: six backdoored models."""
+    rows = []
+    for epochs, rng_seed in ((5, 1), (10, 2)):
+        for row in synthetic_rows(["yellow_square"], [4], SEEDS, pipelines, rng_seed=rng_seed):
+            rows.append(dict(row, train_epochs=epochs, trial_id=f"{row['trial_id']}-{epochs}"))
+    return rows
+
+
+AUROC_CELL = re.compile(r"AUROC \d\.\d\d \[\d\.\d\d, \d\.\d\d\] n=(\d+)")
+
+
+def test_roc_keeps_models_of_different_training_apart(monkeypatch):
+    rows = epoch_rows(["none", "ss(expected_pp_poison=0.05,eps_multiplier=1.5,score=centered)"])
+    context = context_of(rows)
+    # A panel per training configuration: three models each.
+    roc = detection.roc_figure(context, detection.detection_counts(context))
+    assert AUROC_CELL.findall(roc.svg) == ["3", "3"]
+    assert "train epochs 5" in roc.svg and "train epochs 10" in roc.svg
+    # One panel pooling both: six models, not three merged pairs.
+    monkeypatch.setattr(detection, "MAX_PANELS", 1)
+    pooled = detection.roc_figure(context, detection.detection_counts(context))
+    assert AUROC_CELL.findall(pooled.svg) == ["6"]
+    assert "differ only in train epochs" in pooled.caption
