@@ -21,7 +21,7 @@ from matplotlib.colors import Normalize
 from orchestrator.report import figures
 from orchestrator.report.model import Figure, Paragraph, ReportContext, Section, Table
 from orchestrator.report.sections.settings import estimate_cells, file_stem, quote, rate_cells, setting_columns, shown_keys
-from orchestrator.report.stats import aggregate, t_interval, wilson_interval
+from orchestrator.report.stats import aggregate, pooled_rates, t_interval
 
 FULL_TABLE_CELLS = 24  # a grid with more cells shows only its best ones in the table
 BEST_SHOWN = 12
@@ -45,7 +45,6 @@ GRIDS = (
     Grid("ac", "Activation Clustering", "cluster_analysis", ("reduce", "ex_re_threshold"), filtering=True),
     Grid("fp", "Fine-Pruning", "layer", ("threshold",), filtering=False),
 )
-COUNTS = ("removed_poisoned", "n_poisoned", "removed_clean", "n_clean")
 
 
 def section(context: ReportContext) -> Section | None:
@@ -83,7 +82,7 @@ def _source(grid: Grid, parameters: list[str], columns: set[str], keys: list[str
     """Single-defense rows of ``grid.defense`` with its parameters as text labels (NULL → ``None``)."""
     labels = ", ".join(f"coalesce(CAST(d1_{p} AS VARCHAR), 'None') AS {p}" for p in parameters)
     counts = (", d1_removed_poisoned AS removed_poisoned, d1_n_poisoned AS n_poisoned, "
-              "d1_removed_clean AS removed_clean, d1_n_seen - d1_n_poisoned AS n_clean"
+              "d1_removed_clean AS removed_clean, d1_n_seen AS n_seen"
               if grid.filtering and {"d1_removed_poisoned", "d1_removed_clean", "d1_n_seen", "d1_n_poisoned"} <= columns
               else "")
     pruned = ", d1_pruned_channels AS pruned_channels" if "d1_pruned_channels" in columns else ""
@@ -120,18 +119,12 @@ def _grid_blocks(context: ReportContext, grid: Grid, keys: list[str]) -> list:
 
 
 def _cells(context: ReportContext, source: str, keys: list[str], grid: Grid) -> pd.DataFrame:
-    """Per grid cell: means of asr / clean accuracy after (and pruned channels), summed detection
-    counts with TPR and FPR and their Wilson bounds."""
+    """Per grid cell: means of asr / clean accuracy after (and pruned channels), and the detection
+    counts summed over its trials with the rates of the sums (:func:`pooled_rates`)."""
     metrics = ["asr_after", "clean_acc_after"] + ([] if grid.filtering else ["pruned_channels"])
     cells = aggregate(context.connection, source, keys, metrics)
     if grid.filtering and "removed_poisoned" in context.frame(f"SELECT * FROM {source} LIMIT 0").columns:
-        sums = ", ".join(f"sum({c})::DOUBLE AS {c}" for c in COUNTS)
-        counts = context.frame(f"SELECT {', '.join(keys)}, {sums} FROM {source} GROUP BY ALL")
-        cells = cells.merge(counts, on=keys, how="left")
-        for rate, hits, total in (("tpr", "removed_poisoned", "n_poisoned"), ("fpr", "removed_clean", "n_clean")):
-            with np.errstate(invalid="ignore", divide="ignore"):
-                cells[rate] = cells[hits] / cells[total].where(cells[total] > 0)
-            cells[f"{rate}_lo"], cells[f"{rate}_hi"] = wilson_interval(cells[hits], cells[total].fillna(0))
+        cells = cells.merge(pooled_rates(context.connection, source, keys), on=keys, how="left")
     return cells
 
 

@@ -18,7 +18,7 @@ from orchestrator.report.model import Paragraph, ReportContext, Section, Table
 from orchestrator.report.reference import load_reference, thesis_settings
 from orchestrator.report.sections.settings import (CORE, estimate_cells, file_stem, format_value, heading, quote, rate_cells,
                                                    setting_columns)
-from orchestrator.report.stats import aggregate, wilson_interval
+from orchestrator.report.stats import aggregate, pooled_rates
 
 # (our dataset, the thesis's dataset it stands beside, an analogue rather than the same data)
 DATASET_MATCHES = [
@@ -97,21 +97,21 @@ def _activation_clustering(context: ReportContext, keys: list[str]) -> pd.DataFr
         ["n_defenses = 1", "d1_name = 'ac'"]
         + (["d1_ex_re_threshold IS NULL"] if "d1_ex_re_threshold" in columns else [])
         + (["d1_retrain = 'full'"] if "d1_retrain" in columns else []))
-    counts = {"d1_removed_poisoned", "d1_n_poisoned", "d1_removed_total", "d1_n_seen"} <= columns
+    counts = {"d1_removed_poisoned", "d1_n_poisoned", "d1_removed_clean", "d1_n_seen"} <= columns
     source = (f"(SELECT {_select(keys)}, pipeline, d1_cluster_analysis AS cluster_analysis, asr_after, "
               "clean_acc_after" + (", d1_removed_poisoned AS removed_poisoned, d1_n_poisoned AS n_poisoned, "
-                                   "d1_removed_total AS removed_total, d1_n_seen AS n_seen" if counts else "")
+                                   "d1_removed_clean AS removed_clean, d1_n_seen AS n_seen" if counts else "")
               + f" FROM results WHERE {thesis_setup})")
-    rates = {"tpr": ("removed_poisoned", "n_poisoned"), "removed_share": ("removed_total", "n_seen")} if counts else {}
-    ours = _estimates(context, source, [*keys, "pipeline", "cluster_analysis"], ["clean_acc_after", "asr_after"], rates)
+    ours = _estimates(context, source, [*keys, "pipeline", "cluster_analysis"], ["clean_acc_after", "asr_after"],
+                      counts)
     thesis = load_reference("activation_clustering").merge(thesis_settings(), on="model_id")
     thesis["thesis_table"] = "Tables 4.2, 4.3"
     thesis["tpr"] = 100 * thesis["removed_poisoned"] / thesis["n_poisoned"]
     metrics = [("clean accuracy after", "clean_acc_after", "clean_acc_after", None),
                ("ASR after", "backdoor_success_after", "asr_after", None)]
     if counts:
-        metrics += [("TPR (poisoned removed)", "tpr", "tpr", ("removed_poisoned", "n_poisoned")),
-                    ("training set removed", "removed_total_pct", "removed_share", ("removed_total", "n_seen"))]
+        metrics += [("TPR (poisoned removed)", "tpr", "tpr", ("tp", "poisoned")),
+                    ("training set removed", "removed_total_pct", "removed_share", ("removed", "seen"))]
     return _compare(ours, thesis, keys, ["trigger", "poison_pct", "cluster_analysis"], metrics)
 
 
@@ -126,7 +126,7 @@ def _fine_pruning(context: ReportContext, keys: list[str]) -> pd.DataFrame | Non
               f"threshold_pct, asr_after, clean_acc_after, {pruned} FROM results "
               "WHERE n_defenses = 1 AND d1_name = 'fp')")
     ours = _estimates(context, source, [*keys, "pipeline", "layer", "threshold_pct"],
-                      ["clean_acc_after", "asr_after", "pruned_share"], {})
+                      ["clean_acc_after", "asr_after", "pruned_share"])
     thesis = load_reference("fine_pruning").merge(thesis_settings(), on="model_id")
     thesis["thesis_table"] = np.where(thesis["layer"] == "last_conv", "Table 4.6", "Table 4.5")
     thesis["threshold_pct"] = thesis["threshold_pct"].astype(float)
@@ -159,7 +159,7 @@ def _combinations(context: ReportContext, keys: list[str]) -> pd.DataFrame | Non
              AND d2_name = 'fp' AND abs({column('d2_threshold')} - {threshold}) < 1e-9)
          OR (d1_name = 'fp' AND abs({column('d1_threshold')} - {threshold}) < 1e-9
              AND d2_name = 'ac' AND {column('d2_cluster_analysis')} = 'smaller'{ac_off[2]})))"""
-    ours = _estimates(context, source, [*keys, "pipeline", "order", "fp_layer"], ["clean_acc_after", "asr_after"], {})
+    ours = _estimates(context, source, [*keys, "pipeline", "order", "fp_layer"], ["clean_acc_after", "asr_after"])
     thesis = load_reference("combinations").merge(thesis_settings(), on="model_id")
     thesis["thesis_table"] = np.where(thesis["order"] == "ac_then_fp", "Table 4.7", "Table 4.9")
     metrics = [("clean accuracy after", "clean_acc_after", "clean_acc_after", None),
@@ -168,19 +168,17 @@ def _combinations(context: ReportContext, keys: list[str]) -> pd.DataFrame | Non
 
 
 def _estimates(context: ReportContext, source: str, keys: list[str], means: list[str],
-               rates: dict[str, tuple[str, str]]) -> pd.DataFrame:
-    """Means (``m_mean``, ``m_lo``, ``m_hi``, ``m_n``) and summed rates (``r_mean`` = hits / total,
-    ``r_lo``, ``r_hi`` Wilson, and the summed ``hits``, ``total`` columns) of ``source`` per ``keys``."""
+               counts: bool = False) -> pd.DataFrame:
+    """Means (``m_mean``, ``m_lo``, ``m_hi``, ``m_n``) of ``source`` per ``keys``; with ``counts`` (the
+    source holds a filtering step's counts) also the TPR and the share of the training set removed,
+    pooled from summed counts (``tpr_mean``, ``removed_share_mean`` with Wilson ``_lo``, ``_hi``) with
+    their hits and totals (``tp`` of ``poisoned``, ``removed`` of ``seen``)."""
     ours = aggregate(context.connection, source, keys, means)
-    if rates:
-        sums = ", ".join(f"sum({column})::DOUBLE AS {column}" for pair in rates.values() for column in pair)
-        quoted = ", ".join(quote(key) for key in keys)
-        counts = context.frame(f"SELECT {quoted}, {sums} FROM {source} GROUP BY ALL")
-        ours = ours.merge(counts, on=keys, how="left")
-        for rate, (hits, total) in rates.items():
-            with np.errstate(invalid="ignore", divide="ignore"):
-                ours[f"{rate}_mean"] = ours[hits] / ours[total].where(ours[total] > 0)
-            ours[f"{rate}_lo"], ours[f"{rate}_hi"] = wilson_interval(ours[hits], ours[total].fillna(0))
+    if counts:
+        pooled = pooled_rates(context.connection, source, keys)
+        pooled = pooled.assign(poisoned=pooled["tp"] + pooled["fn"], removed=pooled["tp"] + pooled["fp"])
+        ours = ours.merge(pooled.rename(columns={"tpr": "tpr_mean", "removed_share": "removed_share_mean"}),
+                          on=keys, how="left")
     return ours
 
 
