@@ -8,11 +8,10 @@ import pandas as pd
 from orchestrator.report import figures
 from orchestrator.report.model import Figure, Paragraph, ReportContext, Section, Table
 from orchestrator.report.sections.settings import (
-    NO_DEFENSE,
+    backdoored_models_sql,
     estimate_cells,
     file_stem,
     panel_title,
-    quote,
     setting_columns,
     shown_keys,
 )
@@ -23,21 +22,6 @@ MAX_PANELS = 6  # (dataset, model) panels in the dose-response figure
 MAX_LINES = len(figures.PALETTE)  # lines per panel; beyond this a panel would not be readable
 
 
-def models_before_sql(context: ReportContext, keys: list[str], metrics: list[str]) -> str:
-    """A query with one row per backdoored model — (``keys``, seed) — and its ``<metric>_before`` values
-    as ``<metric>``.
-
-    Every pipeline of one (setting, seed) starts from the same model, so its before-values repeat on
-    each of them; taking one row per model keeps a model from counting several times in n. The
-    ``none`` row is preferred where the sweep has one.
-    """
-    group = ", ".join(quote(k) for k in [*keys, "seed"])
-    values = ", ".join(
-        f"coalesce(any_value({quote(m + '_before')}) FILTER (WHERE pipeline = '{NO_DEFENSE}'), "
-        f"any_value({quote(m + '_before')})) AS {quote(m)}" for m in metrics)
-    return f"(SELECT {group}, {values} FROM results GROUP BY {group})"
-
-
 def section(context: ReportContext) -> Section | None:
     """None when the rows have no before-defense metrics."""
     columns = context.columns("results")
@@ -45,7 +29,8 @@ def section(context: ReportContext) -> Section | None:
     if "asr_before" not in columns:
         return None
     keys = setting_columns(context)
-    stats = aggregate(context.connection, models_before_sql(context, keys, metrics), keys, metrics)
+    models = backdoored_models_sql(keys, {metric: f"{metric}_before" for metric in metrics})
+    stats = aggregate(context.connection, models, keys, metrics)
     if stats.empty:
         return None
     blocks: list = [Paragraph(

@@ -12,7 +12,13 @@ from __future__ import annotations
 import pandas as pd
 
 from orchestrator.report.model import Paragraph, ReportContext, Section, Table
-from orchestrator.report.sections.settings import estimate_cells, file_stem, quote, setting_columns, shown_keys
+from orchestrator.report.sections.settings import (
+    backdoored_models_sql,
+    estimate_cells,
+    file_stem,
+    setting_columns,
+    shown_keys,
+)
 from orchestrator.report.stats import aggregate
 
 RANKED = 15  # configurations shown per dataset and model in the DER ranking
@@ -29,8 +35,7 @@ def section(context: ReportContext) -> Section | None:
     if means.empty:
         return None
     # One ASR before per backdoored model (setting and seed), not one per defended trial of it.
-    undefended = aggregate(context.connection, f"(SELECT DISTINCT {', '.join(quote(k) for k in keys)}, seed, "
-                                               "asr_before FROM results)", keys, ["asr_before"])
+    undefended = aggregate(context.connection, backdoored_models_sql(keys, ["asr_before"]), keys, ["asr_before"])
     chosen = choose_within_budgets(means, keys, sorted(context.budgets)).merge(undefended, on=keys, how="left")
     blocks: list = [Paragraph(
         "For each attack setting and clean-accuracy budget: the configuration with the lowest mean ASR after "

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 import numpy as np
 import pandas as pd
@@ -50,6 +50,28 @@ def setting_columns(context: ReportContext) -> list[str]:
     classes = [c for c in ("source", "target") if c in varying]
     config = [c for c in varying if c not in ("source", "target")]
     return ["dataset", "model", *classes, "trigger", "poison_pct", *config]
+
+
+def backdoored_models_sql(keys: Iterable[str], values: Mapping[str, str] | Iterable[str], where: str = "TRUE") -> str:
+    """A parenthesised query over ``results`` with one row per backdoored model — (``keys``, seed) —
+    and its before-defense ``values``.
+
+    Every pipeline of one (setting, seed) starts from the same model, so its before-values repeat on
+    each of them; one row per model keeps a model from counting several times in n. A value is taken
+    from the ``none`` row where the model has one.
+
+    Parameters
+    ----------
+    keys : the attack-setting columns (:func:`setting_columns`, or fewer where the section pools)
+    values : output name → column of ``results`` (``{"asr": "asr_before"}``), or columns kept by name
+    where : SQL condition on the rows of ``results``
+    """
+    values = dict(values) if isinstance(values, Mapping) else {column: column for column in values}
+    group = ", ".join(quote(k) for k in [*keys, "seed"])
+    selected = ", ".join(
+        f"coalesce(any_value({quote(column)}) FILTER (WHERE pipeline = '{NO_DEFENSE}'), any_value({quote(column)})) "
+        f"AS {quote(name)}" for name, column in values.items())
+    return f"(SELECT {group}, {selected} FROM results WHERE {where} GROUP BY {group})"
 
 
 def heading(column: str) -> str:

@@ -16,8 +16,17 @@ import pandas as pd
 
 from orchestrator.report.model import Paragraph, ReportContext, Section, Table
 from orchestrator.report.reference import load_reference, thesis_settings
-from orchestrator.report.sections.settings import (CORE, estimate_cells, file_stem, format_value, heading, quote, rate_cells,
-                                                   setting_columns)
+from orchestrator.report.sections.settings import (
+    CORE,
+    backdoored_models_sql,
+    estimate_cells,
+    file_stem,
+    format_value,
+    heading,
+    quote,
+    rate_cells,
+    setting_columns,
+)
 from orchestrator.report.stats import aggregate, pooled_rates
 
 # (our dataset, the thesis's dataset it stands beside, an analogue rather than the same data)
@@ -63,8 +72,8 @@ def section(context: ReportContext) -> Section | None:
 def _backdoored(context: ReportContext, keys: list[str]) -> pd.DataFrame:
     """Backdoored models before any defense: clean accuracy and ASR, one value per trained model
     (attack setting and seed), however many defenses ran on it."""
-    source = f"(SELECT DISTINCT {_select(keys)}, seed, clean_acc_before, asr_before FROM results)"
-    ours = aggregate(context.connection, source, keys, ["clean_acc_before", "asr_before"])
+    models = backdoored_models_sql(keys, ["clean_acc_before", "asr_before"])
+    ours = aggregate(context.connection, models, keys, ["clean_acc_before", "asr_before"])
     models = load_reference("models").merge(thesis_settings(), on=["model_id", "dataset", "model", "trigger"])
     sweep = load_reference("poison_sweep").rename(columns={"poison_pct_of_source": "poison_pct"})
     sweep["model_id"] = (sweep["dataset"] + " · " + sweep["trigger"] + " · "
@@ -81,8 +90,8 @@ def _clean(context: ReportContext, keys: list[str]) -> pd.DataFrame:
     """Models trained without poison (poison_pct 0): clean accuracy, one value per trained model."""
     # Without poison the trigger changes no image: one model per seed, whatever trigger the row names.
     unpoisoned = [k for k in keys if k not in ("trigger", "poison_pct")]
-    source = f"(SELECT DISTINCT {_select(unpoisoned)}, seed, clean_acc_before FROM results WHERE poison_pct = 0)"
-    ours = aggregate(context.connection, source, unpoisoned, ["clean_acc_before"])
+    models = backdoored_models_sql(unpoisoned, ["clean_acc_before"], where="poison_pct = 0")
+    ours = aggregate(context.connection, models, unpoisoned, ["clean_acc_before"])
     thesis = load_reference("clean_models").assign(thesis_table="Table 3.5")
     thesis["model_id"] = thesis["dataset"] + " / " + thesis["model"]
     return _compare(ours, thesis, unpoisoned, [], [("clean accuracy", "clean_acc", "clean_acc_before", None)])

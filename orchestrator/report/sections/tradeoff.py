@@ -9,8 +9,8 @@ from matplotlib.lines import Line2D
 
 from orchestrator.report import figures
 from orchestrator.report.model import Figure, Paragraph, ReportContext, Section, Table
-from orchestrator.report.sections.attacks import models_before_sql
 from orchestrator.report.sections.settings import (
+    backdoored_models_sql,
     defense_family,
     estimate_cells,
     panel_title,
@@ -44,7 +44,7 @@ def section(context: ReportContext) -> Section | None:
     points = aggregate(context.connection, drops, [*panel_keys, "pipeline"], ["drop", "asr_after"])
     if points.empty:
         return None
-    baseline = aggregate(context.connection, models_before_sql(context, keys, ["asr"]), panel_keys, ["asr"])
+    baseline = aggregate(context.connection, backdoored_models_sql(keys, {"asr": "asr_before"}), panel_keys, ["asr"])
     numbers = {pipeline: i for i, pipeline in enumerate(pipeline_order(points["pipeline"]), start=1)}
     points["number"] = points["pipeline"].map(numbers)
     points["on_front"] = False

@@ -307,6 +307,13 @@ def test_thesis_row_for_a_setting_of_table_4_1():
     assert not data["analogue"].any()
 
 
+def test_thesis_clean_models_count_one_model_per_seed_whatever_trigger_the_rows_name():
+    # Without poison the trigger changes no image: two triggers at 0 % are the same three models.
+    rows = synthetic_rows(["yellow_square", "white_square"], [0], SEEDS, ["none", AC], dataset="gtsrb")
+    data = tables(thesis.section(context_of(rows)))["thesis_clean"].data
+    assert data["ours_n"].tolist() == [3]
+
+
 def test_thesis_value_outside_a_narrow_interval():
     rows = synthetic_rows(["yellow_square"], [6], SEEDS, ["none"], dataset="gtsrb")
     for row in rows:
