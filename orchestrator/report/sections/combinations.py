@@ -16,7 +16,7 @@ from __future__ import annotations
 import pandas as pd
 
 from orchestrator.report.model import Paragraph, ReportContext, Section, Table
-from orchestrator.report.sections.settings import estimate_cells, file_stem, quote, setting_columns, shown_keys
+from orchestrator.report.sections.settings import estimate_cells, file_stem, quote, setting_columns, shown_keys, spread
 from orchestrator.report.stats import aggregate
 
 VARIANTS = ("a", "b", "ab", "ba")
@@ -161,14 +161,11 @@ def _pair_blocks(pair, keys: list[str], means: pd.DataFrame, changes: pd.DataFra
 def _wide(means: pd.DataFrame, changes: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
     """One row per attack setting, columns ``<variant>_<metric>_<mean|lo|hi|n>``; n is 0 where a
     variant did not run in that setting."""
-    frames = []
-    for frame, variants in ((means, VARIANTS), (changes, CHAINS)):
-        values = [c for c in frame.columns if c not in ("pair", *keys, "variant")]
-        # unstack, not pivot_table: only settings some variant ran, never the product of the key values
-        wide = frame.set_index([*keys, "variant"])[values].unstack("variant")
-        wide.columns = [f"{variant}_{column}" for column, variant in wide.columns]
-        frames.append(wide.reindex(columns=[f"{v}_{c}" for v in variants for c in values]))
-    wide = frames[0].join(frames[1], how="left").reset_index()
+    def values(frame: pd.DataFrame) -> list[str]:
+        return [c for c in frame.columns if c not in ("pair", *keys, "variant")]
+
+    wide = spread(means, keys, "variant", VARIANTS, values(means)).merge(
+        spread(changes, keys, "variant", CHAINS, values(changes)), on=keys, how="left")
     counts = [c for c in wide.columns if c.endswith("_n")]
     wide[counts] = wide[counts].fillna(0).astype("int64")
     return wide.sort_values(keys).reset_index(drop=True)

@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from orchestrator.report.model import Paragraph, ReportContext, Section, Table
-from orchestrator.report.sections.settings import estimate_cells, file_stem, quote, setting_columns, shown_keys
+from orchestrator.report.sections.settings import estimate_cells, file_stem, quote, setting_columns, shown_keys, spread
 from orchestrator.report.stats import aggregate
 
 ROLES = ("defense", "random", "perfect")
@@ -96,14 +96,7 @@ def _control_rows(context: ReportContext, keys: list[str], same_as: str, retrain
 def _control_blocks(context: ReportContext, keys: list[str], index: int, rows: tuple[str, str]) -> list:
     label, query = rows
     means = aggregate(context.connection, query, [*keys, "role"], list(METRICS))
-    values = [c for c in means.columns if c not in (*keys, "role")]
-    # unstack, not pivot_table: only settings some role ran, never the product of the key values
-    wide = means.set_index([*keys, "role"])[values].unstack("role")
-    wide.columns = [f"{role}_{column}" for column, role in wide.columns]
-    wide = wide.reindex(columns=[f"{role}_{m}_{p}" for role in ROLES for m in METRICS
-                                 for p in ("mean", "lo", "hi", "n")]).reset_index()
-    counts = [c for c in wide.columns if c.endswith("_n")]
-    wide[counts] = wide[counts].fillna(0).astype("int64")
+    wide = spread(means, keys, "role", ROLES, [f"{m}_{p}" for m in METRICS for p in ("mean", "lo", "hi", "n")])
     # Settings where the defense itself did not run have nothing to compare.
     wide = wide[wide["defense_asr_after_n"] > 0].reset_index(drop=True)
     if wide.empty:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -115,6 +115,23 @@ def estimate_cells(frame: pd.DataFrame, metric: str, scale: float = 100.0, digit
         lower, upper = np.clip(lower, *bounds), np.clip(upper, *bounds)
     return [format_estimate(mean, low, high, int(n), scale=scale, digits=digits) for mean, low, high, n in
             zip(frame[f"{metric}_mean"], lower, upper, frame[f"{metric}_n"])]
+
+
+def spread(frame: pd.DataFrame, keys: list[str], by: str, levels: Sequence[str], values: Sequence[str]) -> pd.DataFrame:
+    """Long to wide: one row per distinct ``keys`` of ``frame``, a column ``<level>_<value>`` per level of
+    column ``by`` (in ``levels`` order) and per ``values`` column; counts (``*_n``) are 0 where a level
+    has no row for those keys, other values NaN.
+
+    ``frame`` holds at most one row per (``keys``, ``by``), such as :func:`aggregate`'s answer.
+    """
+    # unstack, not pivot_table: only the keys some level has, never the product of the key values
+    wide = frame.set_index([*keys, by])[list(values)].unstack(by)
+    wide.columns = [f"{level}_{column}" for column, level in wide.columns]
+    spread_columns = [f"{level}_{value}" for level in levels for value in values]
+    wide = wide.reindex(columns=spread_columns).reset_index()
+    counts = [c for c in spread_columns if c.endswith("_n")]
+    wide[counts] = wide[counts].fillna(0).astype("int64")
+    return wide
 
 
 def pipeline_order(pipelines: Iterable[str]) -> list[str]:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import numpy as np
+import pandas as pd
 import pytest
 
-from orchestrator.report.sections.settings import backdoored_models_sql, panel_title
+from orchestrator.report.sections.settings import backdoored_models_sql, panel_title, spread
 from tests.report_rows import connect_rows, synthetic_rows
 
 SEEDS = [0, 1, 2]
@@ -39,3 +41,14 @@ def test_panel_titles_name_values_that_do_not_name_themselves():
     row = {"dataset": "gtsrb", "trigger": "yellow_square", "poison_pct": 4.0, "train_epochs": 10, "source": 3}
     assert panel_title(row, ["dataset", "trigger", "poison_pct", "train_epochs", "source"]) == (
         "gtsrb · yellow_square · 4 % poison · train epochs 10 · source class 3")
+
+
+def test_spread_keeps_only_the_keys_some_level_has():
+    long = pd.DataFrame({"trigger": ["a", "a", "b"], "pct": [2.0, 2.0, 4.0], "role": ["defense", "random", "defense"],
+                         "asr_mean": [0.1, 0.5, 0.2], "asr_n": [3, 2, 3]})
+    wide = spread(long, ["trigger", "pct"], "role", ["defense", "random", "perfect"], ["asr_mean", "asr_n"])
+    assert list(wide.columns) == ["trigger", "pct", "defense_asr_mean", "defense_asr_n", "random_asr_mean",
+                                  "random_asr_n", "perfect_asr_mean", "perfect_asr_n"]
+    assert wide[["trigger", "pct"]].values.tolist() == [["a", 2.0], ["b", 4.0]]  # never (a, 4) or (b, 2)
+    assert wide["random_asr_n"].tolist() == [2, 0] and wide["perfect_asr_n"].tolist() == [0, 0]
+    assert wide["random_asr_n"].dtype == "int64" and np.isnan(wide["random_asr_mean"].iloc[1])
