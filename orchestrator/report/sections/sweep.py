@@ -85,11 +85,11 @@ def versions_table(context: ReportContext) -> Table | None:
     if not columns:
         return None
     ordered = [c for c in columns if c == "code_version"] + [c for c in columns if c != "code_version"]
-    sql = " UNION ALL ".join(
-        f"SELECT {i} AS k, '{c.removesuffix('_version').replace(chr(39), '')}' AS package, "
-        f"CAST({quote(c)} AS VARCHAR) AS version, count(*) AS trials FROM results GROUP BY 3"
-        for i, c in enumerate(ordered))
-    data = context.frame(f"SELECT package, version, trials FROM ({sql}) ORDER BY k, trials DESC, version")
+    # A package is named by its column's position, never by a name spliced into the SQL.
+    sql = " UNION ALL ".join(f"SELECT {i} AS k, CAST({quote(c)} AS VARCHAR) AS version, count(*) AS trials "
+                             "FROM results GROUP BY 2" for i, c in enumerate(ordered))
+    data = context.frame(f"SELECT k, version, trials FROM ({sql}) ORDER BY k, trials DESC, version")
+    data.insert(0, "package", [ordered[k].removesuffix("_version") for k in data.pop("k")])
     data["trials"] = data["trials"].astype("int64")
     mixed = sorted(set(data.loc[data.duplicated("package", keep=False), "package"]))
     shown = pd.DataFrame({"Package": data["package"].replace({"code": "bdsweep code (git)"}),

@@ -228,6 +228,14 @@ def test_sweep_section_warns_of_mixed_versions(rows):
     assert note.startswith("Mixed versions: code")
 
 
+def test_versions_keep_a_package_name_as_its_column_spells_it(rows):
+    named = [dict(r, **{"o'brien_version": "1.0" if r["seed"] else "1.1"}) for r in rows]
+    versions = tables(sweep.section(context_of(named)))["versions"].data
+    assert versions.loc[versions["package"] == "o'brien", ["version", "trials"]].values.tolist() == [
+        ["1.0", len(rows) * 2 // 3], ["1.1", len(rows) // 3]]
+    assert versions["package"].iloc[0] == "code"
+
+
 def test_stage_kinds_of_result_labels():
     assert [stage_kind(label) for label in ("dataset", "poison", "train", "evaluate_before", "evaluate_after", "d1",
                                             "d2_defense", "d1_activations", "d3_pruning_curve")] == [
