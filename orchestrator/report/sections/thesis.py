@@ -60,7 +60,9 @@ def section(context: ReportContext) -> Section | None:
         "interval and the counts (removed / total), as the thesis counted them. "
         "Difference = ours − thesis in percentage points. 'Thesis inside our CI' says whether the thesis's "
         "value lies within our interval; with one seed there is no interval. The thesis trained one model per "
-        "setting, so its numbers carry their own, unknown, seed-to-seed spread.")]
+        "setting, so its numbers carry their own, unknown, seed-to-seed spread. Activation Clustering, alone or "
+        "in a combination, is matched only where it ran as in the thesis: without exclusionary "
+        "reclassification, retraining from scratch.")]
     if analogue:
         blocks.append(Paragraph(
             "Rows marked ANALOGUE are not the thesis's data: the bundled synthetic_signs (GTSRB-like signs) stands "
@@ -156,7 +158,10 @@ def _combinations(context: ReportContext, keys: list[str]) -> pd.DataFrame | Non
         # A chain's columns exist only for the defenses some row ran at that position.
         return name if name in columns else "NULL"
 
-    ac_off = {position: f" AND {column(f'd{position}_ex_re_threshold')} IS NULL" for position in (1, 2)}
+    # The thesis's AC, as in _activation_clustering: no exclusionary reclassification, retrained from scratch.
+    ac_off = {position: f" AND {column(f'd{position}_ex_re_threshold')} IS NULL"
+                        + (f" AND d{position}_retrain = 'full'" if f"d{position}_retrain" in columns else "")
+              for position in (1, 2)}
     threshold = COMBINATION_THRESHOLD
     source = f"""(
         SELECT {_select(keys)}, pipeline, asr_after, clean_acc_after,

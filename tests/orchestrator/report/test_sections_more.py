@@ -348,6 +348,14 @@ def test_thesis_defense_rows_match_parameters_and_convert_percentages():
     assert set(combination["thesis_table"]) == {"Table 4.7"}
 
 
+def test_thesis_combinations_retrain_activation_clustering_from_scratch():
+    fine_tuned = "ac(cluster_analysis=smaller,retrain=finetune)"
+    rows = synthetic_rows(["yellow_square"], [6], SEEDS, [fine_tuned, f"{fine_tuned}>{FP}", f"{FP}>{fine_tuned}"],
+                          dataset="gtsrb")
+    found = tables(thesis.section(context_of(rows)))
+    assert "thesis_activation_clustering" not in found and "thesis_combinations" not in found
+
+
 def test_thesis_absent_for_a_dataset_the_thesis_did_not_use():
     rows = synthetic_rows(["yellow_square"], [6], [0], ["none", AC], dataset="digits")
     assert thesis.section(context_of(rows)) is None
