@@ -13,7 +13,9 @@ import pandas as pd
 
 from orchestrator.report.model import Paragraph, ReportContext, Section, Table
 from orchestrator.report.sections.settings import (
+    DER_FORMULA,
     backdoored_models_sql,
+    der_cells,
     estimate_cells,
     file_stem,
     setting_columns,
@@ -99,7 +101,7 @@ def _der_ranking(context: ReportContext) -> list:
         shown = pd.DataFrame({
             "Rank": top["rank"].astype(str),
             "Configuration": top["pipeline"],
-            "DER": estimate_cells(top, "der", scale=1.0, digits=3),
+            "DER": der_cells(top),
             "ASR after (%)": estimate_cells(top, "asr_after"),
             "Clean-acc. drop (pp)": estimate_cells(top, "acc_drop", bounds=None),
         })
@@ -107,6 +109,5 @@ def _der_ranking(context: ReportContext) -> list:
         blocks.append(Table(
             file_stem("guidelines_der", dataset, model), f"Configurations by mean DER, {dataset} / {model}{shown_of}",
             shown, top,
-            "DER = [max(0, ASR before − after) − max(0, clean acc. before − after) + 1] / 2: 0.5 = no effect, "
-            "1 = backdoor removed at no cost. Pooled over the attack settings and seeds of this dataset and model."))
+            f"{DER_FORMULA}. Pooled over the attack settings and seeds of this dataset and model."))
     return blocks

@@ -12,6 +12,8 @@ import pandas as pd
 
 from orchestrator.report.model import Paragraph, ReportContext, Section, Table
 from orchestrator.report.sections.settings import (
+    DER_FORMULA,
+    der_cells,
     estimate_cells,
     file_stem,
     heading,
@@ -22,14 +24,14 @@ from orchestrator.report.sections.settings import (
 )
 from orchestrator.report.stats import aggregate
 
-METRICS = {"clean_acc_after": "Clean acc. (%)", "asr_after": "ASR (%)", "der": "DER (%)"}
+METRICS = {"clean_acc_after": "Clean acc. (%)", "asr_after": "ASR (%)", "der": "DER"}
 PER_TABLE = 2  # configurations per table: 2 × 3 columns of two-line cells fit a 1000 px page
 MAX_WIDE = 12  # more configurations than this: one table per attack setting instead
 
-DEFINITION = ("Cells: mean [95 % CI] n = seeds, in percent, after the defense. DER (defense effectiveness rating) = "
-              "[max(0, ASR drop) − max(0, clean-accuracy drop) + 1] / 2: 50 = no effect, 100 = backdoor removed at "
-              "no cost; – where there is no defense.")
-NOTE = "Cells: mean [95 % CI] n = seeds, in percent, after the defense. DER: 50 = no effect, 100 = backdoor gone at no cost."
+DEFINITION = (f"Cells: mean [95 % CI] n = seeds after the defense; clean accuracy and ASR in percent. {DER_FORMULA}; "
+              "– where there is no defense.")
+NOTE = ("Cells: mean [95 % CI] n = seeds after the defense; clean accuracy and ASR in percent, DER from 0 to 1 "
+        "(0.5 = no effect, 1 = backdoor gone at no cost).")
 
 
 def section(context: ReportContext) -> Section | None:
@@ -68,7 +70,7 @@ def wide_tables(stats: pd.DataFrame, keys: list[str], metrics: list[str], pipeli
             per_setting = settings.merge(stats[stats["pipeline"] == pipeline], on=keys, how="left")
             for metric in metrics:
                 filled = per_setting.fillna({f"{metric}_n": 0})
-                shown[(pipeline, METRICS[metric])] = estimate_cells(filled, metric)
+                shown[(pipeline, METRICS[metric])] = _cells(filled, metric)
         frame = pd.DataFrame(shown)
         frame.columns = pd.MultiIndex.from_tuples(frame.columns)
         data = stats[stats["pipeline"].isin(chunk)].reset_index(drop=True)
@@ -87,8 +89,12 @@ def per_setting_tables(stats: pd.DataFrame, keys: list[str], metrics: list[str],
         part = part.sort_values("pipeline", key=lambda p: p.map(rank)).reset_index(drop=True)
         shown = pd.DataFrame({heading("pipeline"): part["pipeline"]})
         for metric in metrics:
-            shown[METRICS[metric]] = estimate_cells(part, metric)
+            shown[METRICS[metric]] = _cells(part, metric)
         values = dict(zip(keys, setting if isinstance(setting, tuple) else (setting,)))
         title = "Defenses on " + panel_title(values, shown_setting)
         tables.append(Table(file_stem("master", *[values[k] for k in shown_setting]), title, shown, part, NOTE))
     return tables
+
+
+def _cells(frame: pd.DataFrame, metric: str) -> list[str]:
+    return der_cells(frame) if metric == "der" else estimate_cells(frame, metric)

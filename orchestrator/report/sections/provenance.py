@@ -9,16 +9,16 @@ from __future__ import annotations
 import pandas as pd
 
 from orchestrator.report.model import Code, Paragraph, ReportContext, Section, Table
+from orchestrator.report.sections.settings import DER_FORMULA
 from orchestrator.report.sections.sweep import versions_table
 
-# (metric, definition); every rate is a fraction in [0, 1], shown in percent.
+# (metric, definition); every rate is a fraction in [0, 1], shown in percent; DER is a score in [0, 1].
 METRICS = (
     ("clean_acc", "Share of the clean test set classified correctly."),
     ("asr", "Attack success rate: share of the poisoned test set (every source-class test image with the trigger) "
             "classified as the target class."),
     ("ra", "Robust accuracy: share of the poisoned test set classified as its true (source) class."),
-    ("der", "Defense effectiveness rating: [max(0, asr_before − asr_after) − max(0, clean_acc_before − "
-            "clean_acc_after) + 1] / 2; 0.5 = no effect, 1 = backdoor removed at no cost (BackdoorBench)."),
+    ("der", f"{DER_FORMULA} (BackdoorBench); a score, not a share, so never shown in percent."),
     ("tpr", "removed_poisoned / n_poisoned: share of the poisoned training samples a filtering defense removed."),
     ("fpr", "removed_clean / (n_seen − n_poisoned): share of the clean training samples it removed."),
     ("precision", "removed_poisoned / removed_total: share of the removed samples that were poisoned."),

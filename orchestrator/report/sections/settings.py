@@ -31,6 +31,11 @@ HEADINGS = {"dataset": "Dataset", "model": "Model", "source": "Source class", "t
 
 quote = quote_identifier  # short, since sections quote many columns
 
+# DER is a score from 0 to 1, not a share: every section shows it on that scale with these decimals.
+DER_DIGITS = 3
+DER_FORMULA = ("DER (defense effectiveness rating) = [max(0, asr_before − asr_after) − max(0, clean_acc_before − "
+               "clean_acc_after) + 1] / 2, from 0 to 1: 0.5 = no effect, 1 = backdoor removed at no cost")
+
 
 def setting_columns(context: ReportContext) -> list[str]:
     """Columns of ``results`` that together identify one attack setting (one model per seed).
@@ -132,6 +137,11 @@ def spread(frame: pd.DataFrame, keys: list[str], by: str, levels: Sequence[str],
     counts = [c for c in spread_columns if c.endswith("_n")]
     wide[counts] = wide[counts].fillna(0).astype("int64")
     return wide
+
+
+def der_cells(frame: pd.DataFrame) -> list[str]:
+    """:func:`estimate_cells` of ``der`` on its own 0–1 scale (``0.734 [0.712, 0.756] n=3``)."""
+    return estimate_cells(frame, "der", scale=1.0, digits=DER_DIGITS)
 
 
 def pipeline_order(pipelines: Iterable[str]) -> list[str]:

@@ -14,7 +14,7 @@ from scipy import stats
 from orchestrator.report import figures
 from orchestrator.report.model import Code, Figure, ReportContext, SweepFacts, Table
 from orchestrator.report.sections import attacks, detection, master, sweep, tradeoff
-from orchestrator.report.sections.settings import setting_columns
+from orchestrator.report.sections.settings import DER_FORMULA, setting_columns
 from orchestrator.report.sections.sweep import stage_kind
 from tests.report_rows import PIPELINES, connect_rows, synthetic_rows
 
@@ -47,16 +47,36 @@ def estimate_columns(table: Table) -> list:
     return [c for c in table.shown.columns if any(unit in str(c) for unit in ("(%)", "(pp)"))]
 
 
+def der_columns(table: Table) -> list:
+    return [c for c in table.shown.columns if (c[-1] if isinstance(c, tuple) else c) == "DER"]
+
+
 def test_every_aggregated_cell_over_three_seeds_has_n3_and_an_interval(context):
     checked = 0
     for section_function in (attacks.section, master.section):
         for table in tables(section_function(context)).values():
             for column in estimate_columns(table):
                 for cell in table.shown[column]:
-                    # DER has no value without a defense; every other cell aggregates three seeds.
-                    assert ESTIMATE_N3.fullmatch(cell) or (cell == "–" and "DER" in str(column)), (table.name, cell)
+                    assert ESTIMATE_N3.fullmatch(cell), (table.name, cell)
                     checked += 1
     assert checked > 100
+
+
+DER_N3 = re.compile(r"[01]\.\d{3} \[[01]\.\d{3}, [01]\.\d{3}\] n=3")
+
+
+@pytest.mark.parametrize("seeds", [SEEDS, SEEDS[:1]])
+def test_der_is_a_score_from_zero_to_one_with_its_formula_written_once(seeds):
+    pipelines = ["none", "perfect_filter", "ac(cluster_analysis=smaller)", "fp(layer=last_conv,threshold=0.04)"]
+    section = master.section(context_of(synthetic_rows(TRIGGERS, POISON_PCTS, seeds, pipelines)))
+    cells = [cell for table in tables(section).values() for column in der_columns(table) for cell in table.shown[column]]
+    assert len(cells) == len(pipelines) * len(TRIGGERS) * len(POISON_PCTS)
+    one_seed = re.compile(r"[01]\.\d{3} \(n = 1\)")
+    defended = [cell for cell in cells if cell != "–"]
+    assert len(defended) == (len(pipelines) - 1) * len(TRIGGERS) * len(POISON_PCTS)
+    assert all((DER_N3 if len(seeds) == 3 else one_seed).fullmatch(cell) for cell in defended), defended[:3]
+    assert all(table.data["der_mean"].dropna().between(0, 1).all() for table in tables(section).values())
+    assert DER_FORMULA in section.blocks[0].text
 
 
 def test_attack_cell_is_the_mean_and_t_interval_of_the_three_seeds(context, rows):

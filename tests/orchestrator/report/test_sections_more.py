@@ -14,6 +14,7 @@ import pytest
 
 from orchestrator.report.model import Code, Figure, ReportContext, SweepFacts, Table
 from orchestrator.report.sections import combinations, controls, guidelines, parameters, provenance, thesis
+from orchestrator.report.sections.settings import DER_FORMULA
 from tests.report_rows import connect_rows, synthetic_rows
 
 SEEDS = [0, 1, 2]
@@ -219,6 +220,8 @@ def test_guidelines_rank_by_mean_der_without_the_oracle():
     assert ranking.data["pipeline"].tolist() == [STRONG, MILD, CHEAP]
     assert ranking.shown["Rank"].tolist() == ["1", "2", "3"]
     assert (ranking.data["der_n"] == 3).all()
+    assert ranking.shown["DER"].str.fullmatch(r"0\.\d{3} \[0\.\d{3}, [01]\.\d{3}\] n=3").all()
+    assert DER_FORMULA in ranking.note
 
 
 def test_guidelines_absent_without_a_defended_trial():
@@ -369,8 +372,8 @@ def test_provenance_lists_versions_formulas_and_command():
     section = provenance.section(context_of(rows, command="bdsweep report demo --storage ./runs"))
     assert "tensorflow: 2.21.0 (3 trials), 2.20.0 (1 trial)" in texts(section)
     metrics = tables(section)["provenance_metrics"].data.set_index("metric")["definition"]
-    der = "[max(0, asr_before − asr_after) − max(0, clean_acc_before − clean_acc_after) + 1] / 2"
-    assert der in metrics["der"]
+    assert DER_FORMULA in metrics["der"]
+    assert "[max(0, asr_before − asr_after) − max(0, clean_acc_before − clean_acc_after) + 1] / 2" in DER_FORMULA
     assert {"clean_acc", "asr", "ra", "tpr", "fpr", "precision", "f1"} <= set(metrics.index)
     assert "Student-t" in texts(section) and "Wilson" in texts(section)
     (code,) = [block for block in section.blocks if isinstance(block, Code)]
