@@ -23,6 +23,7 @@ from matplotlib.figure import Figure
 PALETTE = ("#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#000000", "#F0E442")
 MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")
 GREY = "#9a9a9a"
+REFERENCE_COLOUR, REFERENCE_MARKER = "#222222", "*"  # see reference_points
 MAX_WIDTH_IN = 10.0  # 960 px at 96 px/in, the report's content width
 
 STYLE = {
@@ -140,6 +141,17 @@ def points_with_error_bars(axes: Axes, x: Sequence[float], y: Sequence[float],
                   markersize=5 if emphasis else 3.2, elinewidth=1.0 if emphasis else 0.6,
                   alpha=1.0 if emphasis else 0.6, capsize=0, markeredgecolor="white" if emphasis else colour_,
                   markeredgewidth=0.5 if emphasis else 0)
+
+
+def reference_points(axes: Axes, x: Sequence[float], y: Sequence[float],
+                     x_interval: tuple[Sequence[float], Sequence[float]],
+                     y_interval: tuple[Sequence[float], Sequence[float]], label: str | None = None) -> None:
+    """Points that are a yardstick rather than a candidate (an oracle): large dark stars with thin
+    95 % interval bars, above the other points."""
+    x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+    axes.errorbar(x, y, xerr=_error_lengths(x, *x_interval), yerr=_error_lengths(y, *y_interval), fmt=REFERENCE_MARKER,
+                  color=REFERENCE_COLOUR, label=label, markersize=10, elinewidth=0.7, capsize=0,
+                  markeredgecolor="white", markeredgewidth=0.6, zorder=4)
 
 
 def _error_lengths(centre: np.ndarray, lower: Sequence[float], upper: Sequence[float]) -> np.ndarray:

@@ -14,6 +14,7 @@ import pandas as pd
 from orchestrator.report.model import Paragraph, ReportContext, Section, Table
 from orchestrator.report.sections.settings import (
     DER_FORMULA,
+    WITHOUT_ORACLE,
     backdoored_models_sql,
     der_cells,
     estimate_cells,
@@ -24,7 +25,7 @@ from orchestrator.report.sections.settings import (
 from orchestrator.report.stats import aggregate
 
 RANKED = 15  # configurations shown per dataset and model in the DER ranking
-CANDIDATES = "n_defenses >= 1 AND pipeline NOT LIKE '%perfect_filter%'"
+CANDIDATES = f"n_defenses >= 1 AND {WITHOUT_ORACLE}"
 DROP = f"(SELECT *, clean_acc_before - clean_acc_after AS acc_drop FROM results WHERE {CANDIDATES})"
 
 

@@ -22,6 +22,10 @@ from orchestrator.results import quote_identifier
 CORE = ("dataset", "model", "trigger", "poison_pct")
 NO_DEFENSE = "none"
 CONTROLS = ("perfect_filter", "random_filter")
+# perfect_filter removes exactly the poison: an oracle no defender has, so never a recommendation.
+# A random_filter copying its count, or a chain holding it, knows the poison as well.
+ORACLE = "perfect_filter"
+WITHOUT_ORACLE = f"pipeline NOT LIKE '%{ORACLE}%'"
 # Columns of a row that start like configuration columns but record cost or provenance.
 _NOT_CONFIG = re.compile(r".*_(seconds|computed)$|dataset_fingerprint$")
 
@@ -155,6 +159,11 @@ def pipeline_order(pipelines: Iterable[str]) -> list[str]:
         return (1 if label.split("(")[0] in CONTROLS else 2), label
 
     return sorted(set(pipelines), key=rank)
+
+
+def uses_oracle(label: str) -> bool:
+    """Whether a defense configuration knows which samples are poisoned (see :data:`WITHOUT_ORACLE`)."""
+    return ORACLE in label
 
 
 def defense_family(label: str) -> str:

@@ -1,5 +1,9 @@
 """Section "Trade-off": what each defense configuration costs in clean accuracy against the backdoor
-success it leaves, with the Pareto front of configurations no other beats on both."""
+success it leaves, with the Pareto front of configurations no other beats on both.
+
+The front is drawn over the configurations a defender can run: ``perfect_filter`` (and any
+configuration that knows the poison through it) is drawn as a reference beside them, never on it.
+"""
 
 from __future__ import annotations
 
@@ -19,17 +23,21 @@ from orchestrator.report.sections.settings import (
     select_panel,
     setting_columns,
     shown_keys,
+    uses_oracle,
 )
 from orchestrator.report.stats import aggregate
 
 MAX_PANELS = 6  # (dataset, model, trigger) panels drawn; the front table lists every panel
 MAX_BARRED = 40  # beyond this many configurations in a panel, only front points keep their bars
+ORACLE_LABEL = "perfect filter (oracle)"
 
 CAPTION = ("One point per defense configuration: mean clean-accuracy drop (percentage points, before − after) "
            "against mean ASR after the defense, over every seed and poison percentage of the trigger (n = seeds × "
            "poison percentages); bars are 95 % confidence intervals. Lower left is better. The dashed staircase "
            "joins the Pareto front — configurations no other beats on both — labelled by their number in the table "
            "below; the grey line is the ASR with no defense.")
+ORACLE_CAPTION = (" The star is perfect_filter, an oracle that removes exactly the poison: a yardstick, left out of "
+                  "the front.")
 
 
 def section(context: ReportContext) -> Section | None:
@@ -47,8 +55,10 @@ def section(context: ReportContext) -> Section | None:
     baseline = aggregate(context.connection, backdoored_models_sql(keys, {"asr": "asr_before"}), panel_keys, ["asr"])
     numbers = {pipeline: i for i, pipeline in enumerate(pipeline_order(points["pipeline"]), start=1)}
     points["number"] = points["pipeline"].map(numbers)
+    points["oracle"] = points["pipeline"].map(uses_oracle)
     points["on_front"] = False
-    for _, index in points.groupby(panel_keys, sort=False).groups.items():
+    candidates = points[~points["oracle"]]
+    for _, index in candidates.groupby(panel_keys, sort=False, dropna=False).groups.items():
         front = figures.pareto_front(points.loc[index, "drop_mean"], points.loc[index, "asr_after_mean"])
         points.loc[index, "on_front"] = front
     panels = points[panel_keys].drop_duplicates().reset_index(drop=True)
@@ -65,7 +75,8 @@ def section(context: ReportContext) -> Section | None:
 def tradeoff_figure(points: pd.DataFrame, baseline: pd.DataFrame, panels: pd.DataFrame, panel_keys: list[str]) -> Figure:
     """Drop (pp) against ASR after (%) per panel: points coloured by defense, front emphasised and numbered."""
     drawn = panels.iloc[:MAX_PANELS]
-    families = sorted({defense_family(p) for p in points["pipeline"]}, key=lambda f: (f == "combination", f))
+    families = sorted({defense_family(p) for p in points.loc[~points["oracle"], "pipeline"]},
+                      key=lambda f: (f == "combination", f))
     family_colour = {family: figures.colour(i) for i, family in enumerate(families)}
     shown_keys_ = [k for k in panel_keys if panels[k].nunique() > 1] or ["trigger"]
     crowded = False
@@ -73,6 +84,11 @@ def tradeoff_figure(points: pd.DataFrame, baseline: pd.DataFrame, panels: pd.Dat
         for axis, (_, panel) in zip(axes, drawn.iterrows()):
             mine = select_panel(points, panel, panel_keys)
             crowded |= len(mine) > MAX_BARRED
+            oracle, mine = mine[mine["oracle"]], mine[~mine["oracle"]]
+            if not oracle.empty:
+                figures.reference_points(axis, 100 * oracle["drop_mean"], 100 * oracle["asr_after_mean"],
+                                         (100 * oracle["drop_lo"], 100 * oracle["drop_hi"]),
+                                         (100 * oracle["asr_after_lo"].clip(0, 1), 100 * oracle["asr_after_hi"].clip(0, 1)))
             for family in families:
                 for emphasis in (False, True):
                     subset = mine[(mine["pipeline"].map(defense_family) == family) & (mine["on_front"] == emphasis)]
@@ -101,11 +117,14 @@ def tradeoff_figure(points: pd.DataFrame, baseline: pd.DataFrame, panels: pd.Dat
                                  [str(n) for n in front["number"]])
         handles = [Line2D([], [], color=family_colour[f], marker=figures.MARKERS[i % len(figures.MARKERS)],
                           linestyle="", label=f) for i, f in enumerate(families)]
+        if points["oracle"].any():
+            handles.append(Line2D([], [], color=figures.REFERENCE_COLOUR, marker=figures.REFERENCE_MARKER,
+                                  markersize=10, linestyle="", label=ORACLE_LABEL))
         handles += [Line2D([], [], color="#333333", linestyle="--", label="Pareto front"),
                     Line2D([], [], color=figures.GREY, linestyle=":", label="no defense (ASR)")]
         figure.legend(handles=handles, loc="outside lower center", ncol=min(len(handles), 5))
         svg = figures.to_svg(figure)
-    caption = CAPTION
+    caption = CAPTION + (ORACLE_CAPTION if points["oracle"].any() else "")
     if crowded:
         caption += (f" Panels with more than {MAX_BARRED} configurations draw bars on the front points only; "
                     "the master table has every interval.")
@@ -122,8 +141,8 @@ def front_table(points: pd.DataFrame, panel_keys: list[str]) -> Table:
     shown["Defense configuration"] = front["pipeline"]
     shown["Clean-acc. drop (pp)"] = estimate_cells(front, "drop", bounds=None)
     shown["ASR after (%)"] = estimate_cells(front, "asr_after")
-    data = front.drop(columns=["on_front"])
+    data = front.drop(columns=["on_front", "oracle"])
     data["number"] = data["number"].astype(np.int64)
     return Table("tradeoff_front", "Configurations on the Pareto front", shown.reset_index(drop=True), data,
                  "No.: the configuration's number, as labelled in the figure. Over every seed and poison percentage "
-                 "of the trigger; cells: mean [95 % CI] n.")
+                 "of the trigger; cells: mean [95 % CI] n. perfect_filter (an oracle) is never a candidate.")
