@@ -3,14 +3,16 @@ errored trials and damaged row files."""
 
 from __future__ import annotations
 
+import math
 import re
 
 import pandas as pd
 
 from orchestrator.report.model import Code, Paragraph, ReportContext, Section, Table
-from orchestrator.report.sections.settings import format_value, quote
+from orchestrator.report.sections.settings import CORE, format_value, heading, quote, setting_columns
 
 STATES = ("done", "running", "errored", "pending")
+AXIS_TITLES = {"source": "Source classes", "target": "Target classes"}
 # Stage kinds in pipeline order; a result column's label maps to one (see stage_kind).
 STAGE_KINDS = ("dataset", "poison", "train", "evaluate", "activations", "pruning_curve", "defense")
 
@@ -57,14 +59,20 @@ def states_table(states: dict[str, int]) -> Table:
 
 
 def coverage_table(context: ReportContext) -> Table:
-    """The values each axis of the sweep takes among the rows read (the grid actually covered)."""
+    """The values each axis of the sweep takes among the rows read, and how many of their
+    combinations the trials hold.
+
+    Axes: dataset, model, trigger, poison %, the classes and configuration columns that vary
+    (:func:`setting_columns`), seed and defense configuration.
+    """
+    varying = [c for c in setting_columns(context) if c not in CORE]
     axes = [("dataset", "Datasets"), ("model", "Models"), ("trigger", "Triggers"), ("poison_pct", "Poison % of source class"),
+            *[(column, AXIS_TITLES.get(column, heading(column).capitalize())) for column in varying],
             ("seed", "Seeds"), ("pipeline", "Defense configurations")]
     columns = context.columns("results")
+    axes = [(column, title) for column, title in axes if column in columns]
     names, counts, values = [], [], []
     for column, title in axes:
-        if column not in columns:
-            continue
         distinct = [row[0] for row in context.connection.execute(
             f"SELECT DISTINCT {quote(column)} FROM results ORDER BY 1").fetchall()]
         names.append(title)
@@ -72,11 +80,27 @@ def coverage_table(context: ReportContext) -> Table:
         shown = [format_value(v) for v in distinct]
         # Dozens of configurations do not belong in one cell; the master table lists them.
         values.append(", ".join(shown) if len(shown) <= 12 else ", ".join(shown[:6]) + f", … ({len(shown) - 6} more)")
-    n_rows = context.connection.execute("SELECT count(*) FROM results").fetchone()[0]
+    n_rows, held = context.connection.execute(
+        f"SELECT count(*), count(DISTINCT ({', '.join(quote(c) for c, _ in axes)})) FROM results").fetchone()
     shown = pd.DataFrame({"Axis": names, "Count": [str(c) for c in counts], "Values": values})
     data = pd.DataFrame({"axis": names, "count": counts, "values": values})
-    return Table("coverage", "What the sweep covers", shown, data,
-                 f"Over the {n_rows} trials with readable rows; every combination of these values is one trial.")
+    return Table("coverage", "What the sweep covers", shown, data, coverage_note(n_rows, held, math.prod(counts),
+                                                                                  context.facts.partial))
+
+
+def coverage_note(n_trials: int, held: int, combinations: int, partial: bool) -> str:
+    """How the trials read relate to the combinations of the axes' values: ``held`` of ``combinations``
+    are among the ``n_trials`` trials."""
+    note = (f"Over the {n_trials:,} trials with readable rows, which hold {held:,} of the {combinations:,} "
+            "combinations of these values.")
+    if held < combinations:
+        reasons = ["the search space may pair some values with others only"]
+        if partial:
+            reasons.append("trials not done or not readable are missing (a partial report)")
+        note += " Not every combination is a trial: " + "; ".join(reasons) + "."
+    if n_trials > held:
+        note += " Some combinations have more than one trial: they differ in a column not listed here."
+    return note
 
 
 def versions_table(context: ReportContext) -> Table | None:

@@ -272,6 +272,20 @@ def test_sweep_section_warns_of_mixed_versions(rows):
     assert note.startswith("Mixed versions: code")
 
 
+def test_coverage_names_every_varying_axis_and_the_combinations_the_trials_hold(rows):
+    complete = tables(sweep.section(context_of(rows)))["coverage"]
+    combinations = len(TRIGGERS) * len(POISON_PCTS) * len(SEEDS) * len(PIPELINES)
+    assert complete.note == (f"Over the {len(rows)} trials with readable rows, which hold {combinations} of the "
+                             f"{combinations} combinations of these values.")
+    # Epochs tied to the seed, and a partial sweep: far from every combination is a trial.
+    varied = [dict(r, train_epochs=5 if r["seed"] == 0 else 10) for r in rows][:-5]
+    coverage = tables(sweep.section(context_of(varied, {"done": len(varied), "pending": 5})))["coverage"]
+    assert coverage.data.set_index("axis").loc["Train epochs", "count"] == 2
+    assert f"which hold {len(varied)} of the {2 * combinations} combinations" in coverage.note
+    assert "search space may pair" in coverage.note and "partial report" in coverage.note
+    assert "every combination of these values is one trial" not in coverage.note
+
+
 def test_versions_keep_a_package_name_as_its_column_spells_it(rows):
     named = [dict(r, **{"o'brien_version": "1.0" if r["seed"] else "1.1"}) for r in rows]
     versions = tables(sweep.section(context_of(named)))["versions"].data
