@@ -31,6 +31,7 @@ from orchestrator.results import RESULTS, finished_trial_ids, read_row
 from orchestrator.search_space import Resources, TrialSpec
 from orchestrator.storage import StorageRoot, heartbeat, open_storage
 from orchestrator.store import artifact_store
+from orchestrator.trial_searcher import TrialIdSearcher
 
 # Ray would otherwise report usage to its servers; bdsweep sends no traffic off the machine.
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
@@ -184,7 +185,7 @@ def run_trial_in_tune(config: dict, *, trials: dict, storage: StorageRoot | str,
     from ray import tune
 
     storage = open_storage(storage)
-    trial = TrialSpec.model_validate(trials[config["trial"]["trial_id"]])
+    trial = TrialSpec.model_validate(trials[config["trial_id"]])
     if (row := read_row(storage, sweep, trial.dataset.name, trial.train.model, trial.trial_id)) is not None:
         tune.report({**{key: row[key] for key in REPORTED_METRICS}, "had_row": True})
         return
@@ -211,12 +212,18 @@ def trial_label(trial: TrialSpec) -> str:
     return f"{trial.attack.trigger} {trial.attack.poison_pct:g}% seed={trial.attack.seed} {trial.pipeline}"
 
 
-def _progress_callback(storage: StorageRoot, name: str, total: int, echo: Callable[[str], None]):
-    """Prints a line per trial started, done, retried or failed, with the sweep's rows so far out of ``total``.
+def _progress_callback(storage: StorageRoot, name: str, labels: dict[str, str], echo: Callable[[str], None]):
+    """Prints a line per trial started, done, retried or failed, with the sweep's rows so far out of
+    all its trials; ``labels`` names each trial id for people.
 
     Tune pickles it with the experiment, so it holds only what a restored experiment can reuse.
     """
     from ray import tune
+
+    total = len(labels)
+
+    def label(trial) -> str:
+        return labels.get(trial.config["trial_id"], trial.config["trial_id"])
 
     class Progress(tune.Callback):
         def setup(self, **info):
@@ -228,7 +235,7 @@ def _progress_callback(storage: StorageRoot, name: str, total: int, echo: Callab
             return f"[{self.rows}/{total}]"
 
         def on_trial_start(self, iteration, trials, trial, **info):
-            echo(f"  started   {trial.config['trial']['label']}")
+            echo(f"  started   {label(trial)}")
 
         def on_trial_complete(self, iteration, trials, trial, **info):
             result = trial.last_result or {}
@@ -237,21 +244,21 @@ def _progress_callback(storage: StorageRoot, name: str, total: int, echo: Callab
                 f"{result.get('n_stages_computed', '?')} stages computed"
             )
             echo(
-                f"{self.done()} done {trial.config['trial']['label']}: "
+                f"{self.done()} done {label(trial)}: "
                 f"clean_acc {result.get('clean_acc_after', float('nan')):.3f}, "
                 f"asr {result.get('asr_after', float('nan')):.3f}, {computed}"
             )
 
         def on_trial_recover(self, iteration, trials, trial, **info):
-            echo(f"  retrying  {trial.config['trial']['label']} (failure {trial.num_failures})")
+            echo(f"  retrying  {label(trial)} (failure {trial.num_failures})")
 
         def on_trial_error(self, iteration, trials, trial, **info):
-            traceback_file = error_file(name, trial.config["trial"]["trial_id"])
+            traceback_file = error_file(name, trial.config["trial_id"])
             try:
                 text, where = storage.read_text(*traceback_file), storage.display(*traceback_file)
             except FileNotFoundError:
                 text, where = trial.get_error(), trial.path
-            echo(f"{self.done()} FAILED {trial.config['trial']['label']}: {last_line(text)}\n    traceback: {where}")
+            echo(f"{self.done()} FAILED {label(trial)}: {last_line(text)}\n    traceback: {where}")
 
     return Progress()
 
@@ -323,8 +330,10 @@ def launch(plan: SweepPlan, max_concurrent: int | None = None, address: str | No
 
     started_here = not ray.is_initialized()
     start_ray(address)
+    _scale_tune_to(len(plan.pending), max_concurrent, plan.resources)
     try:
         trials = {t.trial_id: t.model_dump(mode="json") for t in plan.trials}
+        labels = {t.trial_id: trial_label(t) for t in plan.trials}
         trainable = tune.with_resources(
             tune.with_parameters(
                 run_trial_in_tune, trials=trials, storage=plan.storage, sweep=plan.name,
@@ -337,7 +346,7 @@ def launch(plan: SweepPlan, max_concurrent: int | None = None, address: str | No
         if resume and tune.Tuner.can_restore(experiment, storage_filesystem=filesystem):
             # Restored trials keep the run and retry settings of the launch that started them.
             echo(f"restoring Tune's experiment {plan.storage.display(plan.name, TUNE_EXPERIMENT)}")
-            restored = {result.config["trial"]["trial_id"] for result in tune.Tuner.restore(
+            restored = {result.config["trial_id"] for result in tune.Tuner.restore(
                 experiment, trainable, restart_errored=True, storage_filesystem=filesystem).fit()}
             pending = [t for t in pending if t.trial_id not in restored]
             if pending:
@@ -346,16 +355,16 @@ def launch(plan: SweepPlan, max_concurrent: int | None = None, address: str | No
             return _count_failed(plan)
         tuner = tune.Tuner(
             trainable,
-            param_space={
-                "trial": tune.grid_search([{"trial_id": t.trial_id, "label": trial_label(t)} for t in pending])
-            },
-            tune_config=tune.TuneConfig(max_concurrent_trials=max_concurrent, reuse_actors=False),
+            tune_config=tune.TuneConfig(
+                search_alg=TrialIdSearcher([t.trial_id for t in pending]), num_samples=len(pending),
+                max_concurrent_trials=max_concurrent, reuse_actors=False,
+            ),
             run_config=tune.RunConfig(
                 name=TUNE_EXPERIMENT,
                 storage_path=plan.storage.path(plan.name),
                 storage_filesystem=filesystem,
                 verbose=0,
-                callbacks=[_progress_callback(plan.storage, plan.name, len(plan.trials), echo)],
+                callbacks=[_progress_callback(plan.storage, plan.name, labels, echo)],
                 failure_config=tune.FailureConfig(max_failures=max_failures),
             ),
         )
@@ -364,6 +373,27 @@ def launch(plan: SweepPlan, max_concurrent: int | None = None, address: str | No
     finally:
         if started_here:
             ray.shutdown()
+
+
+def _scale_tune_to(n_trials: int, max_concurrent: int | None, resources: Resources) -> None:
+    """Tune's settings for ``n_trials`` trials, set before the Tuner reads them.
+
+    - Its per-trial CSV/JSON/TensorBoard loggers are off: bdsweep writes its own rows, and the
+      loggers' files and memory grow with the trial count.
+    - Experiment snapshots are spaced by the sweep's size (10 s per 1,000 trials, at least 10 s):
+      a snapshot serialises every trial, and resume reads what is done from the rows anyway.
+    - Pending placement groups are bounded by the cluster's slots (at least 16, so an autoscaler
+      still sees demand for workers it has not started); with a searcher Tune would keep only one.
+    """
+    import ray
+
+    os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
+    os.environ["TUNE_GLOBAL_CHECKPOINT_S"] = str(max(10, n_trials // 100))
+    cluster = ray.cluster_resources()
+    slots = int(cluster.get("CPU", 1) // max(resources.cpu, 1e-9))
+    if resources.gpu:
+        slots = min(slots, int(cluster.get("GPU", 0) // resources.gpu))
+    os.environ["TUNE_MAX_PENDING_TRIALS_PG"] = str(max_concurrent or max(16, slots))
 
 
 def _count_failed(plan: SweepPlan) -> int:

@@ -79,7 +79,7 @@ def test_a_trial_with_a_row_reports_it_and_computes_nothing(tmp_path, monkeypatc
     reported = []
     monkeypatch.setattr(ray.tune, "report", reported.append)
     run_trial_in_tune(
-        {"trial": {"trial_id": trial.trial_id}}, trials={trial.trial_id: trial.model_dump(mode="json")},
+        {"trial_id": trial.trial_id}, trials={trial.trial_id: trial.model_dump(mode="json")},
         storage=str(tmp_path / "runs"), sweep="states", resources={"cpu": 1},
     )
     assert reported == [{**metrics, "had_row": True}]
