@@ -142,9 +142,9 @@ def roc_figure(context: ReportContext, counts: pd.DataFrame) -> Figure | None:
         f"SELECT {keys_sql}, score, unnest(range(len(roc_fpr))) AS i, unnest(roc_fpr) AS f, unnest(roc_tpr) AS t "
         f"FROM {models}) GROUP BY {keys_sql}, score, i ORDER BY {keys_sql}, score, i")
     auroc = aggregate(context.connection, models, [*panel_keys, "score"], ["auroc"])
-    operating = pooled_rates(context.connection,
-                             f"(SELECT *, {score} AS score_kind FROM stages WHERE defense = 'ss')",
-                             [*panel_keys, "score_kind", "pipeline", "position"]).rename(columns={"score_kind": "score"})
+    operating = pooled_rates(context.connection, f"(SELECT *, {score} AS score_kind FROM stages WHERE defense = 'ss')",
+                             [*panel_keys, "score_kind", "pipeline", "position"])
+    operating = operating.rename(columns={"score_kind": "score"})
     panels = curves[panel_keys].drop_duplicates().reset_index(drop=True)
     scores = sorted(curves["score"].dropna().unique())
     shown_keys_ = [k for k in panel_keys if panels[k].nunique() > 1] or panel_keys[-1:]
@@ -181,7 +181,8 @@ def roc_figure(context: ReportContext, counts: pd.DataFrame) -> Figure | None:
                "operating point (its pooled FPR and TPR). Dotted: chance.")
     if pooled:
         caption += (f" Panels pool the attack settings that differ only in {', '.join(pooled)}, to keep at most "
-                    f"{MAX_PANELS} panels.")
+                    f"{MAX_PANELS} panels; their AUROC intervals then mix seed-to-seed with setting-to-setting "
+                    "spread.")
     if len(panels) > MAX_PANELS:
         caption += f" Only the first {MAX_PANELS} of {len(panels)} panels are drawn."
     return Figure("ss_roc", "Spectral Signatures: ROC and operating points", svg, caption)

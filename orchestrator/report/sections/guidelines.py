@@ -14,6 +14,7 @@ import pandas as pd
 from orchestrator.report.model import Paragraph, ReportContext, Section, Table
 from orchestrator.report.sections.settings import (
     DER_FORMULA,
+    POOLED_INTERVAL,
     WITHOUT_ORACLE,
     backdoored_models_sql,
     der_cells,
@@ -110,5 +111,6 @@ def _der_ranking(context: ReportContext) -> list:
         blocks.append(Table(
             file_stem("guidelines_der", dataset, model), f"Configurations by mean DER, {dataset} / {model}{shown_of}",
             shown, top,
-            f"{DER_FORMULA}. Pooled over the attack settings and seeds of this dataset and model."))
+            f"{DER_FORMULA}. Mean [95 % CI] n = trials, pooled over the attack settings and seeds of this dataset "
+            f"and model. {POOLED_INTERVAL}"))
     return blocks

@@ -20,7 +20,15 @@ from matplotlib.colors import Normalize
 
 from orchestrator.report import figures
 from orchestrator.report.model import Figure, Paragraph, ReportContext, Section, Table
-from orchestrator.report.sections.settings import estimate_cells, file_stem, quote, rate_cells, setting_columns, shown_keys
+from orchestrator.report.sections.settings import (
+    POOLED_INTERVAL,
+    estimate_cells,
+    file_stem,
+    quote,
+    rate_cells,
+    setting_columns,
+    shown_keys,
+)
 from orchestrator.report.stats import aggregate, pooled_rates, t_interval
 
 FULL_TABLE_CELLS = 24  # a grid with more cells shows only its best ones in the table
@@ -67,7 +75,7 @@ def section(context: ReportContext) -> Section | None:
         "before it). Heatmap cells pool the attack settings (trigger × poison %) and seeds of one dataset and "
         "model: mean ASR after in percent; TPR and FPR from counts summed over the trials (removed poisoned / "
         "poisoned, removed clean / clean). Tables give mean [95 % CI] n for means and a 95 % Wilson interval for "
-        "rates; blank heatmap cells were not in the sweep.")
+        f"rates; blank heatmap cells were not in the sweep. {POOLED_INTERVAL}")
     return Section("parameters", "Parameters: what each defense's grid does", [intro, *blocks])
 
 
@@ -254,7 +262,7 @@ def _cell_table(grid: Grid, group: pd.DataFrame, keys: list[str], dataset: str, 
     return Table(name=file_stem("parameters", grid.defense, "cells", dataset, model), title=title,
                  shown=shown, data=rows.drop(columns=["dataset", "model"]).assign(dataset=dataset, model=model),
                  note="Pooled over attack settings and seeds: mean [95 % CI] n = trials; TPR and FPR from counts "
-                      "summed over the trials, [95 % Wilson interval].")
+                      f"summed over the trials, [95 % Wilson interval]. {POOLED_INTERVAL}")
 
 
 def _best_table(grid: Grid, best: pd.DataFrame, keys: list[str], cell: list[str], dataset: str, model: str) -> Table:
@@ -333,6 +341,7 @@ def _curve_figure(name: str, dataset: str, model: str, points: pd.DataFrame, sto
     return Figure(name=name, title=f"Fine-Pruning tuning accuracy on {dataset} / {model}", svg=svg, caption=(
         "Tuning-set accuracy as the layer's channels are pruned in increasing order of mean activation: mean "
         "over backdoored models" + (" (all triggers)" if pooled else " per trigger") + ", band: 95 % "
-        "t-interval. Vertical lines: mean share pruned at each threshold (pruning stops before the tuning "
-        "accuracy drops by more than the threshold)" + (f"; the axis starts at {left:g} %." if left else ".")))
+        "t-interval over those models (where they come from several attack settings, it mixes seed-to-seed with "
+        "setting-to-setting spread). Vertical lines: mean share pruned at each threshold (pruning stops before "
+        "the tuning accuracy drops by more than the threshold)" + (f"; the axis starts at {left:g} %." if left else ".")))
 

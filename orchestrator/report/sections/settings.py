@@ -41,6 +41,12 @@ DER_FORMULA = ("DER (defense effectiveness rating) = [max(0, asr_before − asr_
                "clean_acc_after) + 1] / 2, from 0 to 1: 0.5 = no effect, 1 = backdoor removed at no cost")
 
 
+# Said under every interval that pools trials of different attack settings (a poison percentage, a
+# trigger): such an interval is no measure of seed-to-seed sampling error alone.
+POOLED_INTERVAL = ("Intervals over pooled trials mix seed-to-seed with setting-to-setting spread: they say how "
+                   "much the pooled trials differ, not only how much a mean would move with other seeds.")
+
+
 def setting_columns(context: ReportContext) -> list[str]:
     """Columns of ``results`` that together identify one attack setting (one model per seed).
 

@@ -14,6 +14,7 @@ from matplotlib.lines import Line2D
 from orchestrator.report import figures
 from orchestrator.report.model import Figure, Paragraph, ReportContext, Section, Table
 from orchestrator.report.sections.settings import (
+    POOLED_INTERVAL,
     backdoored_models_sql,
     defense_family,
     estimate_cells,
@@ -33,9 +34,9 @@ ORACLE_LABEL = "perfect filter (oracle)"
 
 CAPTION = ("One point per defense configuration: mean clean-accuracy drop (percentage points, before − after) "
            "against mean ASR after the defense, over every seed and poison percentage of the trigger (n = seeds × "
-           "poison percentages); bars are 95 % confidence intervals. Lower left is better. The dashed staircase "
-           "joins the Pareto front — configurations no other beats on both — labelled by their number in the table "
-           "below; the grey line is the ASR with no defense.")
+           "poison percentages); bars are 95 % t intervals over those pooled trials. Lower left is better. The "
+           "dashed staircase joins the Pareto front — configurations no other beats on both — labelled by their "
+           f"number in the table below; the grey line is the ASR with no defense. {POOLED_INTERVAL}")
 ORACLE_CAPTION = (" The star is perfect_filter, an oracle that removes exactly the poison: a yardstick, left out of "
                   "the front.")
 
@@ -86,9 +87,9 @@ def tradeoff_figure(points: pd.DataFrame, baseline: pd.DataFrame, panels: pd.Dat
             crowded |= len(mine) > MAX_BARRED
             oracle, mine = mine[mine["oracle"]], mine[~mine["oracle"]]
             if not oracle.empty:
+                asr_interval = (100 * oracle["asr_after_lo"].clip(0, 1), 100 * oracle["asr_after_hi"].clip(0, 1))
                 figures.reference_points(axis, 100 * oracle["drop_mean"], 100 * oracle["asr_after_mean"],
-                                         (100 * oracle["drop_lo"], 100 * oracle["drop_hi"]),
-                                         (100 * oracle["asr_after_lo"].clip(0, 1), 100 * oracle["asr_after_hi"].clip(0, 1)))
+                                         (100 * oracle["drop_lo"], 100 * oracle["drop_hi"]), asr_interval)
             for family in families:
                 for emphasis in (False, True):
                     subset = mine[(mine["pipeline"].map(defense_family) == family) & (mine["on_front"] == emphasis)]
@@ -145,4 +146,5 @@ def front_table(points: pd.DataFrame, panel_keys: list[str]) -> Table:
     data["number"] = data["number"].astype(np.int64)
     return Table("tradeoff_front", "Configurations on the Pareto front", shown.reset_index(drop=True), data,
                  "No.: the configuration's number, as labelled in the figure. Over every seed and poison percentage "
-                 "of the trigger; cells: mean [95 % CI] n. perfect_filter (an oracle) is never a candidate.")
+                 f"of the trigger; cells: mean [95 % CI] n = trials. {POOLED_INTERVAL} perfect_filter (an oracle) is "
+                 "never a candidate.")

@@ -14,7 +14,7 @@ from scipy import stats
 from orchestrator.report import figures
 from orchestrator.report.model import Code, Figure, ReportContext, SweepFacts, Table
 from orchestrator.report.sections import attacks, detection, master, sweep, tradeoff
-from orchestrator.report.sections.settings import DER_FORMULA, setting_columns
+from orchestrator.report.sections.settings import DER_FORMULA, POOLED_INTERVAL, setting_columns
 from orchestrator.report.sections.sweep import stage_kind
 from tests.report_rows import PIPELINES, connect_rows, synthetic_rows
 
@@ -152,6 +152,9 @@ def test_tradeoff_aggregates_seeds_and_poison_percentages_and_marks_a_pareto_fro
     front = tables(section)["tradeoff_front"]
     assert {figure.name for figure in section.blocks if isinstance(figure, Figure)} == {"tradeoff"}
     assert (front.data["drop_n"] == len(SEEDS) * len(POISON_PCTS)).all()
+    # An interval over poison percentages as well as seeds says so.
+    figure = next(block for block in section.blocks if isinstance(block, Figure))
+    assert POOLED_INTERVAL in front.note and POOLED_INTERVAL in figure.caption
     assert set(front.data["trigger"]) == set(TRIGGERS)
     one = front.data.iloc[0]
     drops = [r["clean_acc_before"] - r["clean_acc_after"] for r in rows

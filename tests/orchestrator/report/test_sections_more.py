@@ -14,7 +14,7 @@ import pytest
 
 from orchestrator.report.model import Code, Figure, ReportContext, SweepFacts, Table
 from orchestrator.report.sections import combinations, controls, guidelines, parameters, provenance, thesis
-from orchestrator.report.sections.settings import DER_FORMULA
+from orchestrator.report.sections.settings import DER_FORMULA, POOLED_INTERVAL
 from tests.report_rows import connect_rows, synthetic_rows
 
 SEEDS = [0, 1, 2]
@@ -221,7 +221,7 @@ def test_guidelines_rank_by_mean_der_without_the_oracle():
     assert ranking.shown["Rank"].tolist() == ["1", "2", "3"]
     assert (ranking.data["der_n"] == 3).all()
     assert ranking.shown["DER"].str.fullmatch(r"0\.\d{3} \[0\.\d{3}, [01]\.\d{3}\] n=3").all()
-    assert DER_FORMULA in ranking.note
+    assert DER_FORMULA in ranking.note and POOLED_INTERVAL in ranking.note
 
 
 def test_guidelines_absent_without_a_defended_trial():
@@ -258,6 +258,7 @@ def test_parameter_grids_show_the_planted_cells(planted_grids):
     assert ss.loc[("0.05", "3.0"), "asr_after_mean"] == pytest.approx(0.02)
     assert ss.loc[("0.01", "1.0"), "asr_after_mean"] == pytest.approx(0.8)
     assert ss.loc[("0.05", "3.0"), "asr_after_n"] == 4  # two triggers × two seeds
+    assert POOLED_INTERVAL in found["parameters_ss_cells_synthetic_signs_gtsrb_cnn"].note
     ac = found["parameters_ac_cells_synthetic_signs_gtsrb_cnn"].data
     smaller = ac[(ac["cluster_analysis"] == "smaller") & (ac["ex_re_threshold"] == "None")]
     assert smaller["asr_after_mean"].iloc[0] == pytest.approx(0.3)
