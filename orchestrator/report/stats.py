@@ -127,7 +127,11 @@ def format_estimate(mean: float, lower: float, upper: float, n: int, scale: floa
     """
     if n == 0 or mean is None or (isinstance(mean, float) and math.isnan(mean)):
         return "–"
-    value = f"{mean * scale:.{digits}f}"
+    def number(x: float) -> str:
+        text = f"{x * scale:.{digits}f}"
+        # A value that rounds to zero reads 0.0, whichever side of zero it lies.
+        return text.removeprefix("-") if float(text) == 0 else text
+
     if n < 2 or math.isnan(lower):
-        return f"{value} (n = 1)"
-    return f"{value} [{lower * scale:.{digits}f}, {upper * scale:.{digits}f}] n={n}"
+        return f"{number(mean)} (n = 1)"
+    return f"{number(mean)} [{number(lower)}, {number(upper)}] n={n}"

@@ -36,7 +36,7 @@ CAPTION = ("One point per defense configuration: mean clean-accuracy drop (perce
            "against mean ASR after the defense, over every seed and poison percentage of the trigger (n = seeds × "
            "poison percentages); bars are 95 % t intervals over those pooled trials. Lower left is better. The "
            "dashed staircase joins the Pareto front — configurations no other beats on both — labelled by their "
-           f"number in the table below; the grey line is the ASR with no defense. {POOLED_INTERVAL}")
+           "number in the table below; the grey line is the ASR with no defense.")
 ORACLE_CAPTION = (" The star is perfect_filter, an oracle that removes exactly the poison: a yardstick, left out of "
                   "the front.")
 
@@ -131,6 +131,7 @@ def tradeoff_figure(points: pd.DataFrame, baseline: pd.DataFrame, panels: pd.Dat
                     "the master table has every interval.")
     if len(panels) > MAX_PANELS:
         caption += f" Only the first {MAX_PANELS} of {len(panels)} panels are drawn; the table lists every front."
+    caption += " " + POOLED_INTERVAL
     return Figure("tradeoff", "Clean-accuracy drop against ASR after the defense", svg, caption)
 
 

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from orchestrator.report.stats import pooled_rates, t_interval, wilson_interval
+from orchestrator.report.stats import format_estimate, pooled_rates, t_interval, wilson_interval
 
 
 def runs() -> duckdb.DuckDBPyConnection:
@@ -51,3 +51,10 @@ def test_t_and_wilson_intervals_have_none_without_data():
     assert np.isnan(lower[0]) and np.isnan(upper[0])
     assert upper[1] - lower[1] == pytest.approx(2 * stats.t.ppf(0.975, 2) * 0.1 / math.sqrt(3))
     assert np.isnan(wilson_interval([0], [0])[0]).all()
+
+
+def test_estimates_read_as_cells_and_never_show_minus_zero():
+    assert format_estimate(0.964, 0.951, 0.977, 3) == "96.4 [95.1, 97.7] n=3"
+    assert format_estimate(0.7341, float("nan"), float("nan"), 1, scale=1.0, digits=3) == "0.734 (n = 1)"
+    assert format_estimate(-0.002, -0.003, -0.0002, 9) == "-0.2 [-0.3, 0.0] n=9"
+    assert format_estimate(float("nan"), 0.0, 0.0, 0) == "–"
