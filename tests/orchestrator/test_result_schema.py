@@ -205,3 +205,14 @@ def test_a_storage_error_while_reading_rows_is_raised_never_taken_for_damage(tmp
     monkeypatch.setattr(StorageRoot, "read_bytes", throttled)
     with pytest.raises(OSError, match="SlowDown"):
         scan_rows(root, ["typed"])
+
+
+def test_a_notebook_loads_a_sweeps_rows_and_stages_as_dataframes(root, tmp_path):
+    from orchestrator.results import load_sweep
+
+    by_pipeline = write_sweep(root, tmp_path)
+    frames = load_sweep(root, "typed")
+    assert len(frames.rows) == len(by_pipeline) and frames.damaged == []
+    assert set(frames.rows.pipeline) == set(by_pipeline)
+    ac = frames.stages.query("defense == 'ac'")
+    assert len(ac) == 3 and set(ac.columns) >= {"trial_id", "position", "cluster_analysis", "tpr", "fpr", "train_epochs"}
