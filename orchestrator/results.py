@@ -211,14 +211,13 @@ def _scan_sweep(storage: StorageRoot, sweep: str) -> tuple[pa.Table, list[str]]:
     with ThreadPoolExecutor(max_workers=workers) as pool:
         read_now = [table for batch in pool.map(lambda paths: [read(path) for path in paths], batches) for table in batch]
     damaged = [storage.display(path) for path, table in zip(fresh, read_now) if table is not None and not table.num_rows]
-    tables = ([kept] if kept is not None and kept.num_rows else []) + [t for t in read_now if t is not None and t.num_rows]
+    readable = {path: table for path, table in zip(fresh, read_now) if table is not None and table.num_rows}
+    tables = ([kept] if kept is not None and kept.num_rows else []) + list(readable.values())
     table, mixed = _concat(tables) if tables else (pa.table({}), set())
     snapshot_keys = set() if snapshot is None else set(
         pc.binary_join_element_wise(snapshot[_FILE], snapshot[_STAMP], "|").to_pylist())
-    new = any(f"{path}|{stamps[path]}" not in snapshot_keys
-              for path, read_table in zip(fresh, read_now) if read_table is not None and read_table.num_rows)
-    dropped = snapshot is not None and kept.num_rows + sum(
-        1 for read_table in read_now if read_table is not None and read_table.num_rows) < snapshot.num_rows
+    new = any(f"{path}|{stamps[path]}" not in snapshot_keys for path in readable)
+    dropped = snapshot is not None and kept.num_rows + len(readable) < snapshot.num_rows
     # A table whose mixed columns were read as text is not kept: once the old rows are rewritten,
     # the row files alone decide the types again.
     if table.num_rows and (new or dropped) and not mixed:
