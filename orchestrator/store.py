@@ -35,33 +35,13 @@ from typing import Any, Callable
 from orchestrator.hashing import content_hash
 from orchestrator.lease import BEAT_SECONDS, lease
 from orchestrator.storage import StorageRoot
+from tasks.stage import Stage
 
 MANIFEST = "manifest.json"
 CACHE = "cache"  # the artifact store's directory under a storage root
 _CHUNK = 1 << 20
 
 log = logging.getLogger("bdsweep.store")
-
-
-@dataclass(frozen=True)
-class Stage:
-    """A kind of pipeline step.
-
-    Attributes
-    ----------
-    name : str
-        Directory name under ``cache/`` and prefix of the stage's result columns.
-    version : int
-        Bump it when the stage's code changes its output; old artifacts are then not reused.
-    run : callable ``(config, *parent_artifacts) -> artifact``
-    artifact : type with ``save(directory)`` and classmethod ``load(directory)``; an optional
-        ``metrics`` dict attribute is copied into the manifest.
-    """
-
-    name: str
-    version: int
-    run: Callable[..., Any]
-    artifact: type
 
 
 @dataclass(frozen=True)
@@ -86,7 +66,13 @@ class ArtifactRef:
     config: Any = field(repr=False)
     parents: list["ArtifactRef"] = field(repr=False)
     rebuilt: StageRecord | None = None  # set when loading found it damaged and computed it again
+    content: str | None = None  # the content digest, for stages that declare one (Stage.identity)
     _value: Any = field(default=None, repr=False)
+
+    @property
+    def identity(self) -> str:
+        """What children key by: the content digest where the stage declares one, else the key."""
+        return f"{self.stage.name}:{self.content}" if self.content is not None else self.key
 
     def load(self) -> Any:
         if self._value is None:
@@ -193,15 +179,15 @@ class ArtifactStore:
         Waits on the key's lock while another process computes the same artifact, then reuses it.
         A stored artifact whose files do not have the sizes its manifest states is computed again.
         """
-        key = self.key(stage, config, [parent.key for parent in parents])
+        key = self.key(stage, config, [parent.identity for parent in parents])
         ref = ArtifactRef(stage, key, self.path(stage, key), self, config, list(parents))
         manifest = self._whole_manifest(ref, checksums=False)
         if manifest is None:
             with self._lock(stage, key):
                 manifest = self._whole_manifest(ref, checksums=False, discard=True)
                 if manifest is None:
-                    return self._compute(ref)
-        return ref, StageRecord(stage.name, key, False, manifest["seconds"], manifest["metrics"])
+                    return _with_content(*self._compute(ref))
+        return _with_content(ref, StageRecord(stage.name, key, False, manifest["seconds"], manifest["metrics"]))
 
     def load_verified(self, ref: ArtifactRef) -> Any:
         """``ref``'s value read from disk after checking every file's SHA-256.
@@ -249,7 +235,7 @@ class ArtifactStore:
         try:
             value.save(temporary)
             manifest = {
-                **self.recipe(stage, ref.config, [parent.key for parent in parents]),
+                **self.recipe(stage, ref.config, [parent.identity for parent in parents]),
                 "key": ref.key,
                 "seconds": seconds,
                 "metrics": metrics,
@@ -405,6 +391,12 @@ class ObjectArtifactStore(ArtifactStore):
 
     def _lock(self, stage: Stage, key: str):
         return lease(self.storage, CACHE, stage.name, ".locks", key, beat=self.beat, poll=self.poll)
+
+
+def _with_content(ref: ArtifactRef, record: StageRecord) -> tuple[ArtifactRef, StageRecord]:
+    if ref.stage.identity is not None:
+        ref.content = str(record.metrics[ref.stage.identity])
+    return ref, record
 
 
 def artifact_store(storage: StorageRoot) -> ArtifactStore:
