@@ -6,7 +6,7 @@ import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Literal, Sequence
 
 import numpy as np
 from pydantic import Field, model_validator
@@ -113,16 +113,23 @@ def copy_model(model: "keras.Model") -> "keras.Model":
     return copy
 
 
-def train_from_scratch(config: TrainConfig, x: np.ndarray, y: np.ndarray, n_classes: int) -> "keras.Model":
+def train_from_scratch(config: TrainConfig, x: np.ndarray, y: np.ndarray, n_classes: int,
+                       pruned: Sequence[tuple[str, Sequence[int]]] = ()) -> "keras.Model":
     """A new ``config.model`` trained on ``x`` (uint8, (n, h, w, c)) and ``y`` (int, (n,)).
 
     The initial weights are drawn from ``config.seed`` as well; a pretrained model starts from
-    ``config.weights`` again, with a freshly drawn last layer.
+    ``config.weights`` again, with a freshly drawn last layer. ``pruned`` lists ``(layer, channel
+    indices)`` removed in that order before training: the architecture of a Fine-Pruned model,
+    re-initialised.
     """
     import keras
 
+    from tasks.surgery import prune_channels
+
     keras.utils.set_random_seed(config.seed)
     model = build_model(config.model, x.shape[1:], n_classes, weights=config.weights, random_init=config.random_init)
+    for layer, channels in pruned:
+        model = prune_channels(model, layer, channels)
     return fit_model(config, model, x, y)
 
 

@@ -1,16 +1,26 @@
-"""Defenses: a registry of modules with one signature, and the ``defense`` stage that applies one.
+"""Defenses: a registry of modules with one signature, and the stages that run them.
 
-Each module exposes ``Params`` (a :class:`~tasks.config.StageConfig`) and
+A *filtering* defense module exposes ``Params`` (a :class:`~tasks.config.StageConfig` with a
+``retrain`` mode) and
 
-    defend(params, model, data: DefenseData, train: TrainConfig, prepared) -> (model, kept, metrics)
+    detect(params, data: DefenseData, train: TrainConfig, *prepared) -> (flagged, metrics, scores)
 
-where ``data`` holds the training samples the stage sees (what earlier stages kept) and the clean
-tuning set, ``kept`` is a bool mask over ``data.x`` and ``metrics`` a flat dict. A module may also
-expose ``preparation(params) -> (stage name, config)`` (or None): a shared stage computed before
-it on the same model and data (the ``activations`` of a layer, a ``pruning_curve``, or another
-defense given as a :class:`DefenseSpec`, run as a ``defense`` stage with its own preparation),
-passed in as ``prepared`` and reused by every configuration that needs the same one; else
-``prepared`` is None.
+where ``data`` holds the training samples the defense sees (what earlier stages kept) and the
+clean tuning set, ``flagged`` is a bool mask over ``data.x``, ``metrics`` a flat dict and
+``scores`` a per-sample array or None. It runs as the ``detection`` stage, which stores no model;
+the retraining after it is the shared ``retrain`` stage (:mod:`tasks.defenses.filtering`). A
+module may also expose
+
+- ``READS_MODEL = True``: ``detect`` gets the current Keras model after ``train``, before ``prepared``;
+- ``prepare(label, params, state, step) -> [refs]``: shared stages computed first on the same model
+  and data (the ``activations`` of a layer, Data Provenance's judging models), handed to ``detect``
+  as ``prepared`` and reused by every configuration that needs the same one;
+- ``detection_walk(label, params, state, step) -> (ref, record)``: its own way to the detection
+  (Activation Clustering's exclusionary reclassification, ``random_filter``'s ``same_as``);
+- ``walk(label, params, state, step) -> (state, row metrics)``: a defense that is not a filter at
+  all (Fine-Pruning);
+- ``STAGES``: the stages it declares.
+
 Adding a defense means adding a module and a line in ``DEFENSES``.
 """
 
@@ -18,7 +28,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
 from pydantic import field_validator, model_validator
 
 from tasks.config import StageConfig
@@ -31,9 +40,10 @@ from tasks.defenses import (
     random_filter,
     spectral_signatures,
 )
-from tasks.defenses.filtering import DefenseData
+from tasks.defenses.filtering import GRAPH_METRICS, RETRAIN, Detection, State, Step, defense_data, retrain_walk
 from tasks.poison import PoisonedDataset
-from tasks.train import TrainConfig, TrainedModel
+from tasks.stage import Stage
+from tasks.train import TrainConfig
 
 DEFENSES = {
     "ac": activation_clustering,
@@ -66,35 +76,79 @@ class DefenseSpec(StageConfig):
         return self
 
 
-class DefenseConfig(DefenseSpec):
-    """Stage ``defense``: one defense with its parameters, and how to retrain after it."""
+def is_filtering(name: str) -> bool:
+    """A filtering defense removes samples, then retrains: it takes ``retrain``."""
+    return "retrain" in DEFENSES[name].Params.model_fields
 
+
+class DetectionConfig(StageConfig):
+    """Stage ``detection``: a filtering defense's parameters (without ``retrain``, which only the
+    retraining reads) and the train config whose seed it draws from."""
+
+    name: str
+    params: dict[str, Any]
     train: TrainConfig
 
+    @classmethod
+    def of(cls, name: str, params: StageConfig, train: TrainConfig) -> "DetectionConfig":
+        return cls(name=name, params=params.model_dump(mode="json", exclude={"retrain"}), train=train)
 
-def preparation(config: DefenseConfig):
-    """``(stage name, config)`` of the shared stage a defense reads before it runs, or None.
 
-    A defense prepared by another (``random_filter``'s ``same_as``) comes back as a
-    :class:`DefenseConfig` trained like ``config``, ready to be a ``defense`` stage of its own.
+def detection_stage(config: DetectionConfig, dataset: ImageDataset, poisoned: PoisonedDataset, kept,
+                    *rest) -> Detection:
+    """Stage ``detection``: which of the samples ``kept.keep`` defense ``config.name`` keeps.
+
+    ``rest`` is the current model (for a module with ``READS_MODEL``), then its prepared artifacts.
     """
     module = DEFENSES[config.name]
-    prepare = getattr(module, "preparation", None)
-    if prepare is None or (prepared := prepare(module.Params(**config.params))) is None:
-        return None
-    stage, prepared_config = prepared
-    if isinstance(prepared_config, DefenseSpec):
-        prepared_config = DefenseConfig(name=prepared_config.name, params=prepared_config.params, train=config.train)
-    return stage, prepared_config
+    data = defense_data(dataset, poisoned, kept.keep)
+    if getattr(module, "READS_MODEL", False):
+        model, *prepared = rest
+        rest = (model.model, *prepared)
+    flagged, metrics, scores = module.detect(module.Params(**config.params), data, config.train, *rest)
+    return Detection.of(kept.keep, flagged, data.is_poison, len(dataset.y_train), metrics, scores)
 
 
-def apply_defense(
-    config: DefenseConfig, dataset: ImageDataset, poisoned: PoisonedDataset, current: TrainedModel, prepared=None
-) -> TrainedModel:
-    """Stage ``defense``: apply ``config.name`` to the model and data an earlier stage handed on."""
-    seen = current.keep
-    x, y, is_poison = poisoned.training_set(dataset, keep=seen)
-    data = DefenseData(x, y, is_poison, np.asarray(dataset.x_tune), np.asarray(dataset.y_tune), dataset.n_classes)
-    module = DEFENSES[config.name]
-    model, kept, metrics = module.defend(module.Params(**config.params), current.model, data, config.train, prepared)
-    return TrainedModel(model=model, keep=seen[kept], metrics=metrics)
+DETECTION = Stage("detection", 1, detection_stage, Detection, identity="kept_digest")
+
+
+def detection_walk(label: str, name: str, params: StageConfig, state: State, step: Step):
+    """The detection of defense ``name`` at ``label`` and what it reads, its module's own way if it
+    has one; returns the detection's ``(ref, record)``."""
+    own = getattr(DEFENSES[name], "detection_walk", None)
+    return own(label, params, state, step) if own else plain_detection(label, name, params, state, step)
+
+
+def plain_detection(label: str, name: str, params: StageConfig, state: State, step: Step,
+                    detection_label: str | None = None):
+    """The module's prepared stages, then its ``detection`` stage (``<label>_detection``)."""
+    module = DEFENSES[name]
+    prepare = getattr(module, "prepare", None)
+    prepared = prepare(label, params, state, step) if prepare else []
+    model = (state.model,) if getattr(module, "READS_MODEL", False) else ()
+    return step(detection_label or f"{label}_detection", DETECTION.name,
+                DetectionConfig.of(name, params, state.train_config),
+                state.dataset, state.poison, state.kept, *model, *prepared)
+
+
+def defense_walk(label: str, spec: DefenseSpec, state: State, step: Step) -> tuple[State, dict]:
+    """Run defense ``spec`` at position ``label`` (``d1``) through ``step``.
+
+    Returns the state handed to the next defense and the metrics of this position's row columns.
+    """
+    module = DEFENSES[spec.name]
+    params = module.Params(**spec.params)
+    if (own := getattr(module, "walk", None)) is not None:
+        return own(label, params, state, step)
+    detection, record = detection_walk(label, spec.name, params, state, step)
+    state, retraining = retrain_walk(label, params.retrain, state, detection, record.metrics, step)
+    shown = {k: v for k, v in record.metrics.items() if k not in GRAPH_METRICS}
+    return state, {**shown, **retraining}
+
+
+def defense_stages() -> list[Stage]:
+    """Every stage the defenses declare: ``detection``, ``retrain`` and the modules' own."""
+    stages = [DETECTION, RETRAIN]
+    for module in DEFENSES.values():
+        stages += [stage for stage in getattr(module, "STAGES", ()) if stage not in stages]
+    return stages

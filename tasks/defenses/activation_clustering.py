@@ -15,8 +15,12 @@ from pydantic import Field
 
 import tasks.runtime  # noqa: F401  (selects the Keras backend before keras is imported)
 from tasks.config import StageConfig
-from tasks.defenses.activations import ActivationsConfig
-from tasks.defenses.filtering import DefenseData, filter_and_retrain
+from tasks.datasets import ImageDataset
+from tasks.defenses.activations import activations_walk
+from tasks.defenses.filtering import RETRAIN, DefenseData, Detection, RetrainConfig, State, Step, defense_data
+from tasks.poison import PoisonedDataset
+from tasks.stage import Stage
+from tasks.train import TrainedModel
 
 if TYPE_CHECKING:
     import keras
@@ -59,6 +63,7 @@ def detect_poison(
         -1 in classes that were not analysed.
     """
     from tasks.defenses.art_fixes import ActivationDefence  # first: it silences ART's import warning
+    import keras
     from art.estimators.classification import KerasClassifier
 
     flagged = np.zeros(len(y), dtype=bool)
@@ -71,8 +76,11 @@ def detect_poison(
     y_onehot = np.eye(int(analysable.sum()), dtype=np.float32)[relabel[y[selected]]]
     activations = activations[selected]
 
-    model.compile(loss="categorical_crossentropy")  # ART requires a compiled model
-    defence = ActivationDefence(KerasClassifier(model, clip_values=(0, 255)), x[selected], y_onehot)
+    # ART requires a compiled model; compiling a new model over the same layers leaves the caller's,
+    # which may be a cached artifact another trial reads, as it was.
+    view = keras.Model(model.inputs, model.outputs)
+    view.compile(loss="categorical_crossentropy")
+    defence = ActivationDefence(KerasClassifier(view, clip_values=(0, 255)), x[selected], y_onehot)
     defence.activations_by_class = defence._segment_by_class(activations, y_onehot)
     # ART's KMeans and PCA/FastICA take no random_state and draw from NumPy's global generator.
     np.random.seed(seed)
@@ -92,27 +100,26 @@ def detect_poison(
 
 
 def exclusionary_reclassification(
-    flagged: np.ndarray, cluster: np.ndarray, x: np.ndarray, y: np.ndarray, threshold: float, train, n_classes: int
+    flagged: np.ndarray, cluster: np.ndarray, judge: "keras.Model", x: np.ndarray, y: np.ndarray, threshold: float,
+    n_classes: int,
 ) -> np.ndarray:
     """Chen et al.'s check of each suspicious cluster by a model trained without any of them (ART's rule).
 
-    ``flagged`` (bool (n,)) and ``cluster`` (int (n,)) are what :func:`detect_poison` returns. The
-    judge is trained on the unflagged samples only. A flagged cluster that it still classifies
-    mostly as its own label is clean: it is unflagged when ``count(own label) / count(most frequent
-    other label) > threshold``, or when no other label is predicted at all. Poison, relabelled by
-    the attacker, is classified as its true source class instead and stays flagged. Each cluster is
-    judged on its own, as ART does: an analysis that flags several clusters of one class
-    (relative-size, silhouette-scores) would otherwise let a larger clean cluster clear the poison
-    beside it.
+    ``flagged`` (bool (n,)) and ``cluster`` (int (n,)) are what :func:`detect_poison` returns;
+    ``judge`` was trained on the unflagged samples only (the ``retrain`` stage of that kept set). A
+    flagged cluster that it still classifies mostly as its own label is clean: it is unflagged when
+    ``count(own label) / count(most frequent other label) > threshold``, or when no other label is
+    predicted at all. Poison, relabelled by the attacker, is classified as its true source class
+    instead and stays flagged. Each cluster is judged on its own, as ART does: an analysis that
+    flags several clusters of one class (relative-size, silhouette-scores) would otherwise let a
+    larger clean cluster clear the poison beside it.
 
     Returns the new ``flagged`` (bool (n,)).
     """
     from tasks.evaluate import predict_labels
-    from tasks.train import train_from_scratch
 
     if not flagged.any() or flagged.all():
         return flagged
-    judge = train_from_scratch(train, x[~flagged], y[~flagged], n_classes)
     predicted = np.full(len(y), -1)
     predicted[flagged] = predict_labels(judge, x[flagged])
     result = flagged.copy()
@@ -126,23 +133,59 @@ def exclusionary_reclassification(
     return result
 
 
-def preparation(params: Params) -> tuple[str, ActivationsConfig]:
+class ReclassificationConfig(StageConfig):
+    """Stage ``reclassification``: ART's ``ex_re_threshold``."""
+
+    threshold: float = Field(gt=0)
+
+
+def reclassification_stage(config: ReclassificationConfig, dataset: ImageDataset, poisoned: PoisonedDataset, kept,
+                           clustering: Detection, judge: TrainedModel) -> Detection:
+    """Stage ``reclassification``: :func:`exclusionary_reclassification` of the ``clustering``
+    detection of the samples ``kept.keep``, by ``judge`` (trained on what the clustering kept)."""
+    data = defense_data(dataset, poisoned, kept.keep)
+    flagged = ~np.isin(kept.keep, clustering.keep)
+    result = exclusionary_reclassification(
+        flagged, clustering.scores, judge.model, data.x, data.y, config.threshold, data.n_classes
+    )
+    metrics = {name: clustering.metrics[name] for name in ("flagged_by_clustering", "classes_skipped")}
+    return Detection.of(kept.keep, result, data.is_poison, len(dataset.y_train), metrics, clustering.scores)
+
+
+RECLASSIFICATION = Stage("reclassification", 1, reclassification_stage, Detection, identity="kept_digest")
+STAGES = (RECLASSIFICATION,)
+READS_MODEL = True  # ART's ActivationDefence wraps it, though the activations are given
+
+
+def prepare(label: str, params: Params, state: State, step: Step) -> list:
     """The shared stage this defense reads: the activations of ``params.layer``."""
-    return "activations", ActivationsConfig(layer=params.layer)
+    return [activations_walk(label, params.layer, state, step)]
 
 
-def defend(params: Params, model, data: DefenseData, train, prepared):
-    """Filter the training data with Activation Clustering and retrain on what is kept.
+def detect(params: Params, data: DefenseData, train, model, activations):
+    """Activation Clustering alone (exclusionary reclassification is a stage of its own, see
+    :func:`detection_walk`). The scores are each sample's cluster (see :func:`detect_poison`)."""
+    flagged, cluster = detect_poison(params, model, data.x, data.y, activations.values, data.n_classes, seed=train.seed)
+    skipped = int(data.n_classes - analysable_classes(data.y, data.n_classes, params).sum())
+    return flagged, {"flagged_by_clustering": int(flagged.sum()), "classes_skipped": skipped}, cluster
 
-    ``prepared`` is the :class:`~tasks.defenses.activations.Activations` of ``data.x``.
+
+def detection_walk(label: str, params: Params, state: State, step: Step):
+    """Clustering, then with ``ex_re_threshold`` the judge and the reclassification.
+
+    The judge is the ``retrain`` stage of the samples the clustering kept (full, the current
+    architecture): the same artifact as the full retraining after that clustering without
+    reclassification. When the clustering flags nothing or everything there is nothing to judge.
     """
-    flagged, cluster = detect_poison(params, model, data.x, data.y, prepared.values, data.n_classes, seed=train.seed)
-    flagged_by_clustering = int(flagged.sum())
-    if params.ex_re_threshold is not None:
-        flagged = exclusionary_reclassification(
-            flagged, cluster, data.x, data.y, params.ex_re_threshold, train, data.n_classes
-        )
-    model, kept, metrics = filter_and_retrain(params.retrain, train, model, data, flagged)
-    metrics["flagged_by_clustering"] = flagged_by_clustering
-    metrics["classes_skipped"] = int(data.n_classes - analysable_classes(data.y, data.n_classes, params).sum())
-    return model, kept, metrics
+    from tasks.defenses import plain_detection
+
+    if params.ex_re_threshold is None:
+        return plain_detection(label, "ac", params, state, step)
+    clustering_params = params.model_copy(update={"ex_re_threshold": None})
+    clustering, record = plain_detection(label, "ac", clustering_params, state, step, f"{label}_clustering_detection")
+    if record.metrics.get("removed_total") == 0 or record.metrics.get("n_kept") == 0:
+        return clustering, record
+    judge, _ = step(f"{label}_judge_retrain", RETRAIN.name, RetrainConfig(train=state.train_config, mode="full"),
+                    state.dataset, state.poison, clustering, *state.architecture)
+    return step(f"{label}_detection", RECLASSIFICATION.name, ReclassificationConfig(threshold=params.ex_re_threshold),
+                state.dataset, state.poison, state.kept, clustering, judge)

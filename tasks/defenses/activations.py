@@ -19,6 +19,7 @@ from tasks.config import StageConfig
 from tasks.datasets import ImageDataset
 from tasks.models import last_hidden_layer
 from tasks.poison import PoisonedDataset
+from tasks.stage import Stage
 from tasks.train import TrainedModel
 
 if TYPE_CHECKING:
@@ -71,9 +72,19 @@ def layer_activations(model: "keras.Model", x: np.ndarray, layer: str, batch_siz
 
 
 def compute_activations(
-    config: ActivationsConfig, dataset: ImageDataset, poisoned: PoisonedDataset, current: TrainedModel
+    config: ActivationsConfig, dataset: ImageDataset, poisoned: PoisonedDataset, model: TrainedModel, kept
 ) -> Activations:
-    """Stage ``activations`` on the samples ``current`` was trained on (``current.keep``)."""
-    x, _, _ = poisoned.training_set(dataset, keep=current.keep)
-    layer = config.layer or last_hidden_layer(current.model)
-    return Activations(layer_activations(current.model, x, layer, config.batch_size), layer)
+    """Stage ``activations`` of ``model.model`` on the samples ``kept.keep`` (what the defenses so far kept)."""
+    x, _, _ = poisoned.training_set(dataset, keep=kept.keep)
+    layer = config.layer or last_hidden_layer(model.model)
+    return Activations(layer_activations(model.model, x, layer, config.batch_size), layer)
+
+
+ACTIVATIONS = Stage("activations", 2, compute_activations, Activations)
+
+
+def activations_walk(label: str, layer: str | None, state, step):
+    """The shared ``activations`` stage (``<label>_activations``) of ``layer`` on the state's model and kept data."""
+    ref, _ = step(f"{label}_activations", ACTIVATIONS.name, ActivationsConfig(layer=layer),
+                  state.dataset, state.poison, state.model, state.kept)
+    return ref

@@ -14,13 +14,19 @@ removed.
 
 from __future__ import annotations
 
+import json
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Literal
 
 import numpy as np
 from pydantic import Field
 
 from tasks.config import StageConfig
-from tasks.defenses.filtering import DefenseData, filter_and_retrain
+from tasks.datasets import ImageDataset
+from tasks.defenses.filtering import DefenseData, defense_data
+from tasks.poison import PoisonedDataset
+from tasks.stage import Stage
 from tasks.evaluate import predict_labels
 from tasks.train import TrainConfig, train_from_scratch
 
@@ -47,7 +53,16 @@ def _accuracy(train: TrainConfig, x, y, x_eval, y_eval, n_classes: int) -> float
     return float(np.mean(predict_labels(model, x_eval) == y_eval))
 
 
-def segment_gains(params: Params, data: DefenseData, cameras: np.ndarray, train: TrainConfig) -> dict[int, float]:
+class GainsConfig(StageConfig):
+    """Stage ``provenance_gains``: the judging models' settings; ``eps`` only thresholds their gains."""
+
+    mode: Literal["trusted", "untrusted"]
+    detection_epochs: int | None
+    holdout: float
+    train: TrainConfig
+
+
+def segment_gains(params: Params | GainsConfig, data: DefenseData, cameras: np.ndarray, train: TrainConfig) -> dict[int, float]:
     """Accuracy gained by leaving each camera's segment out (``{camera: gain}``, gain a fraction)."""
     judge = train if params.detection_epochs is None else train.model_copy(update={"epochs": params.detection_epochs})
     gains = {}
@@ -71,12 +86,47 @@ def segment_gains(params: Params, data: DefenseData, cameras: np.ndarray, train:
     return gains
 
 
-def defend(params: Params, model, data: DefenseData, train: TrainConfig, prepared):
-    """Remove every camera segment whose removal gains more than ``eps`` accuracy, then retrain."""
+@dataclass(frozen=True, eq=False)
+class SegmentGains:
+    """What each camera's segment costs: ``gains[camera]``, the accuracy gained by leaving it out (fraction)."""
+
+    gains: dict[int, float]
+
+    @property
+    def metrics(self) -> dict:
+        return {f"gain_camera_{camera}": gain for camera, gain in self.gains.items()}
+
+    def save(self, directory: Path) -> None:
+        (directory / "gains.json").write_text(json.dumps(sorted(self.gains.items())))
+
+    @classmethod
+    def load(cls, directory: Path) -> "SegmentGains":
+        return cls({int(camera): gain for camera, gain in json.loads((directory / "gains.json").read_text())})
+
+
+def provenance_gains(config: GainsConfig, dataset: ImageDataset, poisoned: PoisonedDataset, kept) -> SegmentGains:
+    """Stage ``provenance_gains``: train the judging models on the samples ``kept.keep`` and measure each segment's gain."""
+    data = defense_data(dataset, poisoned, kept.keep)
+    return SegmentGains(segment_gains(config, data, camera_ids(data.is_poison, config.train.seed), config.train))
+
+
+GAINS = Stage("provenance_gains", 1, provenance_gains, SegmentGains)
+STAGES = (GAINS,)
+
+
+def prepare(label: str, params: Params, state, step) -> list:
+    """The judging models, one stage per (model, data, mode, detection settings), shared across ``eps``."""
+    config = GainsConfig(mode=params.mode, detection_epochs=params.detection_epochs, holdout=params.holdout,
+                         train=state.train_config)
+    ref, _ = step(f"{label}_provenance_gains", GAINS.name, config, state.dataset, state.poison, state.kept)
+    return [ref]
+
+
+def detect(params: Params, data: DefenseData, train: TrainConfig, gains: SegmentGains):
+    """Flag every camera segment whose removal gains more than ``eps`` accuracy; the scores are each
+    sample's segment gain."""
     cameras = camera_ids(data.is_poison, train.seed)
-    gains = segment_gains(params, data, cameras, train)
-    condemned = [camera for camera, gain in gains.items() if gain > params.eps]
-    model, kept, metrics = filter_and_retrain(params.retrain, train, model, data, np.isin(cameras, condemned))
-    metrics.update({f"gain_camera_{camera}": gain for camera, gain in gains.items()})
-    metrics["removed_cameras"] = ",".join(map(str, condemned))
-    return model, kept, metrics
+    condemned = [camera for camera, gain in gains.gains.items() if gain > params.eps]
+    metrics = {**gains.metrics, "removed_cameras": ",".join(map(str, condemned))}
+    scores = np.array([gains.gains[int(camera)] for camera in cameras], dtype=np.float64)
+    return np.isin(cameras, condemned), metrics, scores

@@ -1,12 +1,31 @@
-"""What every filtering defense shares: its inputs, detection metrics and retraining on the kept data."""
+"""What every filtering defense shares: its inputs, the :class:`Detection` it makes, and retraining.
+
+A filtering defense is two stages. Its *detection* decides which samples to keep and stores no
+model (the kept indices, per-sample scores where the defense has them, its metrics). Its
+*retraining* is keyed by what it trains on: the train config, the retrain mode, the base model
+(``finetune``) or the architecture (``full``), and the digest of the kept indices, never by which
+defense chose them. So every configuration that keeps the same samples shares one retraining, and
+a full retraining that would keep every sample of the original training is the ``train`` artifact.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import hashlib
+import json
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Callable, Literal
 
 import numpy as np
 
-from tasks.train import TrainConfig, copy_model, fit_model, train_from_scratch
+from tasks.config import StageConfig
+from tasks.datasets import ImageDataset
+from tasks.poison import PoisonedDataset
+from tasks.stage import Stage
+from tasks.train import TrainConfig, TrainedModel, copy_model, fit_model, train_from_scratch
+
+# Detection metrics that describe the artifact for the stage graph, not the defense for a reader.
+GRAPH_METRICS = ("kept_digest", "kept_everything")
 
 
 @dataclass(frozen=True, eq=False)
@@ -29,14 +48,58 @@ class DefenseData:
     n_classes: int
 
 
-def filter_and_retrain(mode: str, train: TrainConfig, model, data: DefenseData, flagged: np.ndarray):
-    """Drop the ``flagged`` samples (bool (n,)), retrain per ``mode`` and measure the detection.
+def defense_data(dataset: ImageDataset, poisoned: PoisonedDataset, seen: np.ndarray) -> DefenseData:
+    """The :class:`DefenseData` of the poisoned training samples ``seen`` (sorted int indices)."""
+    x, y, is_poison = poisoned.training_set(dataset, keep=seen)
+    return DefenseData(x, y, is_poison, np.asarray(dataset.x_tune), np.asarray(dataset.y_tune), dataset.n_classes)
 
-    Returns ``(model, kept, metrics)`` as every defense does, with ``retrained`` in the metrics.
+
+def kept_digest(keep: np.ndarray) -> str:
+    """A digest naming a kept set: SHA-256 (24 hex digits) of the sorted int64 indices."""
+    return hashlib.sha256(np.ascontiguousarray(keep, dtype="<i8").tobytes()).hexdigest()[:24]
+
+
+@dataclass(frozen=True, eq=False)
+class Detection:
+    """What a filtering defense decided, without a model.
+
+    Attributes
+    ----------
+    keep : ndarray of int64, shape (n_kept,)
+        Sorted indices into the poisoned training set that are kept.
+    scores : ndarray, shape (n_seen,), or None
+        A per-sample score over the samples the detection saw (Spectral Signatures' outlier score,
+        Activation Clustering's cluster id), where the defense has one.
+    metrics : dict
+        :func:`filtering_metrics`, the defense's own metrics, ``n_kept``, ``kept_digest`` (what
+        retraining is keyed by) and ``kept_everything`` (every sample of the training set kept).
     """
-    kept = ~flagged
-    new_model, retrained = retrain(mode, train, model, data.x[kept], data.y[kept], data.n_classes)
-    return new_model, kept, {**filtering_metrics(data.is_poison, flagged), "retrained": retrained}
+
+    keep: np.ndarray
+    scores: np.ndarray | None = None
+    metrics: dict = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, seen: np.ndarray, flagged: np.ndarray, is_poison: np.ndarray, n_train: int,
+           metrics: dict | None = None, scores: np.ndarray | None = None) -> "Detection":
+        """The detection that removes ``flagged`` (bool (n_seen,)) of the samples ``seen`` out of ``n_train``."""
+        keep = np.asarray(seen, dtype=np.int64)[~np.asarray(flagged, dtype=bool)]
+        return cls(keep, scores, {
+            **filtering_metrics(is_poison, flagged), **(metrics or {}),
+            "n_kept": len(keep), "kept_digest": kept_digest(keep), "kept_everything": len(keep) == n_train,
+        })
+
+    def save(self, directory: Path) -> None:
+        np.save(directory / "keep.npy", self.keep)
+        if self.scores is not None:
+            np.save(directory / "scores.npy", self.scores)
+        (directory / "metrics.json").write_text(json.dumps(self.metrics, indent=1, sort_keys=True))
+
+    @classmethod
+    def load(cls, directory: Path) -> "Detection":
+        scores = directory / "scores.npy"
+        return cls(np.load(directory / "keep.npy"), np.load(scores) if scores.exists() else None,
+                   json.loads((directory / "metrics.json").read_text()))
 
 
 def filtering_metrics(is_poison: np.ndarray, removed: np.ndarray) -> dict[str, float | int]:
@@ -79,23 +142,77 @@ def filtering_metrics(is_poison: np.ndarray, removed: np.ndarray) -> dict[str, f
     }
 
 
-def retrain(mode: str, train: TrainConfig, model, x: np.ndarray, y: np.ndarray, n_classes: int):
-    """The model a filtering defense hands on after keeping ``x`` (uint8, (n, h, w, c)) and ``y``.
+class RetrainConfig(StageConfig):
+    """Stage ``retrain``: train ``train``'s model on the kept samples.
 
-    ``full`` trains a fresh model from scratch, as the thesis did; ``finetune`` continues training
-    the current model on the kept data for ``train.epochs``; ``none`` hands the model on unchanged
-    (detection metrics only). When nothing was kept there is nothing to train on, so the model is
-    handed on unchanged whatever the mode.
-
-    Returns
-    -------
-    model : keras.Model
-    retrained : bool, False when the model was handed on unchanged
+    ``full`` trains a fresh model from ``train.seed``, as the thesis did, with the architecture the
+    current model has (a Fine-Pruned model stays pruned: the channel selections are parents);
+    ``finetune`` continues training the current model (a parent) for ``train.epochs``.
     """
-    if mode == "none" or len(x) == 0:
-        return model, False
-    if mode == "full":
-        return train_from_scratch(train, x, y, n_classes), True
-    if mode == "finetune":
-        return fit_model(train, copy_model(model), x, y), True
-    raise ValueError(f"unknown retrain mode {mode!r}")
+
+    train: TrainConfig
+    mode: Literal["full", "finetune"]
+
+
+def retrain_stage(config: RetrainConfig, dataset: ImageDataset, poisoned: PoisonedDataset, kept, *rest) -> TrainedModel:
+    """Stage ``retrain`` on the samples ``kept.keep`` of the poisoned training set.
+
+    ``rest`` is the base :class:`TrainedModel` for ``finetune``, and for ``full`` the channel
+    selections (``.layer``, ``.channels``) that shape the architecture, applied in order.
+    """
+    x, y, _ = poisoned.training_set(dataset, keep=kept.keep)
+    if config.mode == "full":
+        pruned = [(selection.layer, selection.channels) for selection in rest]
+        model = train_from_scratch(config.train, x, y, dataset.n_classes, pruned=pruned)
+    else:
+        (base,) = rest
+        model = fit_model(config.train, copy_model(base.model), x, y)
+    return TrainedModel(model=model, keep=np.asarray(kept.keep, dtype=np.int64), metrics={"n_train": len(x)})
+
+
+RETRAIN = Stage("retrain", 1, retrain_stage, TrainedModel)
+
+Step = Callable[..., tuple[Any, Any]]  # step(label, stage name, config, *parent refs) -> (ref, StageRecord)
+
+
+@dataclass(frozen=True)
+class State:
+    """What a defense is handed, as artifact references (anything with ``key`` and ``identity``).
+
+    Attributes
+    ----------
+    dataset, poison : the trial's ``dataset`` and ``poison`` artifacts
+    train : the ``train`` artifact; train_config : its :class:`TrainConfig`
+    model : the current model (a :class:`TrainedModel` artifact)
+    kept : an artifact whose ``keep`` is the training samples the defenses so far kept
+    architecture : the channel selections applied to ``train_config.model`` so far, in order
+    """
+
+    dataset: Any
+    poison: Any
+    train: Any
+    train_config: TrainConfig
+    model: Any
+    kept: Any
+    architecture: tuple = ()
+
+
+def retrain_walk(label: str, mode: str, state: State, detection, metrics: dict, step: Step) -> tuple[State, dict]:
+    """Hand on the model after the ``detection`` (with record ``metrics``) per retrain ``mode``.
+
+    ``none`` (or nothing kept) hands the current model on with the detection's kept set; a ``full``
+    retraining of the original architecture that keeps every sample is the ``train`` artifact;
+    otherwise the ``retrain`` stage ``<label>_retrain``. Metrics missing from ``metrics`` (a plan
+    that computes nothing) take the branch that does the most work.
+
+    Returns the new state and the row metrics ``retrained`` and ``retrain_key`` (the key of the
+    model handed on when it was retrained, else None).
+    """
+    if mode == "none" or metrics.get("n_kept") == 0:
+        return replace(state, kept=detection), {"retrained": False, "retrain_key": None}
+    if mode == "full" and not state.architecture and metrics.get("kept_everything"):
+        return replace(state, model=state.train, kept=state.train), {"retrained": True, "retrain_key": state.train.key}
+    base = state.architecture if mode == "full" else (state.model,)
+    config = RetrainConfig(train=state.train_config, mode=mode)
+    retrained, _ = step(f"{label}_retrain", RETRAIN.name, config, state.dataset, state.poison, detection, *base)
+    return replace(state, model=retrained, kept=retrained), {"retrained": True, "retrain_key": retrained.key}

@@ -13,8 +13,9 @@ tuning-set activations with the pruned channels set to zero — the same outputs
 
 from __future__ import annotations
 
+import hashlib
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -22,8 +23,7 @@ from pydantic import Field
 
 from tasks.config import StageConfig
 from tasks.datasets import ImageDataset
-from tasks.defenses.filtering import DefenseData
-from tasks.poison import PoisonedDataset
+from tasks.stage import Stage
 from tasks.surgery import conv_layer, prune_channels, tail_model
 from tasks.train import TrainConfig, TrainedModel, fit_model
 
@@ -106,12 +106,10 @@ def _as_list(value) -> list:
     return value if isinstance(value, (list, tuple)) else [value]
 
 
-def compute_pruning_curve(
-    config: PruningCurveConfig, dataset: ImageDataset, poisoned: PoisonedDataset, current: TrainedModel
-) -> PruningCurve:
-    """Stage ``pruning_curve`` of ``current.model`` on the dataset's clean tuning set."""
-    layer = conv_layer(current.model, config.layer)
-    return pruning_curve(current.model, layer, np.asarray(dataset.x_tune), np.asarray(dataset.y_tune), config.batch_size)
+def compute_pruning_curve(config: PruningCurveConfig, dataset: ImageDataset, model: TrainedModel) -> PruningCurve:
+    """Stage ``pruning_curve`` of ``model.model`` on the dataset's clean tuning set."""
+    layer = conv_layer(model.model, config.layer)
+    return pruning_curve(model.model, layer, np.asarray(dataset.x_tune), np.asarray(dataset.y_tune), config.batch_size)
 
 
 def channels_to_prune(accuracy: np.ndarray, threshold: float) -> int:
@@ -133,23 +131,40 @@ class Params(StageConfig):
     learning_rate: float = Field(1e-4, gt=0, le=10)
 
 
-def preparation(params: Params) -> tuple[str, PruningCurveConfig]:
-    return "pruning_curve", PruningCurveConfig(layer=params.layer)
+class PruningConfig(StageConfig):
+    """Stage ``pruning``: the largest tuning-accuracy drop allowed (fraction)."""
+
+    threshold: float = Field(ge=0, le=1)
 
 
-def defend(params: Params, model, data: DefenseData, train: TrainConfig, prepared: PruningCurve):
-    """Prune ``prepared.layer`` by the curve and ``threshold``, then fine-tune on the tuning set.
+@dataclass(frozen=True, eq=False)
+class ChannelSelection:
+    """Which channels of ``layer`` Fine-Pruning removes (``channels``: int64, in pruning order), no model.
 
-    The training data is passed on whole (``kept`` is all True): Fine-Pruning repairs the model.
+    ``metrics`` holds what the row shows and ``selection_digest``, which the fine-tuning is keyed by:
+    thresholds that prune the same channels share one fine-tuning.
     """
-    curve = prepared
-    n_pruned = channels_to_prune(curve.accuracy, params.threshold)
-    # Always a new model (pruning nothing copies it): the parent stage's model stays as it was.
-    model = prune_channels(model, curve.layer, curve.order[:n_pruned])
-    if params.epochs:
-        tuning = train.model_copy(update={"epochs": params.epochs, "learning_rate": params.learning_rate})
-        model = fit_model(tuning, model, data.x_tune, data.y_tune)
-    metrics = {
+
+    layer: str
+    channels: np.ndarray
+    metrics: dict
+
+    def save(self, directory: Path) -> None:
+        np.save(directory / "channels.npy", self.channels)
+        (directory / "selection.json").write_text(json.dumps({"layer": self.layer, "metrics": self.metrics}))
+
+    @classmethod
+    def load(cls, directory: Path) -> "ChannelSelection":
+        facts = json.loads((directory / "selection.json").read_text())
+        return cls(facts["layer"], np.load(directory / "channels.npy"), facts["metrics"])
+
+
+def select_channels(config: PruningConfig, curve: PruningCurve) -> ChannelSelection:
+    """Stage ``pruning``: the channels to prune by ``curve`` and ``config.threshold``."""
+    n_pruned = channels_to_prune(curve.accuracy, config.threshold)
+    channels = np.asarray(curve.order[:n_pruned], dtype=np.int64)
+    digest = hashlib.sha256(json.dumps([curve.layer, channels.tolist()]).encode()).hexdigest()[:24]
+    return ChannelSelection(curve.layer, channels, {
         # Not "layer": that is the parameter's name (last_conv), and a row holds both.
         "pruned_layer": curve.layer,
         "layer_width": len(curve.order),
@@ -157,5 +172,46 @@ def defend(params: Params, model, data: DefenseData, train: TrainConfig, prepare
         "tune_acc_before": float(curve.accuracy[0]),
         "tune_acc_pruned": float(curve.accuracy[n_pruned]),
         "tune_acc_curve": [float(a) for a in curve.accuracy],
-    }
-    return model, np.ones(len(data.y), dtype=bool), metrics
+        "selection_digest": digest,
+    })
+
+
+class FineTuneConfig(StageConfig):
+    """Stage ``fine_tune``: ``epochs`` at ``learning_rate`` on the clean tuning set, otherwise as ``train``."""
+
+    train: TrainConfig
+    epochs: int = Field(ge=0)
+    learning_rate: float = Field(gt=0)
+
+
+def fine_tune(config: FineTuneConfig, dataset: ImageDataset, model: TrainedModel, selection: ChannelSelection) -> TrainedModel:
+    """Stage ``fine_tune``: remove ``selection``'s channels from ``model`` physically, then fine-tune
+    on the clean tuning set. Always a new model (pruning nothing copies it): the parent stays as it was."""
+    pruned = prune_channels(model.model, selection.layer, selection.channels)
+    if config.epochs:
+        tuning = config.train.model_copy(update={"epochs": config.epochs, "learning_rate": config.learning_rate})
+        pruned = fit_model(tuning, pruned, np.asarray(dataset.x_tune), np.asarray(dataset.y_tune))
+    return TrainedModel(model=pruned, keep=model.keep, metrics={"pruned_layer": selection.layer,
+                                                                 "pruned_channels": len(selection.channels)})
+
+
+PRUNING_CURVE = Stage("pruning_curve", 2, compute_pruning_curve, PruningCurve)
+PRUNING = Stage("pruning", 1, select_channels, ChannelSelection, identity="selection_digest")
+FINE_TUNE = Stage("fine_tune", 1, fine_tune, TrainedModel)
+STAGES = (PRUNING_CURVE, PRUNING, FINE_TUNE)
+
+
+def walk(label: str, params: Params, state, step):
+    """Fine-Pruning at ``label``: the shared pruning curve of the current model, the channel
+    selection, and the fine-tuning keyed by the channels actually pruned.
+
+    The training data is passed on whole: Fine-Pruning repairs the model. The pruned architecture
+    is handed on, so a later full retraining re-initialises the pruned network.
+    """
+    curve, _ = step(f"{label}_pruning_curve", PRUNING_CURVE.name, PruningCurveConfig(layer=params.layer),
+                    state.dataset, state.model)
+    selection, record = step(f"{label}_pruning", PRUNING.name, PruningConfig(threshold=params.threshold), curve)
+    config = FineTuneConfig(train=state.train_config, epochs=params.epochs, learning_rate=params.learning_rate)
+    tuned, _ = step(f"{label}_fine_tune", FINE_TUNE.name, config, state.dataset, state.model, selection)
+    shown = {k: v for k, v in record.metrics.items() if k != "selection_digest"}
+    return replace(state, model=tuned, architecture=(*state.architecture, selection)), {**shown, "fine_tune_key": tuned.key}

@@ -5,13 +5,13 @@ from __future__ import annotations
 from typing import Literal
 
 from tasks.config import StageConfig
-from tasks.defenses.filtering import DefenseData, filter_and_retrain
+from tasks.defenses.filtering import DefenseData
 
 
 class Params(StageConfig):
     retrain: Literal["full", "finetune", "none"] = "full"
 
 
-def defend(params: Params, model, data: DefenseData, train, prepared):
-    """Keep exactly the clean samples and retrain (see :mod:`tasks.defenses`)."""
-    return filter_and_retrain(params.retrain, train, model, data, flagged=data.is_poison)
+def detect(params: Params, data: DefenseData, train):
+    """Flag exactly the poisoned samples (see :mod:`tasks.defenses`)."""
+    return data.is_poison, {}, None

@@ -13,7 +13,7 @@ import numpy as np
 from pydantic import Field, ValidationError, field_validator, model_validator
 
 from tasks.config import StageConfig
-from tasks.defenses.filtering import DefenseData, filter_and_retrain
+from tasks.defenses.filtering import DefenseData
 
 DEFAULT_FRACTION = 0.3
 
@@ -81,24 +81,26 @@ def named_defense_params(name: str, given: dict[str, Any]) -> dict[str, Any]:
         raise ValueError(f"{name}{'.' + where if where else ''}: {detail['msg']}") from None
 
 
-def preparation(params: Params):
-    """With ``same_as``: the named defense as a shared ``defense`` stage (detection only), else None."""
-    if params.same_as is None:
-        return None
-    from tasks.defenses import DefenseSpec
+def detection_walk(label: str, params: Params, state, step):
+    """With ``same_as``, the named defense's detection first (``<label>_same_as_...``), shared
+    with that defense's own; then this control's ``detection``."""
+    from tasks.defenses import DEFENSES, DETECTION, DetectionConfig
+    from tasks.defenses import detection_walk as named_detection_walk
 
-    ((name, named_params),) = params.same_as.items()
-    return "defense", DefenseSpec(name=name, params=named_params)
+    prepared = []
+    if params.same_as is not None:
+        ((name, named), ) = params.same_as.items()
+        ref, _ = named_detection_walk(f"{label}_same_as", name, DEFENSES[name].Params(**named), state, step)
+        prepared.append(ref)
+    return step(f"{label}_detection", DETECTION.name, DetectionConfig.of("random_filter", params, state.train_config),
+                state.dataset, state.poison, state.kept, *prepared)
 
 
-def defend(params: Params, model, data: DefenseData, train, prepared):
-    """Remove samples chosen with ``train.seed`` and retrain.
-
-    As many as ``round(fraction * n)``, or with ``same_as`` as many as the named defense removed:
-    ``prepared`` is then its :class:`~tasks.train.TrainedModel` on the same model and data.
-    """
+def detect(params: Params, data: DefenseData, train, named=None):
+    """Flag samples chosen with ``train.seed``: ``round(fraction * n)`` of them, or with ``same_as``
+    as many as the named defense removed (``named`` is its :class:`Detection` of the same samples)."""
     n = len(data.y)
-    count = int(round(params.fraction * n)) if params.same_as is None else n - len(prepared.keep)
+    count = int(round(params.fraction * n)) if named is None else n - len(named.keep)
     flagged = np.zeros(n, dtype=bool)
     flagged[np.random.default_rng(train.seed).choice(n, size=count, replace=False)] = True
-    return filter_and_retrain(params.retrain, train, model, data, flagged)
+    return flagged, {}, None

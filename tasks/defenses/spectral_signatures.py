@@ -17,8 +17,8 @@ import numpy as np
 from pydantic import Field
 
 from tasks.config import StageConfig
-from tasks.defenses.activations import ActivationsConfig
-from tasks.defenses.filtering import DefenseData, filter_and_retrain
+from tasks.defenses.activations import activations_walk
+from tasks.defenses.filtering import DefenseData
 
 
 class Params(StageConfig):
@@ -119,16 +119,18 @@ def roc_over_shares(scored: list[tuple[np.ndarray, np.ndarray]], is_poison: np.n
     return {"roc_fpr": fpr.tolist(), "roc_tpr": tpr.tolist(), "auroc": auroc}
 
 
-def preparation(params: Params) -> tuple[str, ActivationsConfig]:
+def prepare(label: str, params: Params, state, step) -> list:
     """The shared stage this defense reads: the activations of ``params.layer``."""
-    return "activations", ActivationsConfig(layer=params.layer)
+    return [activations_walk(label, params.layer, state, step)]
 
 
-def defend(params: Params, model, data: DefenseData, train, prepared):
-    """Filter with Spectral Signatures and retrain on what is kept (``prepared``: :class:`Activations`)."""
+def detect(params: Params, data: DefenseData, train, activations):
+    """Flag the top ``min(1, eps * pp)`` share of each class; the scores are the outlier scores
+    (NaN in classes too small to score), and the metrics carry the ROC over shares."""
     share = min(1.0, params.eps_multiplier * params.expected_pp_poison)
-    scored = class_scores(params, data.y, prepared.values, data.n_classes)
-    model, kept, metrics = filter_and_retrain(params.retrain, train, model, data, flag_share(scored, share, len(data.y)))
-    metrics["flagged_share"] = share
-    metrics.update(roc_over_shares(scored, data.is_poison))
-    return model, kept, metrics
+    scored = class_scores(params, data.y, activations.values, data.n_classes)
+    scores = np.full(len(data.y), np.nan)
+    for members, values in scored:
+        scores[members] = values
+    metrics = {"flagged_share": share, **roc_over_shares(scored, data.is_poison)}
+    return flag_share(scored, share, len(data.y)), metrics, scores

@@ -15,7 +15,6 @@ from orchestrator.pipeline import row_types, trial_row
 from orchestrator.results import finished_trial_ids, open_results, query, read_row, scan_rows, write_row
 from orchestrator.search_space import load_search_space
 from orchestrator.storage import open_storage
-from orchestrator.store import StageRecord
 from tests.fake_trials import fake_records
 
 SPACE = """
@@ -41,7 +40,7 @@ def trials(tmp_path):
 def write_sweep(storage, tmp_path) -> dict:
     by_pipeline = {}
     for trial in trials(tmp_path):
-        row = trial_row(trial, fake_records(trial), "typed")
+        row = trial_row(trial, *fake_records(trial), "typed")
         write_row(storage, "typed", row, types=row_types(trial))
         by_pipeline[trial.pipeline] = trial
     return by_pipeline
@@ -73,7 +72,7 @@ def test_rows_of_two_sweeps_with_different_defaults_unify(tmp_path):
     root = tmp_path / "runs"
     write_sweep(root, tmp_path)
     only_null = [t for t in trials(tmp_path) if t.pipeline == "ac(ex_re_threshold=None)"]  # a sweep whose rows hold only NULL
-    write_row(root, "other", trial_row(only_null[0], fake_records(only_null[0]), "other") | {"trial_id": "x"},
+    write_row(root, "other", trial_row(only_null[0], *fake_records(only_null[0]), "other") | {"trial_id": "x"},
               types=row_types(only_null[0]))
     schema = scan_rows(root).table.schema
     assert schema.field("d1_ex_re_threshold").type == pa.float64()
@@ -81,30 +80,29 @@ def test_rows_of_two_sweeps_with_different_defaults_unify(tmp_path):
 
 def test_parameters_and_metrics_never_share_a_name(tmp_path):
     fine_pruning = next(t for t in trials(tmp_path) if t.pipeline.startswith("fp"))
-    row = trial_row(fine_pruning, fake_records(fine_pruning), "typed")
+    row = trial_row(fine_pruning, *fake_records(fine_pruning), "typed")
     assert row["d1_layer"] == "last_conv" and row["d1_pruned_layer"] == "conv_5"
-    records = [(label, StageRecord(r.stage, r.key, r.computed, r.seconds, {**r.metrics, "threshold": 1}))
-               if label == "d1" else (label, r) for label, r in fake_records(fine_pruning)]
+    records, positions = fake_records(fine_pruning)
     with pytest.raises(ValueError, match="threshold"):
-        trial_row(fine_pruning, records, "typed")
+        trial_row(fine_pruning, records, [{**positions[0], "threshold": 1}], "typed")
 
 
 def test_ra_and_der_are_on_every_row(tmp_path):
     by_pipeline = {t.pipeline: t for t in trials(tmp_path)}
-    undefended = trial_row(by_pipeline["none"], fake_records(by_pipeline["none"]), "typed")
+    undefended = trial_row(by_pipeline["none"], *fake_records(by_pipeline["none"]), "typed")
     assert undefended["ra_before"] == undefended["ra_after"] == 0.05 and undefended["der"] is None
-    defended = trial_row(by_pipeline["ac(ex_re_threshold=None)"], fake_records(by_pipeline["ac(ex_re_threshold=None)"]), "typed")
+    defended = trial_row(by_pipeline["ac(ex_re_threshold=None)"], *fake_records(by_pipeline["ac(ex_re_threshold=None)"]), "typed")
     assert defended["ra_after"] == 0.8
     assert defended["der"] == pytest.approx((0.9 - 0.1 - (0.95 - 0.93) + 1) / 2)
 
 
 def test_the_stages_view_has_a_row_per_trial_and_position(root, tmp_path):
     write_sweep(root, tmp_path)
-    ac = query(root, "SELECT pipeline, position, cluster_analysis, ex_re_threshold, tpr, seconds, "
+    ac = query(root, "SELECT pipeline, position, cluster_analysis, ex_re_threshold, tpr, detection_seconds, "
                      "activations_seconds FROM stages WHERE defense = 'ac' ORDER BY pipeline")
     assert ac.pipeline.tolist() == ["ac(cluster_analysis=smaller)>fp(layer=last_conv,threshold=0.04)",
                                     "ac(ex_re_threshold=1.0)", "ac(ex_re_threshold=None)"]
-    assert ac.position.tolist() == [1, 1, 1] and (ac.tpr == 0.75).all() and (ac.seconds == 1.5).all()
+    assert ac.position.tolist() == [1, 1, 1] and (ac.tpr == 0.75).all() and (ac.detection_seconds == 1.5).all()
     assert (ac.activations_seconds == 1.5).all()
     fp = query(root, "SELECT pipeline, position, layer, pruned_layer, pruned_channels FROM stages "
                      "WHERE defense = 'fp' ORDER BY position")
@@ -117,7 +115,7 @@ def test_the_stages_view_has_a_row_per_trial_and_position(root, tmp_path):
 def test_only_undefended_rows_still_have_a_stages_view(tmp_path):
     root = tmp_path / "runs"
     undefended = next(t for t in trials(tmp_path) if t.pipeline == "none")
-    write_row(root, "typed", trial_row(undefended, fake_records(undefended), "typed"), types=row_types(undefended))
+    write_row(root, "typed", trial_row(undefended, *fake_records(undefended), "typed"), types=row_types(undefended))
     assert query(root, "SELECT count(*) AS n FROM stages").n[0] == 0
 
 
@@ -146,7 +144,7 @@ def test_a_row_file_that_cannot_be_read_is_named_counted_as_not_done_and_nothing
     assert finished_trial_ids(root, "typed") == {t.trial_id for t in by_pipeline.values()} - {broken.trial_id}
     assert read_row(root, "typed", broken.dataset.name, broken.train.model, broken.trial_id) is None
     # The trial is run again: its new row replaces the damaged file.
-    write_row(root, "typed", trial_row(broken, fake_records(broken), "typed"), types=row_types(broken))
+    write_row(root, "typed", trial_row(broken, *fake_records(broken), "typed"), types=row_types(broken))
     assert len(query(root, "SELECT trial_id FROM results")) == len(by_pipeline)
 
 
@@ -168,7 +166,7 @@ def test_a_scan_reads_only_new_or_changed_row_files_and_follows_every_change(tmp
     assert len(reads) == 2
 
     changed = by_pipeline["ac(ex_re_threshold=1.0)"]
-    write_row(root, "typed", trial_row(changed, fake_records(changed, asr_after=0.42), "typed"), types=row_types(changed))
+    write_row(root, "typed", trial_row(changed, *fake_records(changed, asr_after=0.42), "typed"), types=row_types(changed))
     gone = by_pipeline["none"]
     (root / "typed" / "results" / "dataset=synthetic_signs" / "model=gtsrb_cnn" / f"{gone.trial_id}.parquet").unlink()
     reads.clear()
@@ -184,9 +182,9 @@ def test_rows_of_an_older_version_with_text_placeholders_are_read_and_leave_no_t
     root = tmp_path / "runs"
     by_pipeline = write_sweep(root, tmp_path)
     old = by_pipeline["ac(ex_re_threshold=None)"]
-    write_row(root, "typed", trial_row(old, fake_records(old), "typed") | {"d1_ex_re_threshold": "default"})
+    write_row(root, "typed", trial_row(old, *fake_records(old), "typed") | {"d1_ex_re_threshold": "default"})
     assert scan_rows(root, ["typed"]).table.schema.field("d1_ex_re_threshold").type == pa.string()
-    write_row(root, "typed", trial_row(old, fake_records(old), "typed"), types=row_types(old))  # run again
+    write_row(root, "typed", trial_row(old, *fake_records(old), "typed"), types=row_types(old))  # run again
     assert scan_rows(root, ["typed"]).table.schema.field("d1_ex_re_threshold").type == pa.float64()
 
 

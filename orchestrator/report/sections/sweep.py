@@ -13,8 +13,10 @@ from orchestrator.report.sections.settings import CORE, format_value, heading, q
 
 STATES = ("done", "running", "errored", "pending")
 AXIS_TITLES = {"source": "Source classes", "target": "Target classes"}
-# Stage kinds in pipeline order; a result column's label maps to one (see stage_kind).
-STAGE_KINDS = ("dataset", "poison", "train", "evaluate", "activations", "pruning_curve", "defense")
+# Stage kinds in pipeline order; a result column's label maps to one (see stage_kind). ``defense``
+# is the one stage of each defense in rows written before detection and retraining were split.
+STAGE_KINDS = ("dataset", "poison", "train", "evaluate", "activations", "provenance_gains", "detection",
+               "reclassification", "retrain", "pruning_curve", "pruning", "fine_tune", "defense")
 
 
 def section(context: ReportContext) -> Section:
@@ -125,13 +127,16 @@ def versions_table(context: ReportContext) -> Table | None:
 
 def stage_kind(label: str) -> str:
     """The kind of stage a result-column label names: ``d2_activations`` → ``activations``,
-    ``d1`` and ``d1_defense`` → ``defense``, ``evaluate_after`` → ``evaluate``."""
-    if label.startswith("evaluate"):
-        return "evaluate"
-    match = re.fullmatch(r"d\d+(?:_(?P<stage>.+))?", label)
-    if match:
-        return "defense" if match["stage"] in (None, "defense") else match["stage"]
-    return label
+    ``d1_judge_retrain`` → ``retrain``, ``evaluate_after`` → ``evaluate``; in older rows ``d1`` and
+    ``d1_defense`` → ``defense``."""
+    from tasks.plan import stage_of
+
+    if re.fullmatch(r"d\d+(?:_defense)?", label):
+        return "defense"
+    try:
+        return stage_of(label)
+    except ValueError:
+        return label
 
 
 def compute_table(context: ReportContext) -> Table | None:

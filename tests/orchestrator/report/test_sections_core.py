@@ -298,9 +298,12 @@ def test_versions_keep_a_package_name_as_its_column_spells_it(rows):
 
 
 def test_stage_kinds_of_result_labels():
-    assert [stage_kind(label) for label in ("dataset", "poison", "train", "evaluate_before", "evaluate_after", "d1",
-                                            "d2_defense", "d1_activations", "d3_pruning_curve")] == [
-        "dataset", "poison", "train", "evaluate", "evaluate", "defense", "defense", "activations", "pruning_curve"]
+    labels = ("dataset", "poison", "train", "evaluate_before", "evaluate_after", "d1_activations", "d1_detection",
+              "d1_retrain", "d2_clustering_detection", "d2_judge_retrain", "d3_pruning_curve", "d3_pruning",
+              "d3_fine_tune", "d1_same_as_detection", "d4_provenance_gains", "d1", "d2_defense")
+    assert [stage_kind(label) for label in labels] == [
+        "dataset", "poison", "train", "evaluate", "evaluate", "activations", "detection", "retrain", "detection",
+        "retrain", "pruning_curve", "pruning", "fine_tune", "detection", "provenance_gains", "defense", "defense"]
 
 
 def test_setting_columns_add_configuration_the_sweep_varies(rows):

@@ -37,7 +37,7 @@ def recorded(root, tmp_path):
 def write_rows(root, trials):
     for index, trial in enumerate(trials):
         records = fake_records(trial, asr_after=0.1 + 0.01 * index, clean_acc_after=0.93 - 0.001 * index)
-        write_row(root, "paper", trial_row(trial, records, "paper"), types=row_types(trial))
+        write_row(root, "paper", trial_row(trial, *records, "paper"), types=row_types(trial))
 
 
 @pytest.fixture(params=["local", "s3"])

@@ -5,14 +5,15 @@ import tasks.runtime  # noqa: F401
 import keras
 
 from tasks.datasets import ImageDataset
-from tasks.defenses import DefenseConfig, apply_defense
+from tasks.defenses import DefenseSpec
 from tasks.defenses.activation_clustering import Params, detect_poison
-from tasks.defenses.activations import ActivationsConfig, compute_activations, layer_activations
+from tasks.defenses.activations import layer_activations
 from tasks.evaluate import predict_labels
 from tasks.models import build_model
 from tasks.poison import AttackConfig, poison_dataset
-from tasks.train import TrainConfig, TrainedModel, train_model
+from tasks.train import TrainConfig, TrainedModel, train_from_scratch, train_model
 from tests.conftest import make_dataset
+from tests.memory_steps import walk_defense
 
 
 @pytest.fixture(scope="module")
@@ -37,26 +38,28 @@ def test_detect_poison_returns_one_flag_per_sample_and_is_seeded(dataset32):
 
 
 @pytest.mark.slow
-def test_defense_stage_keeps_indices_into_the_poisoned_training_set(dataset32):
+def test_detection_keeps_indices_into_the_poisoned_training_set_and_leaves_the_model_alone(dataset32):
     poisoned = poison_dataset(AttackConfig(source=0, target=1, trigger="big_yellow_square", poison_pct=50), dataset32)
     train = TrainConfig(model="gtsrb_cnn", epochs=1, batch_size=16)
     trained = train_model(train, dataset32, poisoned)
-    config = DefenseConfig(name="ac", params={"retrain": "none"}, train=train)
-    activations = compute_activations(ActivationsConfig(), dataset32, poisoned, trained)
+    spec = DefenseSpec(name="ac", params={"retrain": "none"})
+    assert trained.model.loss == "sparse_categorical_crossentropy"  # as training compiled it
+    state, metrics, steps = walk_defense(spec, dataset32, poisoned, train, trained)
+    activations = steps.refs["d1_activations"].value
     assert activations.layer == "fc_1" and activations.values.shape == (len(trained.keep), 512)
-    defended = apply_defense(config, dataset32, poisoned, trained, activations)
+    detection = steps.refs["d1_detection"].value
     _, _, is_poison = poisoned.training_set(dataset32)
-    removed = np.setdiff1d(trained.keep, defended.keep)
-    assert defended.metrics["removed_total"] == len(removed)
-    assert defended.metrics["removed_poisoned"] == int(is_poison[removed].sum())
-    assert defended.model is trained.model  # retrain: none hands the model on
+    removed = np.setdiff1d(trained.keep, detection.keep)
+    assert metrics["removed_total"] == len(removed) and metrics["retrained"] is False
+    assert metrics["removed_poisoned"] == int(is_poison[removed].sum())
+    # retrain: none hands the model on, and ART's compile did not touch it (another trial may read it).
+    assert state.model.value is trained and state.kept.value is detection
+    assert trained.model.loss == "sparse_categorical_crossentropy"
     # A second defense sees only what the first kept.
-    narrowed = TrainedModel(defended.model, defended.keep)
-    again = apply_defense(
-        config, dataset32, poisoned, narrowed, compute_activations(ActivationsConfig(), dataset32, poisoned, narrowed)
-    )
-    assert again.metrics["n_seen"] == len(defended.keep)
-    assert set(again.keep) <= set(defended.keep)
+    narrowed = TrainedModel(trained.model, detection.keep)
+    _, again, steps = walk_defense(spec, dataset32, poisoned, train, narrowed)
+    assert again["n_seen"] == len(detection.keep)
+    assert set(steps.refs["d1_detection"].value.keep) <= set(detection.keep)
 
 
 def test_classes_too_small_to_cluster_are_left_unflagged():
@@ -145,7 +148,8 @@ def test_exclusionary_reclassification_judges_each_suspicious_cluster_on_its_own
     cluster = 3 * y
     cluster[relabelled], cluster[clean_beside], cluster[clean_elsewhere] = 3 * 1 + 1, 3 * 1 + 2, 3 * 2 + 1
     train = TrainConfig(model="gtsrb_cnn", epochs=5, batch_size=16)
-    result = exclusionary_reclassification(flagged, cluster, x, y, threshold=1.0, train=train, n_classes=4)
+    judge = train_from_scratch(train, x[~flagged], y[~flagged], 4)
+    result = exclusionary_reclassification(flagged, cluster, judge, x, y, threshold=1.0, n_classes=4)
     # Judged as one group, class 1's 15 clean samples would outvote the 10 relabelled ones and clear them.
     assert result[relabelled].all()
     assert not result[clean_beside].any() and not result[clean_elsewhere].any()
@@ -163,12 +167,10 @@ def ac_with_and_without_exclusionary_reclassification(seed: int):
     train = TrainConfig(model="gtsrb_cnn", epochs=8, batch_size=32, seed=seed)
     trained = train_model(train, data, poisoned)
     asr = float(np.mean(predict_labels(trained.model, poisoned.x_test_triggered) == poisoned.target))
-    activations = compute_activations(ActivationsConfig(), data, poisoned, trained)
     metrics = {}
     for threshold in (None, 1.0):
-        params = {"cluster_analysis": "smaller", "ex_re_threshold": threshold, "retrain": "none"}
-        config = DefenseConfig(name="ac", params=params, train=train)
-        metrics[threshold] = apply_defense(config, data, poisoned, trained, activations).metrics
+        spec = DefenseSpec(name="ac", params={"cluster_analysis": "smaller", "ex_re_threshold": threshold, "retrain": "none"})
+        metrics[threshold] = walk_defense(spec, data, poisoned, train, trained)[1]
     return asr, metrics
 
 

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from tasks.defenses.data_provenance import ATTACKER_CAMERA, Params, camera_ids, defend, segment_gains
+from tasks.defenses.data_provenance import ATTACKER_CAMERA, Params, SegmentGains, camera_ids, detect, segment_gains
 from tasks.defenses.filtering import DefenseData
 from tasks.train import TrainConfig
 from tasks.datasets import load_dataset
@@ -29,6 +29,9 @@ def test_a_camera_with_random_labels_is_flagged(mode):
     params = Params(mode=mode, eps=0.0, retrain="none")
     gains = segment_gains(params, data, camera_ids(bad, seed=0), train)
     assert max(gains, key=gains.get) == ATTACKER_CAMERA, gains
-    _, kept, metrics = defend(params, "model", data, train, None)
+    flagged, metrics, scores = detect(params, data, train, SegmentGains(gains))
     assert ATTACKER_CAMERA in map(int, metrics["removed_cameras"].split(","))
-    assert metrics["tpr"] == 1.0 and not kept[bad].any()
+    assert flagged[bad].all() and scores[bad].max() == max(gains.values())
+    # eps only thresholds the gains: one set of judging models serves every eps.
+    flagged_loosely, _, _ = detect(Params(mode=mode, eps=1.0), data, train, SegmentGains(gains))
+    assert not flagged_loosely.any()

@@ -1,13 +1,14 @@
 import numpy as np
 import pytest
 
-from tasks.defenses.fine_pruning import Params, channels_to_prune, defend, pruning_curve
-from tasks.defenses.filtering import DefenseData
+from tasks.defenses import DefenseSpec
+from tasks.defenses.fine_pruning import channels_to_prune, pruning_curve
 from tasks.evaluate import predict_labels
 from tasks.poison import AttackConfig, poison_dataset
 from tasks.surgery import prune_channels
 from tasks.train import TrainConfig, train_model
 from tests.conftest import make_dataset
+from tests.memory_steps import walk_defense
 
 
 @pytest.fixture(scope="module")
@@ -15,11 +16,12 @@ def trained():
     dataset = make_dataset(n_classes=4, per_class=40, size=32, seed=5)
     poisoned = poison_dataset(AttackConfig(source=0, target=1, trigger="big_yellow_square", poison_pct=20), dataset)
     train = TrainConfig(model="gtsrb_cnn", epochs=2, batch_size=16)
-    return dataset, train, train_model(train, dataset, poisoned).model
+    return dataset, poisoned, train, train_model(train, dataset, poisoned)
 
 
 def test_cached_curve_equals_brute_force_on_physically_pruned_models(trained):
-    dataset, _, model = trained
+    dataset, _, _, model = trained
+    model = model.model
     x_tune, y_tune = np.asarray(dataset.x_tune), np.asarray(dataset.y_tune)
     curve = pruning_curve(model, "conv_6", x_tune, y_tune, batch_size=7)
     assert curve.accuracy.shape == (128,) and sorted(curve.order) == list(range(128))
@@ -44,13 +46,34 @@ def test_chosen_cut_is_the_largest_within_threshold_and_grows_with_it():
 
 
 def test_defense_prunes_and_fine_tunes_without_touching_the_parent(trained):
-    dataset, train, model = trained
+    dataset, poisoned, train, model = trained
     x_tune, y_tune = np.asarray(dataset.x_tune), np.asarray(dataset.y_tune)
-    curve = pruning_curve(model, "conv_5", x_tune, y_tune)
-    before = [w.copy() for w in model.get_weights()]
-    data = DefenseData(np.asarray(dataset.x_train), np.asarray(dataset.y_train), np.zeros(len(dataset.y_train), bool), x_tune, y_tune, 4)
-    new_model, kept, metrics = defend(Params(layer="second_to_last_conv", threshold=0.05, epochs=1), model, data, train, curve)
-    assert kept.all() and metrics["pruned_layer"] == "conv_5" and metrics["layer_width"] == 128
+    curve = pruning_curve(model.model, "conv_5", x_tune, y_tune)
+    before = [w.copy() for w in model.model.get_weights()]
+    spec = DefenseSpec(name="fp", params={"layer": "second_to_last_conv", "threshold": 0.05, "epochs": 1})
+    state, metrics, steps = walk_defense(spec, dataset, poisoned, train, model)
+    new_model = state.model.value.model
+    assert state.kept.value is model and metrics["pruned_layer"] == "conv_5" and metrics["layer_width"] == 128
     assert new_model.get_layer("conv_5").filters == 128 - metrics["pruned_channels"]
     assert metrics["pruned_channels"] == channels_to_prune(curve.accuracy, 0.05)
-    assert all(np.array_equal(a, b) for a, b in zip(before, model.get_weights()))
+    assert metrics["fine_tune_key"] == state.model.key and "selection_digest" not in metrics
+    assert all(np.array_equal(a, b) for a, b in zip(before, model.model.get_weights()))
+    # The pruned architecture is handed on, for a later full retraining to re-initialise.
+    (selection,) = state.architecture
+    assert selection.value.layer == "conv_5" and len(selection.value.channels) == metrics["pruned_channels"]
+
+
+def test_thresholds_that_prune_the_same_channels_share_one_fine_tuning(trained):
+    dataset, poisoned, train, model = trained
+    curve = pruning_curve(model.model, "conv_6", np.asarray(dataset.x_tune), np.asarray(dataset.y_tune))
+    # Two thresholds with the same cut, one with a larger cut.
+    same = channels_to_prune(curve.accuracy, 0.0)
+    looser = next(t for t in np.linspace(0, 1, 201) if channels_to_prune(curve.accuracy, t) > same)
+    steps = None
+    keys = []
+    for threshold in (0.0, float(np.nextafter(0.0, 1)), float(looser)):
+        spec = DefenseSpec(name="fp", params={"threshold": threshold, "epochs": 1})
+        state, _, steps = walk_defense(spec, dataset, poisoned, train, model, steps)
+        keys.append(state.model.key)
+    assert keys[0] == keys[1] != keys[2]
+    assert steps.computed.count("d1_fine_tune") == 2 and steps.computed.count("d1_pruning") == 3
