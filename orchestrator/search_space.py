@@ -8,6 +8,7 @@ Every error is a :class:`SearchSpaceError` naming the file and the field, raised
 from __future__ import annotations
 
 import itertools
+import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -228,15 +229,84 @@ def load_search_space(path: str | Path) -> tuple[SearchSpace, list[TrialSpec]]:
         raise SearchSpaceError(source, None, f"not valid YAML: {error}") from None
     if not isinstance(raw, dict):
         raise SearchSpaceError(source, None, "a search space is a YAML mapping (name, dataset, model, ...)")
+    trials: dict[str, TrialSpec] = {}
+    spaces = []
+    for index, block, merged in _blocks(raw, source):
+        try:
+            space = _validated_block(merged, source)
+            expanded = expand_trials(space, parse_defenses(space.defenses, source), source)
+        except SearchSpaceError as error:
+            if block is None or error.field is None:
+                raise
+            raise SearchSpaceError(source, _where_written(error.field, block, index), error.message) from None
+        spaces.append(space)
+        for trial in expanded:
+            trials.setdefault(trial.trial_id, trial)  # a trial two blocks produce runs once
+    return spaces[0], list(trials.values())
+
+
+BLOCK_KEYS = ("dataset", "model", "train", "attack", "seeds", "defenses")
+# Mappings a block merges key by key into the shared defaults; other keys it replaces.
+MERGED_KEYS = ("dataset", "train", "attack")
+
+
+def _blocks(raw: dict, source: str) -> list[tuple[int | None, dict | None, dict]]:
+    """``(index, block, search-space mapping)`` per block; ``(None, None, raw)`` for a space without ``blocks``.
+
+    A space with ``blocks`` is the union of several grids: the top level holds the shared defaults
+    (``name``, ``resources`` and any of :data:`BLOCK_KEYS`) and each block a mapping of those keys.
+    A block's ``train`` and ``attack`` are merged key by key into the defaults, as is its ``dataset``
+    when it names the same dataset (another dataset replaces it); ``model``, ``seeds`` and
+    ``defenses`` replace them.
+    """
+    if "blocks" not in raw:
+        return [(None, None, raw)]
+    blocks = raw["blocks"]
+    if not isinstance(blocks, list) or not blocks:
+        raise SearchSpaceError(source, "blocks", "a non-empty list of mappings, each a grid (attack, model, defenses, ...)")
+    shared = {key: value for key, value in raw.items() if key != "blocks"}
+    expanded = []
+    for index, block in enumerate(blocks):
+        if not isinstance(block, dict):
+            raise SearchSpaceError(source, f"blocks[{index}]", f"a block is a mapping of {', '.join(BLOCK_KEYS)}")
+        if unknown := sorted(set(block) - set(BLOCK_KEYS)):
+            raise SearchSpaceError(source, f"blocks[{index}].{unknown[0]}",
+                                   f"unknown key (a block holds {', '.join(BLOCK_KEYS)})")
+        merged = dict(shared)
+        for key, value in block.items():
+            default = shared.get(key)
+            mergeable = key in MERGED_KEYS and isinstance(value, dict) and isinstance(default, dict)
+            if key == "dataset" and mergeable:
+                mergeable = value.get("name", default.get("name")) == default.get("name")
+            merged[key] = {**default, **value} if mergeable else value
+        expanded.append((index, block, merged))
+    return expanded
+
+
+def _validated_block(raw: dict, source: str) -> SearchSpace:
+    """One grid's :class:`SearchSpace`, its paths resolved, its files and classes checked."""
     try:
         space = SearchSpace.model_validate(raw)
     except ValidationError as error:
         _raise_first(error, source)
-    _resolve_paths(space, Path(path).parent)
+    _resolve_paths(space, Path(source).parent)
     _check_files(space, source)
     space.attack = _resolve_classes(space, source)
-    pipelines = parse_defenses(space.defenses, source)
-    return space, expand_trials(space, pipelines, source)
+    return space
+
+
+def _where_written(field: str, block: dict, index: int) -> str:
+    """``field`` of a merged block's space as the user wrote it: ``blocks[2].attack.trigger`` when the
+    block set it, the shared ``attack.trigger`` when the block inherited it."""
+    key, _, rest = re.match(r"([^.\[]+)(?:[.\[](.*))?", field).group(1, 0, 2)
+    given = block.get(key, _MISSING)
+    inherited = given is _MISSING or (
+        key in MERGED_KEYS and isinstance(given, dict) and rest and re.split(r"[.\[]", rest)[0] not in given
+        and not (key == "dataset" and "name" in given))
+    return field if inherited else f"blocks[{index}].{field}"
+
+
+_MISSING = object()
 
 
 def _resolve_paths(space: SearchSpace, base: Path) -> None:
