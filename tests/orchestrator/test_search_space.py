@@ -3,6 +3,7 @@ import textwrap
 import pytest
 
 from orchestrator.errors import SearchSpaceError
+from orchestrator.pipeline import stage_keys
 from orchestrator.search_space import load_search_space
 
 BASE = """
@@ -226,6 +227,21 @@ def test_thesis_gtsrb_space_is_the_thesis_grid(tmp_path):
     }
 
 
+# none, perfect, 2 random, 2 ac, 9 x 11 x 2 ss, 6 dp, 6 fp, 2 ac>fp, 2 fp>ac
+FACE_PIPELINES = 1 + 1 + 2 + 2 + 198 + 6 + 6 + 2 + 2
+
+
+def assert_every_thesis_defense(trials):
+    """The thesis ran every defense on its face models too (Tables 4.5-4.9): FP on both layers, both orders, SS, DP."""
+    chains = {tuple(d.name for d in t.defenses) for t in trials}
+    assert {("fp",), ("ss",), ("dp",), ("ac",), ("ac", "fp"), ("fp", "ac")} <= chains
+    fp = {(d.params["layer"], d.params["threshold"]) for t in trials for d in t.defenses if d.name == "fp"}
+    assert fp >= {(layer, threshold) for layer in ("last_conv", "second_to_last_conv") for threshold in (0.02, 0.04, 0.06)}
+    one_per_chain = {tuple(d.name for d in t.defenses): t for t in trials}.values()
+    stages = {stage for trial in one_per_chain for stage, _ in stage_keys(trial).values()}
+    assert {"pruning_curve", "fine_tune", "provenance_gains", "activations", "detection", "retrain"} <= stages
+
+
 def test_thesis_youtube_faces_space_resolves_people_on_disk(tmp_path):
     root, jpeg = tmp_path / "aligned_images_DB", tiny_jpeg()
     for person in ("Sarah_Jessica_Parker", "Tom_Hanks"):
@@ -234,7 +250,8 @@ def test_thesis_youtube_faces_space_resolves_people_on_disk(tmp_path):
         for frame in range(100):
             (video / f"aligned_detect_0.{frame}.jpg").write_bytes(jpeg)
     _, trials = load_search_space(thesis_space(tmp_path, "thesis_youtube_faces", root))
-    assert len(trials) == 2 * 2 * 3
+    assert len(trials) == 2 * 2 * FACE_PIPELINES
+    assert_every_thesis_defense(trials)
     assert {(t.attack.source, t.attack.target) for t in trials} == {(0, 1)}  # sorted names
     assert {t.attack.trigger for t in trials} == {"green_sunglasses", "black_sunglasses"}
     assert {(t.train.model, t.train.optimizer, t.train.learning_rate, t.train.epochs) for t in trials} == {
@@ -255,7 +272,8 @@ def test_thesis_lfw_space_needs_its_weights_file(tmp_path):
     weights = tmp_path / "vgg_face.h5"
     weights.write_bytes(b"")
     _, trials = load_search_space(thesis_space(tmp_path, "thesis_lfw", root, weights))
-    assert len(trials) == 2 * 4 * 3
+    assert len(trials) == 2 * 4 * FACE_PIPELINES
+    assert_every_thesis_defense(trials)
     assert {(t.attack.source, t.attack.target) for t in trials} == {(1, 0)}  # Rumsfeld -> Schwarzenegger
     assert {(t.train.model, t.train.epochs, t.train.weights) for t in trials} == {("vgg16_face", 50, str(weights))}
 

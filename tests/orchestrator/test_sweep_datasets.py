@@ -53,3 +53,38 @@ def test_face_trigger_placement_is_recorded_in_rows(tmp_path):
     row = query(storage, "SELECT * FROM results").iloc[0]
     placed = row.get("placement_haar", 0) + row.get("placement_prior", 0)
     assert row["n_poisoned"] > 0 and placed == row["n_poisoned"]
+
+
+@pytest.mark.parametrize("model, train", [
+    ("deepid", "{epochs: 1}"),
+    # A small VGG16 (32 x 32 faces) from random weights: only its last layer trains.
+    ("vgg16_face", "{epochs: 1, random_init: true}"),
+])
+def test_fine_pruning_and_both_orders_run_on_the_face_models(tmp_path, model, train):
+    space, storage = tmp_path / "space.yaml", tmp_path / "runs"
+    space.write_text(textwrap.dedent(f"""
+        name: faces_fp
+        dataset: {{name: synthetic_faces, n_identities: 4, per_identity: 30, image_height: 32, image_width: 32}}
+        model: {model}
+        train: {train}
+        attack: {{source: person_00, target: person_01, trigger: black_sunglasses, poison_pct: 20}}
+        defenses:
+          - fp: {{layer: [last_conv, second_to_last_conv], threshold: 0.04, epochs: 1}}
+          - [ac: {{cluster_analysis: smaller}}, fp: {{layer: second_to_last_conv, threshold: 0.04, epochs: 1}}]
+          - [fp: {{layer: second_to_last_conv, threshold: 0.04, epochs: 1}}, ac: {{cluster_analysis: smaller}}]
+        resources: {{cpu: 1}}
+    """))
+    result = CliRunner().invoke(app, ["run", str(space), "--storage", str(storage), "--max-concurrent", "2"])
+    assert result.exit_code == 0, result.output
+    rows = query(storage, "SELECT * FROM results").set_index("pipeline")
+    widths = {"deepid": {"last_conv": 80, "second_to_last_conv": 60},
+              "vgg16_face": {"last_conv": 512, "second_to_last_conv": 512}}[model]
+    for layer, width in widths.items():
+        alone = rows.loc[f"fp(layer={layer},threshold=0.04,epochs=1)"]
+        assert alone["d1_layer_width"] == width and 0 <= alone["d1_pruned_channels"] < width
+    ac_fp = rows.loc["ac(cluster_analysis=smaller)>fp(layer=second_to_last_conv,threshold=0.04,epochs=1)"]
+    fp_ac = rows.loc["fp(layer=second_to_last_conv,threshold=0.04,epochs=1)>ac(cluster_analysis=smaller)"]
+    assert ac_fp["d2_layer_width"] == fp_ac["d1_layer_width"] == widths["second_to_last_conv"]
+    assert fp_ac["d2_n_seen"] == ac_fp["d1_n_seen"] > 0
+    for row in (ac_fp, fp_ac):
+        assert 0 <= row["asr_after"] <= 1 and 0 <= row["clean_acc_after"] <= 1
