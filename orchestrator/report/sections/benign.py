@@ -1,0 +1,213 @@
+"""Section "Benign arm": what each defense configuration costs when nothing is poisoned.
+
+On trials with ``poison_pct = 0`` every sample a filtering step removes is clean, so its removals
+are pure false positives, and any clean-accuracy drop is the price of running the defense on an
+innocent training set. Per (dataset, model) and defense configuration: the false-positive rate of
+each filtering step, pooled from counts with a Wilson interval, and the clean-accuracy cost
+(``clean_acc_before − clean_acc_after``), a mean with a Student-t interval over seeds. Fine-Pruning
+removes no samples: it has a cost and no rate.
+
+Trials at 0 % that differ only in their trigger train on the same clean data with the same seed, so
+they are one model seen several times, not several models: their counts and accuracies are
+averaged per seed first, and n counts seeds.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from orchestrator.report import figures
+from orchestrator.report.model import Figure, Paragraph, ReportContext, Section, Table
+from orchestrator.report.sections.settings import (
+    NO_DEFENSE,
+    defense_family,
+    estimate_cells,
+    file_stem,
+    heading,
+    pipeline_order,
+    quote,
+    rate_cells,
+    setting_columns,
+)
+from orchestrator.report.stats import aggregate, pooled_rates
+
+BENIGN = "poison_pct = 0"
+COUNTS = {"removed_poisoned", "removed_clean", "n_seen", "n_poisoned"}
+MAX_FIGURES = 4  # one per (dataset, model); a sweep with more models keeps its tables
+LABEL_WIDTH = 36  # characters per line of a configuration's label in the figure
+# A colour per defense, fixed so a defense looks the same in every figure of this section.
+FAMILY_COLOURS = {"ac": 0, "ss": 1, "dp": 2, "fp": 3, "random_filter": 4, "perfect_filter": 5, "combination": 6}
+
+
+def section(context: ReportContext) -> Section | None:
+    """None when the sweep has no defended trial on 0 % poisoned data."""
+    if not {"poison_pct", "pipeline", "clean_acc_before", "clean_acc_after"} <= context.columns("results"):
+        return None
+    keys = model_columns(context)
+    benign = benign_table(context, keys)
+    if benign.empty:
+        return None
+    blocks: list = [Paragraph(
+        "Every defense configuration run on training sets with 0 % poison, where every sample removed is clean. "
+        "FPR: the share of the clean training samples a filtering step removed, pooled from the counts of "
+        "every seed with a 95 % Wilson interval (a configuration with two filtering steps has a row per step; "
+        "the second sees only what the first kept). Clean-accuracy cost: clean accuracy before the defense "
+        "minus after it, in percentage points, mean [95 % CI] n = seeds; a negative cost is a gain. "
+        "Fine-Pruning removes no samples, so it has a cost and no FPR. Trials at 0 % that differ only in their "
+        "trigger train on the same clean data with the same seed: they are averaged per seed first.")]
+    groups = benign.groupby(keys, sort=True, dropna=False)
+    for index, (values, rows) in enumerate(groups):
+        rows = rows.reset_index(drop=True)
+        where = dict(zip(keys, values if isinstance(values, tuple) else (values,)))
+        label = " / ".join(str(where[k]) for k in ("dataset", "model"))
+        extra = [k for k in keys if k not in ("dataset", "model")]
+        if extra:
+            label += " (" + ", ".join(f"{heading(k)} {where[k]}" for k in extra) + ")"
+        blocks.append(_summary(label, rows))
+        stem = file_stem("benign", *(where[k] for k in keys))
+        blocks.append(_table(stem, label, rows))
+        if index < MAX_FIGURES:
+            blocks.append(_figure(stem, label, rows))
+    return Section("benign", "Benign arm: false positives and clean-accuracy cost on clean data", blocks)
+
+
+def model_columns(context: ReportContext) -> list[str]:
+    """The setting columns that tell one clean model from another: :func:`setting_columns` without
+    the trigger and the poison percentage (at 0 % neither changes the training set)."""
+    return [k for k in setting_columns(context) if k not in ("trigger", "poison_pct")]
+
+
+def benign_table(context: ReportContext, keys: list[str]) -> pd.DataFrame:
+    """One row per (``keys``, pipeline, filtering step) of the defended trials at 0 % poison.
+
+    Returns
+    -------
+    DataFrame with ``keys``, ``pipeline``; the clean-accuracy cost ``acc_cost_mean/_lo/_hi/_n`` and
+    ``clean_acc_before_mean/_lo/_hi/_n`` (fractions; n = seeds); the filtering step's ``position``
+    (0 where the configuration removes no samples) and ``defense`` (``""`` then), with
+    :func:`pooled_rates`' ``fp``, ``tn``, ``fpr``, ``fpr_lo``, ``fpr_hi`` (NaN without a step) and
+    ``seeds`` pooled. Configurations in reading order.
+    """
+    by = ", ".join(quote(k) for k in [*keys, "pipeline", "seed"])
+    per_seed = (f"(SELECT {by}, avg(clean_acc_before - clean_acc_after) AS acc_cost, "
+                f"avg(clean_acc_before) AS clean_acc_before FROM results "
+                f"WHERE {BENIGN} AND pipeline <> '{NO_DEFENSE}' GROUP BY {by})")
+    cost = aggregate(context.connection, per_seed, [*keys, "pipeline"], ["acc_cost", "clean_acc_before"])
+    if cost.empty:
+        return cost
+    rates = _false_positives(context, keys)
+    if rates.empty:
+        merged = cost.assign(position=0, defense="")
+    else:
+        merged = cost.merge(rates, on=[*keys, "pipeline"], how="left")
+        merged["position"] = merged["position"].fillna(0).astype("int64")
+        merged["defense"] = merged["defense"].fillna("")
+    for column in ("fp", "tn", "seeds"):
+        merged[column] = merged[column].fillna(0).astype("int64") if column in merged else 0
+    for column in ("fpr", "fpr_lo", "fpr_hi"):
+        if column not in merged:
+            merged[column] = np.nan
+    rank = {p: i for i, p in enumerate(pipeline_order(merged["pipeline"]))}
+    merged = merged.sort_values([*keys, "pipeline", "position"],
+                                key=lambda c: c.map(rank) if c.name == "pipeline" else c)
+    columns = [*keys, "pipeline", "position", "defense", "fp", "tn", "fpr", "fpr_lo", "fpr_hi", "seeds",
+               *(f"{m}_{p}" for m in ("acc_cost", "clean_acc_before") for p in ("mean", "lo", "hi", "n"))]
+    return merged[columns].reset_index(drop=True)
+
+
+def _false_positives(context: ReportContext, keys: list[str]) -> pd.DataFrame:
+    """:func:`pooled_rates` of each filtering step at 0 % poison, counts averaged per seed over triggers."""
+    if not COUNTS | {"defense", "position"} <= context.columns("stages"):
+        return pd.DataFrame()
+    by = ", ".join(quote(k) for k in [*keys, "pipeline", "position", "defense", "seed"])
+    counts = ", ".join(f"avg({c}) AS {c}" for c in sorted(COUNTS))
+    per_seed = (f"(SELECT {by}, {counts} FROM stages WHERE {BENIGN} AND removed_clean IS NOT NULL "
+                f"AND n_seen IS NOT NULL GROUP BY {by})")
+    rates = pooled_rates(context.connection, per_seed, [*keys, "pipeline", "position", "defense"])
+    if rates.empty:
+        return rates
+    rates = rates.rename(columns={"runs": "seeds"})
+    return rates[[*keys, "pipeline", "position", "defense", "fp", "tn", "fpr", "fpr_lo", "fpr_hi", "seeds"]]
+
+
+def _step(position: int, defense: str) -> str:
+    return f"{position}:\u00a0{defense}" if position else "– (removes no samples)"
+
+
+def _table(stem: str, label: str, rows: pd.DataFrame) -> Table:
+    shown = pd.DataFrame({heading("pipeline"): rows["pipeline"]})
+    shown["Filtering step"] = [_step(p, d) for p, d in zip(rows["position"], rows["defense"])]
+    shown["FPR (%)"] = rate_cells(rows, "fpr")
+    shown["Clean removed"] = ["–" if not position else f"{fp:,} of {fp + tn:,}"
+                              for position, fp, tn in zip(rows["position"], rows["fp"], rows["tn"])]
+    shown["Clean acc. before (%)"] = estimate_cells(rows, "clean_acc_before")
+    shown["Clean-acc. cost (pp)"] = estimate_cells(rows, "acc_cost", bounds=None)
+    return Table(stem, f"Benign arm on {label}: false positives and clean-accuracy cost at 0 % poison", shown, rows,
+                 "FPR: clean samples removed over clean samples seen, summed over seeds (counts averaged over "
+                 "triggers first), 95 % Wilson interval. Cost: before − after in percentage points, mean [95 % CI] "
+                 "n = seeds.")
+
+
+def _summary(label: str, rows: pd.DataFrame) -> Paragraph:
+    """The configuration with the highest FPR and the one with the highest mean cost, in one sentence."""
+    text = f"On {label}, {rows['pipeline'].nunique()} defense configurations ran on clean data"
+    filtering = rows[rows["position"] > 0].dropna(subset=["fpr"])
+    if not filtering.empty:
+        worst = filtering.loc[filtering["fpr"].idxmax()]
+        best = filtering.loc[filtering["fpr"].idxmin()]
+        text += (f"; the filtering steps removed from {100 * best['fpr']:.1f} % ({best['pipeline']}) to "
+                 f"{100 * worst['fpr']:.1f} % ({worst['pipeline']}) of the clean samples")
+    costs = rows.drop_duplicates("pipeline").dropna(subset=["acc_cost_mean"])
+    if not costs.empty:
+        dearest = costs.loc[costs["acc_cost_mean"].idxmax()]
+        text += (f"; the largest mean clean-accuracy cost is {100 * dearest['acc_cost_mean']:.1f} pp "
+                 f"({dearest['pipeline']})")
+    return Paragraph(text + ".")
+
+
+def wrap_label(label: str, width: int = LABEL_WIDTH) -> str:
+    """A configuration's label on lines of at most ``width`` characters, broken after ``,`` or ``>``
+    (a part longer than ``width`` keeps its own line)."""
+    parts = [part for part in label.replace(",", ",\n").replace(">", ">\n").split("\n") if part]
+    lines = [""]
+    for part in parts:
+        if lines[-1] and len(lines[-1]) + len(part) > width:
+            lines.append("")
+        lines[-1] += part
+    return "\n".join(lines)
+
+
+def _figure(stem: str, label: str, rows: pd.DataFrame) -> Figure:
+    """Two panels sharing one row per table row: FPR with its Wilson interval (filtering steps only),
+    and the clean-accuracy cost with its t interval (once per configuration)."""
+    several_steps = rows.groupby("pipeline")["position"].transform("size") > 1
+    labels = [wrap_label(p) + (f"\n(step {pos})" if many else "")
+              for p, pos, many in zip(rows["pipeline"], rows["position"], several_steps)]
+    y = np.arange(len(rows))[::-1].astype(float)
+    first_of_pipeline = ~rows["pipeline"].duplicated()
+    height = 0.22 * sum(text.count("\n") + 1 for text in labels) + 0.9
+    with figures.panels(2, max_columns=2, panel_size=(4.6, height), sharey=True, name=stem) as (figure, axes):
+        fpr_axis, cost_axis = axes
+        for row_index, row in rows.iterrows():
+            colour = figures.colour(FAMILY_COLOURS.get(defense_family(row["pipeline"]), 7))
+            if row["position"] and not np.isnan(row["fpr"]):
+                figures.points_with_error_bars(fpr_axis, [100 * row["fpr"]], [y[row_index]], ([100 * row["fpr_lo"]],
+                                               [100 * row["fpr_hi"]]), ([np.nan], [np.nan]), colour)
+            if first_of_pipeline[row_index] and row["acc_cost_n"]:
+                figures.points_with_error_bars(
+                    cost_axis, [100 * row["acc_cost_mean"]], [y[row_index]],
+                    ([100 * row["acc_cost_lo"]], [100 * row["acc_cost_hi"]]), ([np.nan], [np.nan]), colour)
+        fpr_axis.set_yticks(y, labels, fontsize=8)
+        fpr_axis.set_ylim(y.min() - 0.6, y.max() + 0.6)
+        # a little room left of 0, where a step that removed nothing sits
+        fpr_axis.set_xlim(left=-0.03 * max(fpr_axis.get_xlim()[1], 1.0))
+        fpr_axis.set_xlabel("FPR: clean samples removed (%)")
+        cost_axis.axvline(0, color=figures.GREY, linewidth=0.9, linestyle=":")
+        cost_axis.set_xlabel("Clean-accuracy cost (pp)")
+        svg = figures.to_svg(figure)
+    return Figure(stem, f"Benign arm on {label}: FPR and clean-accuracy cost at 0 % poison", svg,
+                  "Left: each filtering step's false-positive rate, pooled over seeds, with its 95 % Wilson interval "
+                  "(no point: the configuration removes no samples). Right: clean accuracy before minus after, "
+                  "mean with its 95 % t interval over seeds (no bar: one seed); dotted: no cost. Colour: the "
+                  "defense (black: a combination).")
