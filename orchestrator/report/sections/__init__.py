@@ -2,9 +2,11 @@
 
 from orchestrator.report.sections import (
     attacks,
+    benign,
     combinations,
     controls,
     detection,
+    failures,
     guidelines,
     master,
     parameters,
@@ -15,6 +17,6 @@ from orchestrator.report.sections import (
 )
 
 SECTIONS = [
-    sweep.section, attacks.section, master.section, tradeoff.section, detection.section, parameters.section,
-    combinations.section, controls.section, guidelines.section, thesis.section, provenance.section,
+    sweep.section, attacks.section, master.section, tradeoff.section, detection.section, failures.section, parameters.section,
+    combinations.section, controls.section, benign.section, guidelines.section, thesis.section, provenance.section,
 ]
