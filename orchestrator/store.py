@@ -25,12 +25,16 @@ import logging
 import os
 import shutil
 import socket
+import threading
 import time
 import uuid
+from collections import OrderedDict
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any, Callable
+
+import numpy as np
 
 from orchestrator.hashing import content_hash
 from orchestrator.lease import BEAT_SECONDS, lease
@@ -132,6 +136,107 @@ def damage_of(present: dict[str, int], manifest: dict, sha256: Callable[[str], s
     return None
 
 
+def file_stamps(directory: Path) -> dict[str, tuple[int, int, int]]:
+    """``{relative path: (bytes, modification time in ns, inode)}`` of every file under local
+    ``directory`` but the manifest: what changes when a file is rewritten, truncated or replaced.
+
+    Empty when the directory is gone (or goes while it is listed).
+    """
+    try:
+        stats = {
+            path.relative_to(directory).as_posix(): path.stat()
+            for path in directory.rglob("*") if path.name != MANIFEST and path.is_file()
+        }
+    except FileNotFoundError:
+        return {}
+    return {name: (stat.st_size, stat.st_mtime_ns, stat.st_ino) for name, stat in stats.items()}
+
+
+NOT_LOADED = object()  # what LoadedArtifacts.get returns for a value it does not hold
+
+
+@dataclass
+class _Loaded:
+    value: Any
+    readable: Path  # the local directory the value was read from
+    stamps: dict[str, tuple[int, int, int]]  # its files when they were verified (see file_stamps)
+
+
+class LoadedArtifacts:
+    """The last few artifact values a worker process loaded and verified, least recently used out first.
+
+    A worker runs trial after trial (Tune reuses its process), and the trials of a grid share their
+    dataset, poisoned data and model: without this every trial would read them again and hash
+    every byte. An entry is keyed by ``(store root, stage name, key, hash of the manifest)``, so an
+    artifact rewritten since has another key. It is served only while the files it was read from
+    still have the sizes, modification times and inodes they had when their checksums were
+    verified (a ``stat`` each): a memory-mapped array reads its file again at every access, so a
+    file changed in place must not be served either.
+
+    Bounded by ``max_entries`` and by ``max_bytes``, the artifacts' size on disk; an artifact larger
+    than ``max_bytes`` is not kept. Values are shared by every trial that follows, so NumPy arrays
+    among a value's attributes are made read-only: a stage that writes into its input fails
+    instead of changing the next trial's.
+    """
+
+    def __init__(self, max_entries: int, max_bytes: int):
+        self.max_entries, self.max_bytes = max_entries, max_bytes
+        self._entries: OrderedDict[tuple, _Loaded] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def holds(self, key: tuple) -> bool:
+        """Whether an entry has ``key``'s store root, stage name and artifact key (any manifest)."""
+        with self._lock:
+            return any(held[:3] == key[:3] for held in self._entries)
+
+    def get(self, key: tuple, readable: Path) -> Any:
+        """The value stored under ``key`` if its files in ``readable`` are unchanged, else :data:`NOT_LOADED`."""
+        with self._lock:
+            entry = self._entries.get(key)
+        if entry is None or entry.readable != readable or file_stamps(readable) != entry.stamps:
+            return NOT_LOADED
+        with self._lock:
+            if key in self._entries:
+                self._entries.move_to_end(key)
+        return entry.value
+
+    def put(self, key: tuple, readable: Path, stamps: dict[str, tuple[int, int, int]], value: Any) -> None:
+        """Keep ``value``, read from ``readable`` whose files had ``stamps`` before it was read."""
+        size = sum(size for size, _, _ in stamps.values())
+        if self.max_entries < 1 or size > self.max_bytes:
+            return
+        _make_arrays_read_only(value)
+        with self._lock:
+            for held in [held for held in self._entries if held[:3] == key[:3]]:
+                del self._entries[held]  # an older manifest of the same artifact
+            self._entries[key] = _Loaded(value, readable, stamps)
+            while len(self._entries) > self.max_entries or self._bytes() > self.max_bytes:
+                self._entries.popitem(last=False)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def _bytes(self) -> int:
+        return sum(size for entry in self._entries.values() for size, _, _ in entry.stamps.values())
+
+
+def _make_arrays_read_only(value: Any) -> None:
+    for attribute in getattr(value, "__dict__", {}).values():
+        if isinstance(attribute, np.ndarray):
+            attribute.flags.writeable = False
+
+
+# One per worker process. BDSWEEP_LOADED_ARTIFACTS=0 turns it off; sizes on disk are in MiB.
+LOADED_ARTIFACTS = LoadedArtifacts(
+    max_entries=int(os.environ.get("BDSWEEP_LOADED_ARTIFACTS", "8")),
+    max_bytes=int(float(os.environ.get("BDSWEEP_LOADED_ARTIFACTS_MB", "1024")) * 2**20),
+)
+
+
 class ArtifactStore:
     """Artifacts under ``root/<stage>/<key>/`` on a local disk or shared mount, each with a
     ``manifest.json`` that states its recipe.
@@ -193,7 +298,12 @@ class ArtifactStore:
         """``ref``'s value read from disk after checking every file's SHA-256.
 
         A damaged artifact is rebuilt; ``ref.rebuilt`` then holds the record of that computation.
+        A value this process loaded before is served from :data:`LOADED_ARTIFACTS` while the
+        artifact's manifest and files are the ones it was verified against (see
+        :class:`LoadedArtifacts`); its arrays are read-only, since every later trial shares it.
         """
+        if (value := self._loaded_before(ref)) is not NOT_LOADED:
+            return value
         manifest = self._whole_manifest(ref, checksums=True)
         if manifest is None:
             with self._lock(ref.stage, ref.key):
@@ -201,7 +311,30 @@ class ArtifactStore:
                 if manifest is None:
                     _, ref.rebuilt = self._compute(ref)
                     return ref._value
-        return ref.stage.artifact.load(self._readable(ref, manifest))
+        readable = self._readable(ref, manifest)
+        # Stamped before reading: a file changed while it is read then differs from its stamp.
+        stamps = file_stamps(readable)
+        value = ref.stage.artifact.load(readable)
+        LOADED_ARTIFACTS.put(self._loaded_key(ref, manifest), readable, stamps, value)
+        return value
+
+    def _loaded_before(self, ref: ArtifactRef) -> Any:
+        """The value of ``ref`` this process loaded and verified before, if the stored artifact is
+        still the one it was loaded from; else :data:`NOT_LOADED`.
+
+        Costs what :meth:`resolve`'s lookup costs (the manifest read, the files' sizes compared)
+        plus a ``stat`` of each file it was read from, and nothing when nothing of ``ref`` is held.
+        """
+        if not LOADED_ARTIFACTS.holds(self._loaded_key(ref, None)):
+            return NOT_LOADED
+        manifest = self._whole_manifest(ref, checksums=False)
+        if manifest is None:  # moved aside as damaged, or never whole
+            return NOT_LOADED
+        return LOADED_ARTIFACTS.get(self._loaded_key(ref, manifest), self._readable(ref, manifest))
+
+    def _loaded_key(self, ref: ArtifactRef, manifest: dict | None) -> tuple[str, str, str, str | None]:
+        """Names one verified artifact in :data:`LOADED_ARTIFACTS`; a rewritten artifact has another manifest."""
+        return str(self.root), ref.stage.name, ref.key, None if manifest is None else content_hash(manifest)
 
     def _whole_manifest(self, ref: ArtifactRef, *, checksums: bool, discard: bool = False) -> dict | None:
         """The manifest of a whole stored artifact, else None.
