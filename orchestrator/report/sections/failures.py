@@ -132,11 +132,10 @@ def _ss_blocks(context: ReportContext, keys: list[str], scores: pd.DataFrame) ->
     model_keys = [k for k in keys if k not in ("trigger", "poison_pct")]
     setting = [*keys, "ss_layer"]
     means = aggregate(context.connection, _ss_models_sql(context, keys), setting, ["auroc_art", "auroc_centered"])
-    counted = scores.groupby(setting, dropna=False, sort=False).agg(
-        models=("seed", "size"), wrong_art=("wrong_tail_art", "sum"), wrong_centered=("wrong_tail_centered", "sum"))
-    counted["wrong_seeds"] = scores[scores["wrong_tail_art"]].groupby(setting, dropna=False, sort=False)["seed"].agg(
-        lambda seeds: ", ".join(str(seed) for seed in seeds))
-    counted["wrong_seeds"] = counted["wrong_seeds"].fillna("")
+    wrong_seed = scores["seed"].astype(str).where(scores["wrong_tail_art"])
+    counted = scores.assign(wrong_seed=wrong_seed).groupby(setting, dropna=False, sort=False).agg(
+        models=("seed", "size"), wrong_art=("wrong_tail_art", "sum"), wrong_centered=("wrong_tail_centered", "sum"),
+        wrong_seeds=("wrong_seed", lambda seeds: ", ".join(seeds.dropna())))
     summary = means.merge(counted.reset_index(), on=setting, how="left")
     for column in ("models", "wrong_art", "wrong_centered"):
         summary[column] = summary[column].astype("int64")
