@@ -175,11 +175,39 @@ def running_marker(storage: str | Path | StorageRoot, sweep: str, trial_id: str,
         storage.delete(*marker)
 
 
+def reuse_workers() -> bool:
+    """Whether Tune runs trial after trial in one worker process (``BDSWEEP_REUSE_WORKERS``, default on).
+
+    Importing TensorFlow and ART takes a fresh worker 6-8 s, more than a cached trial's work. Tune
+    (``reuse_actors``) hands a finished trial's process to the next trial that needs the same
+    resources, which every trial of a sweep does; it never reuses the process of a trial that
+    raised or died, so a retry starts in a fresh one. ``BDSWEEP_REUSE_WORKERS=0`` gives every
+    trial its own process again (the before of ``bench/bench_overhead.py``).
+    """
+    return os.environ.get("BDSWEEP_REUSE_WORKERS", "1") != "0"
+
+
+def clear_keras_session() -> None:
+    """Drop what earlier trials of this worker process left in Keras's and TensorFlow's global state.
+
+    Keras keeps name counters and graph state per process; a reused worker would otherwise grow
+    them trial after trial. Models that other code still holds (the store's loaded artifacts) keep
+    working.
+    """
+    import keras
+
+    # Without a full garbage collection: it took 0.3 s a trial here, and Python's own generational
+    # collector frees the cycles a finished trial leaves anyway.
+    keras.backend.clear_session(free_memory=False)
+
+
 def run_trial_in_tune(config: dict, *, trials: dict, storage: StorageRoot | str, sweep: str, resources: dict) -> None:
-    """Tune trainable: run one trial's pipeline and write its Parquet row (with the Ray node it ran on).
+    """Tune trainable: run one trial's pipeline and write its Parquet row (with the Ray node and
+    the worker process it ran in).
 
     A trial that already has a row (Tune ran it again after a restore) reports that row and
-    computes nothing.
+    computes nothing. The worker process may have run other trials before (see
+    :func:`reuse_workers`); what they loaded stays in the artifact store's in-process cache.
     """
     import ray
     from ray import tune
@@ -195,6 +223,7 @@ def run_trial_in_tune(config: dict, *, trials: dict, storage: StorageRoot | str,
     from tasks.runtime import configure_tensorflow
 
     configure_tensorflow(resources["cpu"], resources.get("gpu_memory_mb"))
+    clear_keras_session()
     node = {"node_ip": ray.util.get_node_ip_address(), "node_id": ray.get_runtime_context().get_node_id()}
     with running_marker(storage, sweep, trial.trial_id, **node):
         try:
@@ -203,7 +232,7 @@ def run_trial_in_tune(config: dict, *, trials: dict, storage: StorageRoot | str,
             # Tune writes its own error file only after its callbacks ran; this one the driver can read.
             write_error(storage, sweep, trial.trial_id, traceback.format_exc())
             raise
-        write_row(storage, sweep, {**row, **node}, types=row_types(trial))
+        write_row(storage, sweep, {**row, **node, "worker_pid": os.getpid()}, types=row_types(trial))
     storage.delete(*error_file(sweep, trial.trial_id))
     tune.report({key: row[key] for key in REPORTED_METRICS})
 
@@ -357,7 +386,7 @@ def launch(plan: SweepPlan, max_concurrent: int | None = None, address: str | No
             trainable,
             tune_config=tune.TuneConfig(
                 search_alg=TrialIdSearcher([t.trial_id for t in pending]), num_samples=len(pending),
-                max_concurrent_trials=max_concurrent, reuse_actors=False,
+                max_concurrent_trials=max_concurrent, reuse_actors=reuse_workers(),
             ),
             run_config=tune.RunConfig(
                 name=TUNE_EXPERIMENT,
