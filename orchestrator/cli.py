@@ -135,6 +135,8 @@ def _launch(plan, max_concurrent, address, max_failures, resume) -> None:
     from orchestrator.results import load_results
     from orchestrator.sweep import launch, results_location
 
+    # When Ray dies under the sweep, launch does not return: orchestrator.ray_watch ends the
+    # driver with one line and status 1 (Ray itself would hang or end it with its own message).
     failed = launch(plan, max_concurrent=max_concurrent, address=address, echo=typer.echo,
                     max_failures=max_failures, resume=resume)
     if failed < len(plan.trials):

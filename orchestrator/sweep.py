@@ -241,57 +241,6 @@ def trial_label(trial: TrialSpec) -> str:
     return f"{trial.attack.trigger} {trial.attack.poison_pct:g}% seed={trial.attack.seed} {trial.pipeline}"
 
 
-def _progress_callback(storage: StorageRoot, name: str, labels: dict[str, str], echo: Callable[[str], None]):
-    """Prints a line per trial started, done, retried or failed, with the sweep's rows so far out of
-    all its trials; ``labels`` names each trial id for people.
-
-    Tune pickles it with the experiment, so it holds only what a restored experiment can reuse.
-    """
-    from ray import tune
-
-    total = len(labels)
-
-    def label(trial) -> str:
-        return labels.get(trial.config["trial_id"], trial.config["trial_id"])
-
-    class Progress(tune.Callback):
-        def setup(self, **info):
-            # Rows are counted once per launch, then one per finished trial (a glob per trial would
-            # read the whole results tree thousands of times).
-            self.rows = len(finished_trial_ids(storage, name))
-
-        def done(self) -> str:
-            return f"[{self.rows}/{total}]"
-
-        def on_trial_start(self, iteration, trials, trial, **info):
-            echo(f"  started   {label(trial)}")
-
-        def on_trial_complete(self, iteration, trials, trial, **info):
-            result = trial.last_result or {}
-            self.rows += not result.get("had_row")
-            computed = "its row was written before" if result.get("had_row") else (
-                f"{result.get('n_stages_computed', '?')} stages computed"
-            )
-            echo(
-                f"{self.done()} done {label(trial)}: "
-                f"clean_acc {result.get('clean_acc_after', float('nan')):.3f}, "
-                f"asr {result.get('asr_after', float('nan')):.3f}, {computed}"
-            )
-
-        def on_trial_recover(self, iteration, trials, trial, **info):
-            echo(f"  retrying  {label(trial)} (failure {trial.num_failures})")
-
-        def on_trial_error(self, iteration, trials, trial, **info):
-            traceback_file = error_file(name, trial.config["trial_id"])
-            try:
-                text, where = storage.read_text(*traceback_file), storage.display(*traceback_file)
-            except FileNotFoundError:
-                text, where = trial.get_error(), trial.path
-            echo(f"{self.done()} FAILED {label(trial)}: {last_line(text)}\n    traceback: {where}")
-
-    return Progress()
-
-
 def keep_local_ray_on_loopback() -> None:
     """Make a local Ray instance listen on 127.0.0.1 only.
 
@@ -357,6 +306,10 @@ def launch(plan: SweepPlan, max_concurrent: int | None = None, address: str | No
     import ray
     from ray import tune
 
+    # Imported here: progress imports from this module.
+    from orchestrator.progress import SweepProgress
+    from orchestrator.ray_watch import RayWatch
+
     started_here = not ray.is_initialized()
     start_ray(address)
     _scale_tune_to(len(plan.pending), max_concurrent, plan.resources)
@@ -393,7 +346,7 @@ def launch(plan: SweepPlan, max_concurrent: int | None = None, address: str | No
                 storage_path=plan.storage.path(plan.name),
                 storage_filesystem=filesystem,
                 verbose=0,
-                callbacks=[_progress_callback(plan.storage, plan.name, labels, echo)],
+                callbacks=[SweepProgress(plan.storage, plan.name, labels, echo), RayWatch(plan.name)],
                 failure_config=tune.FailureConfig(max_failures=max_failures),
             ),
         )
