@@ -3,7 +3,8 @@
 Every number a report shows that aggregates seeds is a mean with a two-sided 95 % Student-t
 interval and its n: ``mean ± t(0.975, n - 1) · s / √n`` with ``s`` the sample standard deviation.
 With n = 1 there is no interval (the bounds are NaN) and the cell says ``n = 1``. Detection rates
-are aggregated from counts (micro), with Wilson score intervals.
+are aggregated from counts (micro), with Wilson score intervals. A difference between two independent
+groups (section Answers: face models against sign models) gets Welch's interval.
 """
 
 from __future__ import annotations
@@ -33,6 +34,53 @@ def t_interval(mean: np.ndarray, sd: np.ndarray, n: np.ndarray) -> tuple[np.ndar
         half = stats.t.ppf(0.5 + CONFIDENCE / 2, n - 1) * sd / np.sqrt(n)
     half = np.where(n >= 2, half, np.nan)
     return mean - half, mean + half
+
+
+
+def mean_interval(values: Sequence[float] | np.ndarray) -> tuple[float, float, float, int]:
+    """Mean of ``values`` with its two-sided 95 % Student-t interval (:func:`t_interval`), NaN left out.
+
+    Returns
+    -------
+    ``(mean, lower, upper, n)``: the bounds are NaN when n < 2, the mean too when n = 0
+    """
+    values = np.asarray(values, dtype=float)
+    values = values[~np.isnan(values)]
+    n = len(values)
+    if n == 0:
+        return math.nan, math.nan, math.nan, 0
+    sd = float(np.std(values, ddof=1)) if n > 1 else math.nan
+    lower, upper = t_interval(values.mean(), sd, n)
+    return float(values.mean()), float(lower), float(upper), n
+
+
+def welch_interval(first: Sequence[float] | np.ndarray,
+                   second: Sequence[float] | np.ndarray) -> tuple[float, float, float, float]:
+    """Difference of two independent groups' means, ``mean(first) − mean(second)``, with Welch's
+    two-sided 95 % interval (unequal variances), NaN left out.
+
+    The half-width is ``t(0.975, df) · √(s₁²/n₁ + s₂²/n₂)`` with the Welch–Satterthwaite
+    ``df = (s₁²/n₁ + s₂²/n₂)² / [(s₁²/n₁)²/(n₁ − 1) + (s₂²/n₂)²/(n₂ − 1)]``.
+
+    Returns
+    -------
+    ``(difference, lower, upper, df)``: NaN bounds and df when either group has fewer than 2
+    values; the interval is the point itself when both groups are constant
+    """
+    first, second = (np.asarray(group, dtype=float) for group in (first, second))
+    first, second = first[~np.isnan(first)], second[~np.isnan(second)]
+    if not len(first) or not len(second):
+        return math.nan, math.nan, math.nan, math.nan
+    difference = float(first.mean() - second.mean())
+    if len(first) < 2 or len(second) < 2:
+        return difference, math.nan, math.nan, math.nan
+    shares = np.var(first, ddof=1) / len(first), np.var(second, ddof=1) / len(second)
+    standard_error = math.sqrt(sum(shares))
+    if standard_error == 0:
+        return difference, difference, difference, math.inf
+    df = sum(shares) ** 2 / (shares[0] ** 2 / (len(first) - 1) + shares[1] ** 2 / (len(second) - 1))
+    half = float(stats.t.ppf(0.5 + CONFIDENCE / 2, df)) * standard_error
+    return difference, difference - half, difference + half, float(df)
 
 
 def wilson_interval(successes: np.ndarray, trials: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
