@@ -36,7 +36,6 @@ def t_interval(mean: np.ndarray, sd: np.ndarray, n: np.ndarray) -> tuple[np.ndar
     return mean - half, mean + half
 
 
-
 def mean_interval(values: Sequence[float] | np.ndarray) -> tuple[float, float, float, int]:
     """Mean of ``values`` with its two-sided 95 % Student-t interval (:func:`t_interval`), NaN left out.
 

@@ -1,6 +1,7 @@
 """The report's sections, in display order: each module exposes ``section(context) -> Section | None``."""
 
 from orchestrator.report.sections import (
+    answers,
     attacks,
     benign,
     combinations,
@@ -17,6 +18,7 @@ from orchestrator.report.sections import (
 )
 
 SECTIONS = [
-    sweep.section, attacks.section, master.section, tradeoff.section, detection.section, failures.section, parameters.section,
+    sweep.section, answers.section, attacks.section, master.section, tradeoff.section, detection.section,
+    failures.section, parameters.section,
     combinations.section, controls.section, benign.section, guidelines.section, thesis.section, provenance.section,
 ]

@@ -1,0 +1,215 @@
+"""Section "Answers": each claim's verdict follows planted rows (flip the data, the verdict flips), too
+few pairs or a missing arm say so, the thesis's own numbers come from its tables, and the section
+renders in the whole report right after the sweep."""
+
+from __future__ import annotations
+
+import hashlib
+import html
+import json
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats
+
+from orchestrator.report.build import build_sections
+from orchestrator.report.model import ReportContext, SweepFacts, Table
+from orchestrator.report.sections import answers
+from orchestrator.report.sections.answers import (
+    AGREES,
+    CLAIMS,
+    DISAGREES,
+    INCONCLUSIVE,
+    NOT_IN_SWEEP,
+    VERDICT_RULE,
+    ThesisRuns,
+    answers_frame,
+    decide,
+)
+from orchestrator.report.stats import mean_interval, welch_interval
+from tests.orchestrator.report.test_render import build_generated_report
+from tests.report_rows import connect_rows, parse_pipeline
+
+SIGNS, FACES = ("synthetic_signs", "gtsrb_cnn"), ("synthetic_faces", "deepid")
+POISON_PCTS = [4, 8]
+SEEDS = [0, 1, 2]
+# Added to the effect per seed: the differences spread (an interval has a width) and, with three
+# seeds, average to exactly the effect, so an effect of 0 gives an interval around 0.
+JITTER = {0: 0.05, 1: -0.05, 2: 0.0}
+BASE_ASR = 0.5
+IMPLANTED = 0.9  # ASR before defense of the models defense claims read
+AC = "ac(cluster_analysis=smaller)"
+FP = "fp(layer=last_conv,threshold=0.04)"
+
+# Per claim, the arms a sweep must hold to test it: (dataset and model, trigger, pipeline, coefficient).
+# An arm's ASR (before defense for `none`, else after) is BASE_ASR + coefficient · (effect + jitter), so
+# that the claim's statistic is effect × 100 pp: positive is the thesis's side.
+SCENARIOS = {
+    "rq1_size": [(SIGNS, "big_yellow_square", "none", 1), (SIGNS, "yellow_square", "none", 0)],
+    "rq1_colour_signs": [(SIGNS, "yellow_square", "none", 1), (SIGNS, "white_square", "none", 0),
+                         (SIGNS, "yellow_pattern", "none", 1), (SIGNS, "white_pattern", "none", 0)],
+    "rq1_colour_faces": [(FACES, "green_sunglasses", "none", 1), (FACES, "black_sunglasses", "none", 0)],
+    # A lower ASR after on faces is a larger reduction there.
+    "rq2_ac": [(FACES, "green_sunglasses", AC, -1), (SIGNS, "yellow_square", AC, 0)],
+    "rq2_fp": [(FACES, "green_sunglasses", FP, -1), (SIGNS, "yellow_square", FP, 0)],
+    "rq3_ac_metric": [(SIGNS, "yellow_square", "ac(cluster_analysis=distance)", 1), (SIGNS, "yellow_square", AC, 0)],
+    "rq3_fp_layer_signs": [(SIGNS, "yellow_square", "fp(layer=second_to_last_conv,threshold=0.04)", 1),
+                           (SIGNS, "yellow_square", FP, 0)],
+    "rq3_fp_layer_faces": [(FACES, "green_sunglasses", FP, 1),
+                           (FACES, "green_sunglasses", "fp(layer=second_to_last_conv,threshold=0.04)", 0)],
+    "rq3_fp_threshold": [(SIGNS, "yellow_square", "fp(layer=last_conv,threshold=0.02)", 1),
+                         (SIGNS, "yellow_square", "fp(layer=last_conv,threshold=0.06)", 0)],
+    "rq4_order": [(SIGNS, "yellow_square", f"{FP}>{AC}", 1), (SIGNS, "yellow_square", f"{AC}>{FP}", 0)],
+    "rq4_chain_vs_ac": [(SIGNS, "yellow_square", AC, 1), (SIGNS, "yellow_square", f"{AC}>{FP}", 0)],
+}
+
+
+def trial_row(dataset: str, model: str, trigger: str, poison_pct: float, seed: int, pipeline: str,
+              asr_before: float, asr_after: float) -> dict:
+    """One result row with the columns section Answers reads (``dN_name`` and ``dN_<param>`` per defense)."""
+    steps = parse_pipeline(pipeline)
+    row = {
+        "trial_id": hashlib.sha256(json.dumps([dataset, trigger, poison_pct, seed, pipeline]).encode()).hexdigest()[:16],
+        "dataset": dataset, "model": model, "trigger": trigger, "source": 8, "target": 14,
+        "poison_pct": float(poison_pct), "seed": seed, "pipeline": pipeline, "n_defenses": len(steps),
+        "clean_acc_before": 0.95, "asr_before": asr_before,
+        "clean_acc_after": 0.94 if steps else 0.95, "asr_after": asr_after if steps else asr_before,
+    }
+    for position, (name, params) in enumerate(steps, start=1):
+        row[f"d{position}_name"] = name
+        row.update({f"d{position}_{key}": value for key, value in params.items()})
+    return row
+
+
+def planted_rows(claim_id: str, effect: float, poison_pcts=POISON_PCTS, seeds=SEEDS, arms=None,
+                 asr_before: float = IMPLANTED) -> list[dict]:
+    """Rows of the claim's arms (all of them unless ``arms`` picks some by index) at every poison % and seed."""
+    rows = []
+    for index, ((dataset, model), trigger, pipeline, coefficient) in enumerate(SCENARIOS[claim_id]):
+        if arms is not None and index not in arms:
+            continue
+        for poison_pct in poison_pcts:
+            for seed in seeds:
+                planted = BASE_ASR + coefficient * (effect + JITTER[seed])
+                if pipeline == "none":
+                    rows.append(trial_row(dataset, model, trigger, poison_pct, seed, pipeline, planted, planted))
+                else:
+                    rows.append(trial_row(dataset, model, trigger, poison_pct, seed, pipeline, asr_before, planted))
+    return rows
+
+
+def judged(rows: list[dict]) -> pd.DataFrame:
+    """The section's answers over ``rows``, indexed by claim."""
+    context = ReportContext(connect_rows(rows), SweepFacts("planted", "", {"done": len(rows)}))
+    return answers_frame(answers.SweepRuns(context), ThesisRuns()).set_index("claim_id")
+
+
+@pytest.mark.parametrize("effect, verdict", [(0.3, AGREES), (-0.3, DISAGREES), (0.0, INCONCLUSIVE)],
+                         ids=["thesis_side", "flipped", "no_effect"])
+@pytest.mark.parametrize("claim_id", list(SCENARIOS))
+def test_each_verdict_follows_the_planted_data(claim_id, effect, verdict):
+    table = judged(planted_rows(claim_id, effect))
+    row = table.loc[claim_id]
+    assert row["verdict"] == verdict, row.to_dict()
+    assert row["mean"] == pytest.approx(effect * 100, abs=1e-6)
+    n_models = len(POISON_PCTS) * len(SEEDS)
+    if row["comparison"] == "paired":
+        assert row["n_first"] == n_models and pd.isna(row["n_second"])
+    else:
+        assert (row["n_first"], row["n_second"]) == (n_models, n_models)
+    assert row["lower"] < row["mean"] < row["upper"]
+    # The claims read only their own arms: every other claim lacks rows here.
+    assert set(table.index[table["verdict"] != NOT_IN_SWEEP]) == {claim_id}
+
+
+@pytest.mark.parametrize("claim_id", list(SCENARIOS))
+def test_a_single_pair_is_inconclusive_and_says_why(claim_id):
+    row = judged(planted_rows(claim_id, 0.3, poison_pcts=[8], seeds=[0])).loc[claim_id]
+    assert row["verdict"] == INCONCLUSIVE
+    expected = "fewer than 2 pairs" if row["comparison"] == "paired" else "fewer than 2 models in a group"
+    assert row["reason"] == expected
+    assert math.isnan(row["lower"]) and row["mean"] == pytest.approx(35.0)
+
+
+@pytest.mark.parametrize("claim_id", list(SCENARIOS))
+def test_a_sweep_without_one_arm_cannot_judge_the_claim(claim_id):
+    table = judged(planted_rows(claim_id, 0.3, arms={0}))
+    assert table.loc[claim_id, "verdict"] == NOT_IN_SWEEP
+    assert table.loc[claim_id, "reason"] == "no pair in this sweep"
+
+
+@pytest.mark.parametrize("claim_id", [c for c in SCENARIOS if not c.startswith("rq1")])
+def test_defense_claims_leave_out_models_without_a_backdoor(claim_id):
+    # ASR before 30 %: nothing for a defense to remove, whatever it does after.
+    assert judged(planted_rows(claim_id, 0.3, asr_before=0.3)).loc[claim_id, "verdict"] == NOT_IN_SWEEP
+
+
+def test_a_parameter_contrast_pairs_only_runs_alike_in_every_other_parameter():
+    rows = planted_rows("rq3_fp_layer_signs", 0.3)
+    # The last-conv arm at another threshold: no run matches the second-to-last arm's 4 %.
+    for row in rows:
+        if row["d1_layer"] == "last_conv":
+            row["d1_threshold"] = 0.06
+    assert judged(rows).loc["rq3_fp_layer_signs", "verdict"] == NOT_IN_SWEEP
+
+
+def test_the_thesis_side_of_each_claim_is_the_same_statistic_on_its_tables():
+    thesis = answers_frame(ThesisRuns(), ThesisRuns()).set_index("claim_id")
+    # Table 4.1 with A.2 at 2, 4, 6 %: big yellow square minus yellow square = 28.15, 17.04, 0.74 pp.
+    assert thesis.loc["rq1_size", "thesis_value"] == pytest.approx((28.15 + 17.04 + 0.74) / 3)
+    assert thesis.loc["rq1_size", "thesis_n_first"] == 3
+    # Tables 4.1 and 4.3: AC's mean ASR reduction on 4 face models 27.5 pp, on 6 GTSRB models -1.79 pp.
+    assert thesis.loc["rq2_ac", "thesis_value"] == pytest.approx(27.5 - (-0.74 - 8.52 + 0.74 + 1.49 - 1.11 - 2.59) / 6)
+    assert (thesis.loc["rq2_ac", "thesis_n_first"], thesis.loc["rq2_ac", "thesis_n_second"]) == (4, 6)
+    # Tables 4.7 and 4.9, FP→AC minus AC→FP over 10 models.
+    assert thesis.loc["rq4_order", "thesis_value"] == pytest.approx(6.562)
+    # The thesis's tables lie on its own side of every claim they can compute; the text-only ones have none.
+    with_tables = thesis["thesis_value"].dropna()
+    assert (with_tables > 0).all() and len(with_tables) == len(CLAIMS) - 2
+    assert thesis.loc[["rq3_ac_metric", "rq3_fp_threshold"], "thesis_value"].isna().all()
+
+
+@pytest.mark.parametrize("lower, upper, count, enough, verdict", [
+    (0.1, 5.0, 3, True, AGREES), (-5.0, -0.1, 3, True, DISAGREES), (0.0, 5.0, 3, True, INCONCLUSIVE),
+    (-5.0, 0.0, 3, True, INCONCLUSIVE), (-1.0, 1.0, 3, True, INCONCLUSIVE),
+    (math.nan, math.nan, 1, False, INCONCLUSIVE), (math.nan, math.nan, 0, False, NOT_IN_SWEEP)])
+def test_the_verdict_rule(lower, upper, count, enough, verdict):
+    assert decide(lower, upper, count, enough, "fewer than 2 pairs")[0] == verdict
+
+
+def test_intervals_are_scipys_student_t_and_welch():
+    rng = np.random.default_rng(3)
+    first, second = rng.normal(1.0, 2.0, 7), rng.normal(0.0, 0.5, 4)
+    mean, lower, upper, n = mean_interval(np.append(first, np.nan))
+    expected = stats.ttest_1samp(first, 0.0).confidence_interval()
+    assert (mean, lower, upper, n) == pytest.approx((first.mean(), expected.low, expected.high, 7))
+    welch = stats.ttest_ind(first, second, equal_var=False)
+    difference, lower, upper, df = welch_interval(first, second)
+    interval = welch.confidence_interval()
+    assert (difference, lower, upper, df) == pytest.approx((first.mean() - second.mean(), interval.low,
+                                                            interval.high, welch.df))
+    assert math.isnan(mean_interval([2.0])[1]) and mean_interval([])[3] == 0
+    assert math.isnan(welch_interval([1.0], [1.0, 2.0])[1])
+    assert welch_interval([1.0, 1.0], [0.0, 0.0])[:3] == (1.0, 1.0, 1.0)
+
+
+def test_the_whole_report_holds_the_answers_right_after_the_sweep(tmp_path):
+    out = tmp_path / "report"
+    context, files = build_generated_report(tmp_path / "runs", out)
+    assert files.sections[:2] == ["sweep", "answers"]
+    section = next(s for s in build_sections(context) if s.id == "answers")
+    table = next(b for b in section.blocks if isinstance(b, Table) and b.name == "answers")
+    assert len(table.shown) == len(CLAIMS)
+    verdicts = set(table.data["verdict"])
+    assert verdicts <= {AGREES, DISAGREES, INCONCLUSIVE, NOT_IN_SWEEP} and len(verdicts - {NOT_IN_SWEEP}) >= 1
+
+    page, markdown = html.unescape(files.html.read_text()), files.markdown.read_text()
+    assert 'id="table-answers"' in page and "#table-answers td:last-child" in page
+    assert VERDICT_RULE in page and VERDICT_RULE in markdown
+    for cell in table.shown["Verdict"]:
+        assert cell in page and cell in markdown
+    summary = pd.read_parquet(out / "summary" / "answers.parquet")
+    assert summary["verdict"].tolist() == table.data["verdict"].tolist()
+    assert summary["claim_id"].tolist() == [claim.id for claim in CLAIMS]
