@@ -51,7 +51,7 @@ class SweepPlan:
     ----------
     trials : all trials of the space
     pending : trials with no result file yet (the ones that will run), shortest pipelines first
-    stages : Counter of unique stages the sweep needs, by stage name
+    stages : Counter of unique stages the sweep needs at most, by stage name (see :func:`stage_keys`)
     cached : Counter of those already in the artifact store
     resources : what Ray reserves for each trial
     """
@@ -69,8 +69,10 @@ class SweepPlan:
         stage_list = ", ".join(f"{name} {self.stages[name]}" for name in self.stages)
         return (
             f"sweep {self.name!r}: {len(self.trials)} trials ({len(self.pending)} to run, {done} already have results)\n"
-            f"unique stages: {sum(self.stages.values())} ({stage_list}); "
-            f"{sum(self.cached.values())} already in the cache"
+            f"unique stages: at most {sum(self.stages.values())} ({stage_list}); "
+            f"{sum(self.cached.values())} already in the cache\n"
+            "(an upper bound: a stage keyed by what an earlier one decided, a retraining by the samples a detection "
+            "kept, is counted once per detection; configurations that keep the same samples share it when they run)"
         )
 
 

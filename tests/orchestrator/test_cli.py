@@ -60,8 +60,11 @@ def test_dry_run_counts_trials_and_stages(tmp_path, no_ray):
     result = CliRunner().invoke(app, ["run", str(path), "--dry-run", "--storage", str(tmp_path / "runs")])
     assert result.exit_code == 0, result.output
     assert "6 trials (6 to run, 0 already have results)" in result.output
-    # 1 dataset, 2 poisoned sets, 2 models, 2 + 4 evaluations, 4 defense stages sharing 2 activations.
-    assert "unique stages: 17 (dataset 1, poison 2, train 2, evaluate 6, activations 2, defense 4)" in result.output
+    # 1 dataset, 2 poisoned sets, 2 models, 2 + 4 evaluations, 4 detections sharing 2 activations, and
+    # at most a retraining per detection.
+    assert ("unique stages: at most 21 (dataset 1, poison 2, train 2, evaluate 6, activations 2, detection 4, "
+            "retrain 4)") in result.output
+    assert "an upper bound" in result.output
 
 
 def test_query_and_status_without_results_exit_2(tmp_path):
