@@ -35,6 +35,7 @@ from orchestrator.report.stats import aggregate, pooled_rates
 BENIGN = "poison_pct = 0"
 COUNTS = {"removed_poisoned", "removed_clean", "n_seen", "n_poisoned"}
 MAX_FIGURES = 4  # one per (dataset, model); a sweep with more models keeps its tables
+MAX_FIGURE_ROWS = 40  # configuration steps one figure shows; beyond, labels are unreadable (the table has all)
 LABEL_WIDTH = 36  # characters per line of a configuration's label in the figure
 # A colour per defense, fixed so a defense looks the same in every figure of this section.
 FAMILY_COLOURS = {"ac": 0, "ss": 1, "dp": 2, "fp": 3, "random_filter": 4, "perfect_filter": 5, "combination": 6}
@@ -67,8 +68,11 @@ def section(context: ReportContext) -> Section | None:
         blocks.append(_summary(label, rows))
         stem = file_stem("benign", *(where[k] for k in keys))
         blocks.append(_table(stem, label, rows))
-        if index < MAX_FIGURES:
+        if index < MAX_FIGURES and len(rows) <= MAX_FIGURE_ROWS:
             blocks.append(_figure(stem, label, rows))
+        elif index < MAX_FIGURES:
+            blocks.append(Paragraph(f"No figure for {label}: its {len(rows)} rows are more than one figure can label "
+                                    f"legibly ({MAX_FIGURE_ROWS}); the table above holds them all."))
     return Section("benign", "Benign arm: false positives and clean-accuracy cost on clean data", blocks)
 
 
@@ -189,15 +193,18 @@ def _figure(stem: str, label: str, rows: pd.DataFrame) -> Figure:
     height = 0.22 * sum(text.count("\n") + 1 for text in labels) + 0.9
     with figures.panels(2, max_columns=2, panel_size=(4.6, height), sharey=True, name=stem) as (figure, axes):
         fpr_axis, cost_axis = axes
-        for row_index, row in rows.iterrows():
-            colour = figures.colour(FAMILY_COLOURS.get(defense_family(row["pipeline"]), 7))
-            if row["position"] and not np.isnan(row["fpr"]):
-                figures.points_with_error_bars(fpr_axis, [100 * row["fpr"]], [y[row_index]], ([100 * row["fpr_lo"]],
-                                               [100 * row["fpr_hi"]]), ([np.nan], [np.nan]), colour)
-            if first_of_pipeline[row_index] and row["acc_cost_n"]:
-                figures.points_with_error_bars(
-                    cost_axis, [100 * row["acc_cost_mean"]], [y[row_index]],
-                    ([100 * row["acc_cost_lo"]], [100 * row["acc_cost_hi"]]), ([np.nan], [np.nan]), colour)
+        family = rows["pipeline"].map(lambda p: FAMILY_COLOURS.get(defense_family(p), 7))
+        for colour_index in sorted(family.unique()):
+            colour = figures.colour(colour_index)
+            rates = (family == colour_index) & (rows["position"] > 0) & rows["fpr"].notna()
+            costs = (family == colour_index) & first_of_pipeline & (rows["acc_cost_n"] > 0)
+            for axis, mask, value in ((fpr_axis, rates, "fpr"), (cost_axis, costs, "acc_cost_mean")):
+                if mask.any():
+                    stem_ = value.removesuffix("_mean")
+                    nowhere = np.full(int(mask.sum()), np.nan)
+                    figures.points_with_error_bars(axis, 100 * rows.loc[mask, value], y[mask.to_numpy()],
+                                                   (100 * rows.loc[mask, f"{stem_}_lo"], 100 * rows.loc[mask, f"{stem_}_hi"]),
+                                                   (nowhere, nowhere), colour)
         fpr_axis.set_yticks(y, labels, fontsize=8)
         fpr_axis.set_ylim(y.min() - 0.6, y.max() + 0.6)
         # a little room left of 0, where a step that removed nothing sits
