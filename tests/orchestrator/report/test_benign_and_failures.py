@@ -114,6 +114,15 @@ def test_benign_triggers_at_zero_percent_count_once_per_seed():
     assert row_of(table, FP)["Clean-acc. cost (pp)"].endswith("n=3")
 
 
+def test_benign_draws_no_figure_it_could_not_label_and_says_so():
+    many = [f"ss(expected_pp_poison=0.05,eps_multiplier={eps},score=centered)" for eps in range(1, benign.MAX_FIGURE_ROWS + 2)]
+    section = benign.section(context_of(synthetic_rows(["yellow_square"], [0], [0], many)))
+    table, = tables(section).values()
+    assert len(table.shown) == benign.MAX_FIGURE_ROWS + 1
+    assert not any(isinstance(block, Figure) for block in section.blocks)
+    assert f"its {benign.MAX_FIGURE_ROWS + 1} rows are more than one figure can label" in texts(section)
+
+
 def test_benign_absent_without_defended_trials_at_zero_percent():
     assert benign.section(context_of(synthetic_rows(["yellow_square"], [4], SEEDS, ["none", AC, FP]))) is None
     undefended = synthetic_rows(["yellow_square"], [0], SEEDS, ["none"]) + synthetic_rows(["yellow_square"], [4], SEEDS, [AC])
