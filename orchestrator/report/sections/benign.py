@@ -200,10 +200,10 @@ def _figure(stem: str, label: str, rows: pd.DataFrame) -> Figure:
             costs = (family == colour_index) & first_of_pipeline & (rows["acc_cost_n"] > 0)
             for axis, mask, value in ((fpr_axis, rates, "fpr"), (cost_axis, costs, "acc_cost_mean")):
                 if mask.any():
-                    stem_ = value.removesuffix("_mean")
+                    metric = value.removesuffix("_mean")
                     nowhere = np.full(int(mask.sum()), np.nan)
                     figures.points_with_error_bars(axis, 100 * rows.loc[mask, value], y[mask.to_numpy()],
-                                                   (100 * rows.loc[mask, f"{stem_}_lo"], 100 * rows.loc[mask, f"{stem_}_hi"]),
+                                                   (100 * rows.loc[mask, f"{metric}_lo"], 100 * rows.loc[mask, f"{metric}_hi"]),
                                                    (nowhere, nowhere), colour)
         fpr_axis.set_yticks(y, labels, fontsize=8)
         fpr_axis.set_ylim(y.min() - 0.6, y.max() + 0.6)
