@@ -3,9 +3,12 @@
 Per class, each sample gets an outlier score from the top singular vector of the class's
 activations, and the ``min(1, eps_multiplier * expected_pp_poison)`` highest-scoring share of
 *every* class is removed, exactly as ART's ``SpectralSignatureDefense.detect_poison`` does.
-``score="art"`` is ART's ``spectral_signature_scores``: it projects the *uncentred* activations, so
-depending on the sign of the singular vector the flagged tail can be the clean one. ``score=
-"centered"`` projects centred activations and squares, as in the paper.
+``score="art"`` is ART's ``spectral_signature_scores``: it takes the top singular vector of the
+centred activations but scores ``|<r, v>|`` of the *uncentred* ones, so the highest scores go to
+the samples farthest from the origin along ``v``, not from the class mean; when the poisons lie on
+the origin's side of the clean mean, the flagged tail is the clean one (the sign of ``v`` does not
+matter: ``|<r, -v>| = |<r, v>|``). ``score="centered"`` projects centred activations and squares,
+as in the paper.
 """
 
 from __future__ import annotations
