@@ -31,7 +31,6 @@ from orchestrator.results import RESULTS, finished_trial_ids, read_row
 from orchestrator.search_space import Resources, TrialSpec
 from orchestrator.storage import StorageRoot, heartbeat, open_storage
 from orchestrator.store import artifact_store
-from orchestrator.trial_searcher import TrialIdSearcher
 
 # Ray would otherwise report usage to its servers; bdsweep sends no traffic off the machine.
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
@@ -308,9 +307,11 @@ def launch(plan: SweepPlan, max_concurrent: int | None = None, address: str | No
     import ray
     from ray import tune
 
-    # Imported here: progress imports from this module.
+    # Imported here: they import Ray (only after the loopback setting above), and progress imports
+    # from this module.
     from orchestrator.progress import SweepProgress
     from orchestrator.ray_watch import RayWatch
+    from orchestrator.trial_searcher import TrialIdSearcher
 
     started_here = not ray.is_initialized()
     start_ray(address)

@@ -97,3 +97,15 @@ def test_unknown_schemes_and_credentials_are_refused_and_file_uris_are_paths(tmp
 def test_resume_of_an_unknown_sweep_exits_2(tmp_path, no_ray):
     result = CliRunner().invoke(app, ["resume", "nothing", "--storage", str(tmp_path)])
     assert result.exit_code == 2 and "no sweep named 'nothing'" in result.output
+
+
+def test_the_cli_imports_no_ray_before_launching():
+    # Ray reads RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER when it is imported: importing it before
+    # keep_local_ray_on_loopback() would bind a local Ray to the machine's address.
+    import subprocess
+    import sys
+
+    code = ("import sys, orchestrator.cli, orchestrator.sweep, orchestrator.results, orchestrator.search_space; "
+            "print(sorted(m for m in sys.modules if m == 'ray' or m.startswith('ray.')))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]"
