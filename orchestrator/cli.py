@@ -97,6 +97,9 @@ def run(
     max_failures: int = MAX_FAILURES,
     resume: bool = typer.Option(False, "--resume", help="Continue the sweep of that name (same space) if it exists."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the trial count and unique stages, run nothing."),
+    no_cache: bool = typer.Option(
+        False, "--no-cache", help="Each trial computes its whole pipeline alone, sharing and keeping no artifact "
+        "(the naive orchestrator, for comparison)."),
 ) -> None:
     """Expand SPACE_FILE into trials and run them; a sweep name that exists needs --resume."""
     from orchestrator.search_space import load_search_space
@@ -111,7 +114,7 @@ def run(
         if dry_run:
             return
         record_sweep(plan, space_file)
-    _launch(plan, max_concurrent, address, max_failures, resume)
+    _launch(plan, max_concurrent, address, max_failures, resume, shared_cache=not no_cache)
 
 
 @app.command()
@@ -131,14 +134,14 @@ def resume(
     _launch(plan, max_concurrent, address, max_failures, resume=True)
 
 
-def _launch(plan, max_concurrent, address, max_failures, resume) -> None:
+def _launch(plan, max_concurrent, address, max_failures, resume, shared_cache: bool = True) -> None:
     from orchestrator.results import load_results
     from orchestrator.sweep import launch, results_location
 
     # When Ray dies under the sweep, launch does not return: orchestrator.ray_watch ends the
     # driver with one line and status 1 (Ray itself would hang or end it with its own message).
     failed = launch(plan, max_concurrent=max_concurrent, address=address, echo=typer.echo,
-                    max_failures=max_failures, resume=resume)
+                    max_failures=max_failures, resume=resume, shared_cache=shared_cache)
     if failed < len(plan.trials):
         frame = load_results(plan.storage, plan.name)
         typer.echo("")

@@ -202,13 +202,16 @@ def clear_keras_session() -> None:
     keras.backend.clear_session(free_memory=False)
 
 
-def run_trial_in_tune(config: dict, *, trials: dict, storage: StorageRoot | str, sweep: str, resources: dict) -> None:
+def run_trial_in_tune(config: dict, *, trials: dict, storage: StorageRoot | str, sweep: str, resources: dict,
+                      shared_cache: bool = True) -> None:
     """Tune trainable: run one trial's pipeline and write its Parquet row (with the Ray node and
     the worker process it ran in).
 
     A trial that already has a row (Tune ran it again after a restore) reports that row and
     computes nothing. The worker process may have run other trials before (see
     :func:`reuse_workers`); what they loaded stays in the artifact store's in-process cache.
+    Without ``shared_cache`` (``--no-cache``) the trial computes its whole pipeline alone, in a
+    store of its own that is deleted after it: what an orchestrator without a cache would do.
     """
     import ray
     from ray import tune
@@ -226,9 +229,9 @@ def run_trial_in_tune(config: dict, *, trials: dict, storage: StorageRoot | str,
     configure_tensorflow(resources["cpu"], resources.get("gpu_memory_mb"))
     clear_keras_session()
     node = {"node_ip": ray.util.get_node_ip_address(), "node_id": ray.get_runtime_context().get_node_id()}
-    with running_marker(storage, sweep, trial.trial_id, **node):
+    with running_marker(storage, sweep, trial.trial_id, **node), _trial_store(storage, shared_cache) as store:
         try:
-            row = execute_trial(trial, artifact_store(storage), sweep)
+            row = execute_trial(trial, store, sweep)
         except Exception:
             # Tune writes its own error file only after its callbacks ran; this one the driver can read.
             write_error(storage, sweep, trial.trial_id, traceback.format_exc())
@@ -236,6 +239,20 @@ def run_trial_in_tune(config: dict, *, trials: dict, storage: StorageRoot | str,
         write_row(storage, sweep, {**row, **node, "worker_pid": os.getpid()}, types=row_types(trial))
     storage.delete(*error_file(sweep, trial.trial_id))
     tune.report({key: row[key] for key in REPORTED_METRICS})
+
+
+@contextmanager
+def _trial_store(storage: StorageRoot, shared: bool):
+    """The sweep's artifact store, or with ``shared`` False a private one in a temporary directory."""
+    if shared:
+        yield artifact_store(storage)
+        return
+    import tempfile
+
+    from orchestrator.store import ArtifactStore
+
+    with tempfile.TemporaryDirectory(prefix="bdsweep-no-cache-") as directory:
+        yield ArtifactStore(directory)
 
 
 def trial_label(trial: TrialSpec) -> str:
@@ -293,7 +310,8 @@ def tune_location(plan: SweepPlan) -> tuple[str, pafs.FileSystem | None]:
 
 
 def launch(plan: SweepPlan, max_concurrent: int | None = None, address: str | None = None,
-           echo: Callable[[str], None] = print, max_failures: int = 2, resume: bool = False) -> int:
+           echo: Callable[[str], None] = print, max_failures: int = 2, resume: bool = False,
+           shared_cache: bool = True) -> int:
     """Run ``plan.pending`` as Tune trials; returns the number of trials that failed.
 
     With ``resume``, Tune's experiment from an earlier launch is restored first (unfinished trials
@@ -322,7 +340,7 @@ def launch(plan: SweepPlan, max_concurrent: int | None = None, address: str | No
         trainable = tune.with_resources(
             tune.with_parameters(
                 run_trial_in_tune, trials=trials, storage=plan.storage, sweep=plan.name,
-                resources=plan.resources.model_dump(),
+                resources=plan.resources.model_dump(), shared_cache=shared_cache,
             ),
             {"cpu": plan.resources.cpu, "gpu": plan.resources.gpu},
         )

@@ -185,3 +185,22 @@ def test_local_sweep_starts_its_own_ray_even_after_a_ray_start_on_this_machine(t
         record.write_text(kept) if kept is not None else record.unlink()
     assert result.exit_code == 0, result.output
     assert "1 result rows in" in result.output
+
+
+def test_no_cache_computes_every_trials_whole_pipeline_alone(tmp_path):
+    space, storage = tmp_path / "space.yaml", tmp_path / "runs"
+    space.write_text(textwrap.dedent("""
+        name: naive
+        dataset: {name: synthetic_signs, per_class: 12, test_per_class: 2}
+        model: gtsrb_cnn
+        train: {epochs: 1}
+        attack: {source: 8, target: 14, trigger: big_yellow_square, poison_pct: 50}
+        defenses: [none, {ss: {retrain: none}}]
+        resources: {cpu: 1}
+    """))
+    result = CliRunner().invoke(app, ["run", str(space), "--storage", str(storage), "--no-cache"])
+    assert result.exit_code == 0, result.output
+    rows = query(storage, "SELECT * FROM results")
+    # Both trials trained the same model, each for itself, and kept nothing in the shared store.
+    assert len(rows) == 2 and rows["train_computed"].all() and rows["dataset_computed"].all()
+    assert not list((storage / "cache").glob("*/*/manifest.json"))
