@@ -254,7 +254,6 @@ def test_a_trial_that_raised_is_retried_in_another_process(tmp_path, monkeypatch
     # The failure happened in a worker that had run a trial before: reuse was on.
     assert first_id != flaky_id and int(first_pid) == int(failed_pid) == rows.loc[first_id, "worker_pid"]
     # No trial ran in that process after it raised; the retry ran elsewhere and wrote the row.
-    after = [attempt for attempt in attempts[attempts.index([flaky_id, failed_pid, "raised"]) + 1:]]
+    after = attempts[attempts.index([flaky_id, failed_pid, "raised"]) + 1:]
     assert after and all(pid != failed_pid for _, pid, _ in after)
     assert rows.loc[flaky_id, "worker_pid"] != int(failed_pid)
-    assert not (tmp_path / "flaky" / "reuse" / "errors" / f"{flaky_id}.txt").exists()
