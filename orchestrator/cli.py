@@ -196,7 +196,7 @@ def report(
 @app.command()
 def status(name: str = typer.Argument(..., help="Sweep name."), storage: StorageRoot = STORAGE) -> None:
     """How far a sweep is: trials done, running, errored and pending; stages computed and reused."""
-    from orchestrator.sweep import sweep_status
+    from orchestrator.status import sweep_status
 
     with _reported(storage):
         typer.echo(sweep_status(storage, name))

@@ -26,7 +26,7 @@ from rich.text import Text
 
 from orchestrator.results import finished_trial_ids
 from orchestrator.storage import StorageRoot
-from orchestrator.sweep import error_file, last_line
+from orchestrator.trainable import error_file, last_line
 
 
 class SweepProgress(tune.Callback):

@@ -1,7 +1,9 @@
 """The sweep driver: plan a search space against the storage root, then run the missing trials on Ray Tune.
 
-A trial is one Tune trial running :func:`orchestrator.pipeline.execute_trial`; all logic lives in
-plain functions so tests can call them without a cluster.
+A trial is one Tune trial running :func:`orchestrator.trainable.run_trial_in_tune`; all logic lives
+in plain functions so tests can call them without a cluster. Beside this module: the trainable
+(:mod:`orchestrator.trainable`), Ray start-up (:mod:`orchestrator.ray_runtime`), progress
+(:mod:`orchestrator.progress`, :mod:`orchestrator.ray_watch`) and status (:mod:`orchestrator.status`).
 
 What is done lives in the storage root, not in the driver: a trial is finished when its result
 file exists, a stage when its artifact does. So a sweep whose driver died is resumed by restoring
@@ -12,11 +14,7 @@ trial that Tune runs twice finds its row and stops at once.
 from __future__ import annotations
 
 import json
-import logging
 import os
-import time
-import traceback
-from contextlib import contextmanager
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,19 +25,13 @@ import yaml
 
 from orchestrator.errors import StorageError
 from orchestrator.pipeline import stage_keys
-from orchestrator.results import RESULTS, finished_trial_ids, read_row
+from orchestrator.ray_runtime import keep_local_ray_on_loopback, start_ray
+from orchestrator.results import RESULTS, finished_trial_ids
 from orchestrator.search_space import Resources, TrialSpec
-from orchestrator.storage import StorageRoot, heartbeat, open_storage
+from orchestrator.storage import StorageRoot, open_storage
 from orchestrator.store import artifact_store
+from orchestrator.trainable import reuse_workers, run_trial_in_tune
 
-# Ray would otherwise report usage to its servers; bdsweep sends no traffic off the machine.
-os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-# Tune's newer console output prints its own tables whatever the verbosity; bdsweep prints progress itself.
-os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
-
-REPORTED_METRICS = ("clean_acc_before", "asr_before", "clean_acc_after", "asr_after", "n_stages_computed")
-# A running trial touches its marker this often (seconds); a marker three beats old is a dead trial's.
-HEARTBEAT_SECONDS = 10.0
 
 
 @dataclass(frozen=True)
@@ -157,148 +149,8 @@ def recorded_sweep(storage: str | Path | StorageRoot, name: str) -> SweepPlan:
     return plan_sweep(trials, storage, name, Resources.model_validate(space.get("resources") or {}))
 
 
-@contextmanager
-def running_marker(storage: str | Path | StorageRoot, sweep: str, trial_id: str, every: float = HEARTBEAT_SECONDS,
-                   **where):
-    """Mark ``trial_id`` as running for ``status``: ``<sweep>/running/<trial_id>.json``, rewritten every ``every`` s.
-
-    The file holds the pid, the start time and ``where`` (the Ray node the trial runs on); its
-    modification time is the heartbeat.
-    """
-    storage = open_storage(storage)
-    marker = (sweep, "running", f"{trial_id}.json")
-    text = json.dumps({"pid": os.getpid(), "started": time.time(), **where})
-    storage.write_text(*marker, text=text)
-    try:
-        with heartbeat(every, lambda _: storage.write_text(*marker, text=text), f"heartbeat-{trial_id}"):
-            yield
-    finally:
-        storage.delete(*marker)
-
-
-def reuse_workers() -> bool:
-    """Whether Tune runs trial after trial in one worker process (``BDSWEEP_REUSE_WORKERS``, default on).
-
-    Importing TensorFlow and ART takes a fresh worker 6-8 s, more than a cached trial's work. Tune
-    (``reuse_actors``) hands a finished trial's process to the next trial that needs the same
-    resources, which every trial of a sweep does; it never reuses the process of a trial that
-    raised or died, so a retry starts in a fresh one. ``BDSWEEP_REUSE_WORKERS=0`` gives every
-    trial its own process again (the before of ``bench/bench_overhead.py``).
-    """
-    return os.environ.get("BDSWEEP_REUSE_WORKERS", "1") != "0"
-
-
-def clear_keras_session() -> None:
-    """Drop what earlier trials of this worker process left in Keras's and TensorFlow's global state.
-
-    Keras keeps name counters and graph state per process; a reused worker would otherwise grow
-    them trial after trial. Models that other code still holds (the store's loaded artifacts) keep
-    working.
-    """
-    import keras
-
-    # Without a full garbage collection: it took 0.3 s a trial here, and Python's own generational
-    # collector frees the cycles a finished trial leaves anyway.
-    keras.backend.clear_session(free_memory=False)
-
-
-def run_trial_in_tune(config: dict, *, trials: dict, storage: StorageRoot | str, sweep: str, resources: dict,
-                      shared_cache: bool = True) -> None:
-    """Tune trainable: run one trial's pipeline and write its Parquet row (with the Ray node and
-    the worker process it ran in).
-
-    A trial that already has a row (Tune ran it again after a restore) reports that row and
-    computes nothing. The worker process may have run other trials before (see
-    :func:`reuse_workers`); what they loaded stays in the artifact store's in-process cache.
-    Without ``shared_cache`` (``--no-cache``) the trial computes its whole pipeline alone, in a
-    store of its own that is deleted after it: what an orchestrator without a cache would do.
-    """
-    import ray
-    from ray import tune
-
-    storage = open_storage(storage)
-    trial = TrialSpec.model_validate(trials[config["trial_id"]])
-    if (row := read_row(storage, sweep, trial.dataset.name, trial.train.model, trial.trial_id)) is not None:
-        tune.report({**{key: row[key] for key in REPORTED_METRICS}, "had_row": True})
-        return
-
-    from orchestrator.pipeline import execute_trial, row_types
-    from orchestrator.results import write_row
-    from tasks.runtime import configure_tensorflow
-
-    configure_tensorflow(resources["cpu"], resources.get("gpu_memory_mb"))
-    clear_keras_session()
-    node = {"node_ip": ray.util.get_node_ip_address(), "node_id": ray.get_runtime_context().get_node_id()}
-    with running_marker(storage, sweep, trial.trial_id, **node), _trial_store(storage, shared_cache) as store:
-        try:
-            row = execute_trial(trial, store, sweep)
-        except Exception:
-            # Tune writes its own error file only after its callbacks ran; this one the driver can read.
-            write_error(storage, sweep, trial.trial_id, traceback.format_exc())
-            raise
-        write_row(storage, sweep, {**row, **node, "worker_pid": os.getpid()}, types=row_types(trial))
-    storage.delete(*error_file(sweep, trial.trial_id))
-    tune.report({key: row[key] for key in REPORTED_METRICS})
-
-
-@contextmanager
-def _trial_store(storage: StorageRoot, shared: bool):
-    """The sweep's artifact store, or with ``shared`` False a private one in a temporary directory."""
-    if shared:
-        yield artifact_store(storage)
-        return
-    import tempfile
-
-    from orchestrator.store import ArtifactStore
-
-    with tempfile.TemporaryDirectory(prefix="bdsweep-no-cache-") as directory:
-        yield ArtifactStore(directory)
-
-
 def trial_label(trial: TrialSpec) -> str:
     return f"{trial.attack.trigger} {trial.attack.poison_pct:g}% seed={trial.attack.seed} {trial.pipeline}"
-
-
-def keep_local_ray_on_loopback() -> None:
-    """Make a local Ray instance listen on 127.0.0.1 only.
-
-    Ray replaces a node address of 127.0.0.1 with the machine's reachable IP and binds its servers
-    there, unless clusters are switched off with this variable (its name says Windows/OSX; it is
-    read on every platform). Must be set before ``ray`` is imported; not for ``--address`` runs,
-    where other nodes must reach this driver.
-    """
-    os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
-
-
-def error_file(sweep: str, trial_id: str) -> tuple[str, str, str]:
-    return sweep, "errors", f"{trial_id}.txt"
-
-
-def write_error(storage: str | Path | StorageRoot, sweep: str, trial_id: str, text: str) -> None:
-    """Keep the traceback of a failed trial at ``<storage>/<sweep>/errors/<trial_id>.txt``."""
-    open_storage(storage).write_text(*error_file(sweep, trial_id), text=text)
-
-
-def last_line(text: str | None) -> str:
-    """The exception line of a traceback (``tasks.errors.DatasetError: /data/x: directory not found``)."""
-    lines = [line for line in (text or "").splitlines() if line.strip()]
-    return lines[-1].strip() if lines else "(no error text)"
-
-
-def start_ray(address: str | None = None) -> None:
-    """Connect to the cluster at ``address``, or start a local Ray bound to 127.0.0.1."""
-    import ray
-
-    if ray.is_initialized():
-        return
-    quiet = {"log_to_driver": False, "logging_level": logging.WARNING}
-    if address:
-        ray.init(address=address, **quiet)
-    else:
-        # "local": a new instance of our own; without it Ray joins the last cluster `ray start` made on
-        # this machine (/tmp/ray/ray_current_cluster), even one that is gone.
-        ray.init(address="local", include_dashboard=False, _node_ip_address="127.0.0.1", **quiet)
-    logging.getLogger("ray.tune").setLevel(logging.WARNING)
 
 
 TUNE_EXPERIMENT = "tune"
@@ -325,8 +177,7 @@ def launch(plan: SweepPlan, max_concurrent: int | None = None, address: str | No
     import ray
     from ray import tune
 
-    # Imported here: they import Ray (only after the loopback setting above), and progress imports
-    # from this module.
+    # Imported here: they import Ray, which must come after the loopback setting above.
     from orchestrator.progress import SweepProgress
     from orchestrator.ray_watch import RayWatch
     from orchestrator.trial_searcher import TrialIdSearcher
@@ -408,56 +259,3 @@ def results_location(plan: SweepPlan) -> str:
     return plan.storage.display(plan.name, RESULTS)
 
 
-def trial_states(storage: str | Path | StorageRoot, name: str, now: float | None = None,
-                 done: set[str] | None = None) -> dict[str, set[str]]:
-    """Trial ids of a sweep by state: ``done`` (a readable row), ``running`` (a fresh heartbeat),
-    ``errored`` (a traceback from its last attempt), ``pending`` (none of these).
-
-    ``done`` gives the trials with rows when the caller has just read them (so the counts match
-    those rows); else they are read.
-    """
-    storage = open_storage(storage)
-    trial_ids = {t["trial_id"] for t in json.loads(storage.read_text(name, TRIALS_FILE))}
-    now = time.time() if now is None else now
-    done = (finished_trial_ids(storage, name, warn=False) if done is None else done) & trial_ids
-    running = {
-        _stem(info) for info in storage.files(name, "running", suffix=".json")
-        if now - info.mtime.timestamp() < 3 * HEARTBEAT_SECONDS
-    }
-    running &= trial_ids - done
-    errored = {_stem(info) for info in storage.files(name, "errors", suffix=".txt")} & trial_ids - done - running
-    return {"done": done, "running": running, "errored": errored, "pending": trial_ids - done - running - errored}
-
-
-def _stem(info) -> str:
-    return info.base_name.rsplit(".", 1)[0]
-
-
-def sweep_status(storage: str | Path | StorageRoot, name: str) -> str:
-    """A short report: trials done, running, errored and pending, stages computed versus reused, and
-    the row files that cannot be read (their trials count as not done)."""
-    from orchestrator.results import open_results, scan_rows
-
-    storage = open_storage(storage)
-    require_sweep(storage, name)
-    try:
-        results = open_results(storage, name, warn=False)  # read once: the counts match the rows
-    except StorageError:  # no readable row yet
-        results = None
-    damaged = results.damaged if results else scan_rows(storage, [name]).damaged
-    states = trial_states(storage, name, done=results.trial_ids if results else set())
-    counts = ", ".join(f"{len(ids)} {state}" for state, ids in states.items())
-    lines = [f"sweep {name!r}: {sum(map(len, states.values()))} trials: {counts}"]
-    if damaged:
-        lines.append(f"{len(damaged)} row file(s) cannot be read; their trials count as not done and "
-                     f"`bdsweep resume {name}` runs them again: {', '.join(damaged)}")
-    if results:
-        frame = results.connection.execute("SELECT * FROM results").df()
-        results.connection.close()
-        computed = [c for c in frame.columns if c.endswith("_computed") and c != "n_stages_computed"]
-        n_computed = int(frame[computed].fillna(False).astype(bool).to_numpy().sum())
-        n_total = int(frame[computed].notna().to_numpy().sum())
-        lines.append(f"stages: {n_computed} computed, {n_total - n_computed} reused across finished trials")
-    if states["errored"]:
-        lines.append(f"errored trials' tracebacks: {storage.display(name, 'errors')}; `bdsweep resume {name}` retries them")
-    return "\n".join(lines)

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-# Every Ray the tests start listens on 127.0.0.1 only (see orchestrator.sweep.keep_local_ray_on_loopback).
+# Every Ray the tests start listens on 127.0.0.1 only (see orchestrator.ray_runtime.keep_local_ray_on_loopback).
 os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")

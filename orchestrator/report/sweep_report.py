@@ -17,7 +17,9 @@ from orchestrator.report.model import ReportContext, SweepFacts
 from orchestrator.results import open_results
 from orchestrator.search_space import TrialSpec
 from orchestrator.storage import StorageRoot
-from orchestrator.sweep import TRIALS_FILE, error_file, last_line, require_sweep, trial_label, trial_states
+from orchestrator.status import trial_states
+from orchestrator.sweep import TRIALS_FILE, require_sweep, trial_label
+from orchestrator.trainable import error_file, last_line
 
 REPORT = "report"  # a sweep's report directory
 DEFAULT_BUDGETS = (1.0, 2.0, 5.0)

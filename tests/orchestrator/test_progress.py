@@ -13,7 +13,7 @@ from rich.console import Console
 from orchestrator.progress import SweepProgress, format_duration
 from orchestrator.ray_watch import RayWatch
 from orchestrator.storage import open_storage
-from orchestrator.sweep import write_error
+from orchestrator.trainable import write_error
 
 LABELS = {"t1": "yellow_square 4% seed=0 none", "t2": "yellow_square 4% seed=0 ac(x)", "t3": "white_square 4% seed=0 none",
           "t4": "white_square 4% seed=0 ac(x)"}

@@ -9,7 +9,8 @@ import time
 
 from orchestrator.results import write_row
 from orchestrator.search_space import load_search_space
-from orchestrator.sweep import HEARTBEAT_SECONDS, run_trial_in_tune, running_marker, sweep_status, trial_states
+from orchestrator.status import sweep_status, trial_states
+from orchestrator.trainable import HEARTBEAT_SECONDS, run_trial_in_tune, running_marker
 
 SPACE = """
 name: states

@@ -16,7 +16,7 @@ import pytest
 from orchestrator import store as store_module
 from orchestrator.store import LOADED_ARTIFACTS, MANIFEST, ArtifactStore, LoadedArtifacts, file_digests, file_stamps
 from orchestrator.storage import open_storage
-from orchestrator.sweep import run_trial_in_tune
+from orchestrator.trainable import run_trial_in_tune
 from tasks.config import StageConfig
 from tasks.stage import Stage
 

@@ -12,7 +12,8 @@ from orchestrator.pipeline import row_types, trial_row
 from orchestrator.results import write_row
 from orchestrator.search_space import load_search_space
 from orchestrator.storage import open_storage
-from orchestrator.sweep import plan_sweep, record_sweep, write_error
+from orchestrator.sweep import plan_sweep, record_sweep
+from orchestrator.trainable import write_error
 from tests.fake_trials import fake_records
 
 SPACE = """
