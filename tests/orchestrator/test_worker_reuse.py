@@ -204,7 +204,7 @@ def run_sweep(tmp_path: Path, root: str, **launch_options):
     return rows.set_index("trial_id").sort_index()
 
 
-def fail_once_then_run(config: dict, *, trials: dict, storage, sweep: str, resources: dict) -> None:
+def fail_once_then_run(config: dict, *, trials: dict, storage, sweep: str, **options) -> None:
     """:func:`run_trial_in_tune`, but the SS trial with ``FLAKY_PP`` raises on its first attempt.
 
     Every attempt appends ``<trial id> <pid> raised|ran`` to ``<sweep>/attempts.txt``.
@@ -218,7 +218,7 @@ def fail_once_then_run(config: dict, *, trials: dict, storage, sweep: str, resou
         log.write(f"{trial_id} {os.getpid()} {'raised' if failing else 'ran'}\n")
     if failing:
         raise RuntimeError("injected failure")
-    run_trial_in_tune(config, trials=trials, storage=storage, sweep=sweep, resources=resources)
+    run_trial_in_tune(config, trials=trials, storage=storage, sweep=sweep, **options)
 
 
 # Columns that say when, how long or in which process, not what a trial measured.
