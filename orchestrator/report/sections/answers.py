@@ -579,7 +579,8 @@ def _ours_cell(row) -> str:
         return "–"
     if pd.isna(row.lower):
         return f"{_signed(row.mean)} (n = 1)" if row.comparison == "paired" else f"{_signed(row.mean)} (no interval)"
-    return f"{_signed(row.mean)} [{_signed(row.lower)}, {_signed(row.upper)}]"
+    # A difference of two percentages lies within ±100 pp: a t-interval on few pairs can reach past it.
+    return f"{_signed(row.mean)} [{_signed(max(row.lower, -100.0))}, {_signed(min(row.upper, 100.0))}]"
 
 
 def _thesis_cell(row) -> str:
