@@ -24,11 +24,11 @@ resources: {cpu: 1}
 """
 
 
-def run_space(tmp_path, text: str):
-    """Write a search space and run it with the CLI into ``tmp_path/runs``; returns the CLI result."""
+def run_space(tmp_path, text: str, *options: str):
+    """Write a search space and run it with the CLI (and ``options``) into ``tmp_path/runs``; returns the CLI result."""
     space = tmp_path / "space.yaml"
     space.write_text(textwrap.dedent(text))
-    return CliRunner().invoke(app, ["run", str(space), "--storage", str(tmp_path / "runs")])
+    return CliRunner().invoke(app, ["run", str(space), "--storage", str(tmp_path / "runs"), *options])
 
 
 def snapshot(directory):
@@ -188,8 +188,8 @@ def test_local_sweep_starts_its_own_ray_even_after_a_ray_start_on_this_machine(t
 
 
 def test_no_cache_computes_every_trials_whole_pipeline_alone(tmp_path):
-    space, storage = tmp_path / "space.yaml", tmp_path / "runs"
-    space.write_text(textwrap.dedent("""
+    storage = tmp_path / "runs"
+    result = run_space(tmp_path, """
         name: naive
         dataset: {name: synthetic_signs, per_class: 12, test_per_class: 2}
         model: gtsrb_cnn
@@ -197,8 +197,7 @@ def test_no_cache_computes_every_trials_whole_pipeline_alone(tmp_path):
         attack: {source: 8, target: 14, trigger: big_yellow_square, poison_pct: 50}
         defenses: [none, {ss: {retrain: none}}]
         resources: {cpu: 1}
-    """))
-    result = CliRunner().invoke(app, ["run", str(space), "--storage", str(storage), "--no-cache"])
+    """, "--no-cache")
     assert result.exit_code == 0, result.output
     rows = query(storage, "SELECT * FROM results")
     # Both trials trained the same model, each for itself, and kept nothing in the shared store.
