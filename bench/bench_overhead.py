@@ -39,7 +39,8 @@ import yaml  # noqa: E402
 
 from orchestrator.results import query  # noqa: E402
 from orchestrator.search_space import load_search_space  # noqa: E402
-from orchestrator.sweep import keep_local_ray_on_loopback, launch, plan_sweep, record_sweep, start_ray  # noqa: E402
+from orchestrator.ray_runtime import keep_local_ray_on_loopback, start_ray  # noqa: E402
+from orchestrator.sweep import launch, plan_sweep, record_sweep  # noqa: E402
 
 QUICKSTART = yaml.safe_load((REPOSITORY / "search_spaces" / "quickstart.yaml").read_text())
 EXPECTED_PP_POISON = [0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 0.9]
