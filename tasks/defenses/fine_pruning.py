@@ -8,7 +8,9 @@
 Steps 1-2 are the ``pruning_curve`` stage, computed once per (model, layer) and shared by every
 threshold. Each of its steps runs only the layers after the pruned one, on the layer's cached
 tuning-set activations with the pruned channels set to zero — the same outputs as a zero-masked
-(and so as a physically pruned) model.
+(and so as a physically pruned) model. Choosing the channels by ``threshold`` is the ``pruning``
+stage (no model, named by a digest of the layer and channels), and steps 3-4 the ``fine_tune``
+stage, keyed by the channels actually pruned: thresholds that prune alike share one fine-tuning.
 """
 
 from __future__ import annotations
