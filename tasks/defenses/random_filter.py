@@ -23,7 +23,8 @@ class Params(StageConfig):
 
     ``same_as`` names a filtering defense, ``ac`` or ``{ac: {cluster_analysis: smaller}}``; it is
     normalised to ``{name: full parameters}`` with ``retrain: none``, because only the count it
-    flags is used, so it is the same recipe as that defense run alone with ``retrain: none``.
+    flags is used; its detection is the very ``detection`` stage that defense computes on its own,
+    whatever that one's ``retrain``.
     """
 
     fraction: float | None = Field(None, ge=0, le=1, description="share of the seen samples removed")
