@@ -9,11 +9,12 @@ Nothing is downloaded and no global random state is touched.
 
 from __future__ import annotations
 
-from typing import Literal
+from collections.abc import Sequence
+from typing import Annotated, Literal
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
-from pydantic import Field
+from pydantic import Field, field_validator, model_serializer, model_validator
 
 from tasks.config import StageConfig
 from tasks.datasets.image_dataset import ImageDataset
@@ -287,32 +288,43 @@ def _blur(x, weight):
     return (1 - 2 * w) * x + w * (pad[:, :, :-2] + pad[:, :, 2:])
 
 
-def render_synthetic_signs(n_per_class: int, seed: int = 0, image_size: int = 32) -> tuple[np.ndarray, np.ndarray]:
-    """Render ``n_per_class`` jittered images of each of the 43 GTSRB-like sign classes.
+def render_synthetic_signs(
+    n_per_class: int | Sequence[int], seed: int = 0, image_size: int = 32, labels: Sequence[int] | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Render jittered images of GTSRB-like sign classes, class after class.
 
     Parameters
     ----------
-    n_per_class : int
-        Images per class, at least 1.
+    n_per_class : int or sequence of int
+        Images per class, at least 1: one count for every class, or one count per entry of ``labels``.
     seed : int, default=0
-        Seed of the only random generator used (``np.random.default_rng``); the same
-        ``(n_per_class, seed, image_size)`` always gives the same bytes.
+        Seed of the only random generator used (``np.random.default_rng``); the same arguments
+        always give the same bytes, and all 43 classes at one count give the bytes they always gave.
     image_size : int, default=32
-        Height and width of the images in pixels, at least 8.
+        Side of the square images in pixels.
+    labels : sequence of int, optional
+        Which of the 43 sign designs to draw, in this order; all of them by default.
 
     Returns
     -------
-    x : ndarray of uint8, shape (n_per_class * 43, image_size, image_size, 3)
-        RGB images, NHWC, ordered class by class. Signs cover 65-90 % of the image side.
-    y : ndarray of int64, shape (n_per_class * 43,)
-        Class ids in [0, 43), indexing ``SIGN_NAMES``: ``n_per_class`` zeros, then ones, and so on.
+    x : ndarray of uint8, shape (sum of the counts, image_size, image_size, 3)
+    y : ndarray of int64, shape (sum of the counts,)
+        Positions in ``labels`` (class ids in [0, 43) indexing ``SIGN_NAMES`` by default): the first
+        class's count of zeros, then ones, and so on.
     """
-    if n_per_class < 1 or image_size < 8:
-        raise ValueError(f"need n_per_class >= 1 and image_size >= 8, got {n_per_class}, {image_size}")
+    labels = list(range(len(SIGN_NAMES))) if labels is None else [int(label) for label in labels]
+    counts = [int(n_per_class)] * len(labels) if np.isscalar(n_per_class) else [int(n) for n in n_per_class]
+    if len(counts) != len(labels) or min(counts, default=0) < 1 or image_size < 8:
+        raise ValueError(
+            f"need one count >= 1 per class and image_size >= 8, got counts {counts} for {len(labels)} classes "
+            f"and image_size {image_size}"
+        )
+    if not labels or not all(0 <= label < len(SIGN_NAMES) for label in labels):
+        raise ValueError(f"labels must be sign ids in [0, {len(SIGN_NAMES)}), got {labels}")
     rng = np.random.default_rng(seed)
-    n, size = n_per_class, image_size
-    x = np.empty((n * len(SIGN_NAMES), size, size, 3), dtype=np.uint8)
-    for label in range(len(SIGN_NAMES)):
+    size, starts = image_size, np.concatenate([[0], np.cumsum(counts)])
+    x = np.empty((starts[-1], size, size, 3), dtype=np.uint8)
+    for position, (label, n) in enumerate(zip(labels, counts)):
         template = _template(label, round(size * _SUPERSAMPLE * 0.95))
         sign = np.stack([_warp(template, rng, size) for _ in range(n)])
         rgb, alpha = sign[..., :3], sign[..., 3:]  # premultiplied: transparent pixels are black
@@ -326,17 +338,22 @@ def render_synthetic_signs(n_per_class: int, seed: int = 0, image_size: int = 32
         image = _blur(image, np.where(rng.random(n) < 0.2, rng.uniform(0.08, 0.22, n), 0.0))
         sigma = rng.uniform(0.005, 0.025, (n, 1, 1, 1)).astype(np.float32)
         image += sigma * rng.standard_normal(image.shape, dtype=np.float32)
-        x[label * n : (label + 1) * n] = np.clip(np.rint(image * 255), 0, 255).astype(np.uint8)
-    y = np.repeat(np.arange(len(SIGN_NAMES), dtype=np.int64), n)
+        x[starts[position] : starts[position + 1]] = np.clip(np.rint(image * 255), 0, 255).astype(np.uint8)
+    y = np.repeat(np.arange(len(labels), dtype=np.int64), counts)
     return x, y
 
 
 class Config(StageConfig):
     """The bundled ``synthetic_signs`` dataset.
 
-    ``per_class`` images of each of the 43 classes are rendered for training, of which
-    ``tune_fraction`` (stratified) becomes the clean tuning set, as the thesis held out 10 % of
-    GTSRB's training set; ``test_per_class`` more, from an independent seed, form the test set.
+    ``per_class`` images of each class are rendered for training, of which ``tune_fraction``
+    (stratified) becomes the clean tuning set, as the thesis held out 10 % of GTSRB's training set;
+    ``test_per_class`` more, from an independent seed, form the test set.
+
+    ``classes`` keeps only the named signs (in that order, so class ``i`` is ``classes[i]``) and
+    ``class_sizes`` renders a different number of training images (before the tune split) for the
+    named classes: together they give a small dataset whose source class is as large as GTSRB's,
+    so that a poison percentage poisons as many images as it did in the thesis.
     """
 
     name: Literal["synthetic_signs"] = "synthetic_signs"
@@ -345,20 +362,65 @@ class Config(StageConfig):
     tune_fraction: float = Field(0.1, ge=0.0, lt=1.0)
     image_size: int = Field(32, ge=16, le=256)
     seed: int = Field(0, ge=0)
+    classes: tuple[str, ...] | None = Field(None, min_length=2)
+    class_sizes: dict[str, Annotated[int, Field(ge=2, le=100_000)]] = Field(default_factory=dict)
+
+    @field_validator("classes")
+    @classmethod
+    def _known_distinct_classes(cls, classes):
+        if classes is None:
+            return None
+        unknown = [name for name in classes if name not in SIGN_NAMES]
+        if unknown:
+            raise ValueError(f"unknown sign class {unknown[0]!r}; the classes are {', '.join(SIGN_NAMES)}")
+        repeated = sorted({name for name in classes if classes.count(name) > 1})
+        if repeated:
+            raise ValueError(f"class {repeated[0]!r} is listed more than once")
+        return tuple(classes)
+
+    @model_validator(mode="after")
+    def _sized_classes_are_kept(self):
+        kept = self.classes or SIGN_NAMES
+        for name in self.class_sizes:
+            if name not in kept:
+                where = "in classes" if self.classes else "a sign class"
+                raise ValueError(f"class_sizes names {name!r}, which is not {where}")
+        return self
+
+    @model_serializer(mode="wrap")
+    def _omit_unused_options(self, handler):
+        # Left out when unused, so that every config written before these options existed keeps its
+        # canonical JSON, hence its artifact keys and its cache.
+        dumped = handler(self)
+        if self.classes is None:
+            dumped.pop("classes", None)
+        if not self.class_sizes:
+            dumped.pop("class_sizes", None)
+        return dumped
 
 
 def class_names(config: Config) -> tuple[str, ...]:
-    """The 43 GTSRB class names, whatever the config."""
-    return SIGN_NAMES
+    """The sign names of ``config.classes``, or all 43 GTSRB class names; index i names class i."""
+    return config.classes or SIGN_NAMES
+
+
+def _training_counts(config: Config) -> list[int]:
+    return [config.class_sizes.get(name, config.per_class) for name in class_names(config)]
 
 
 def load_dataset(config: Config) -> ImageDataset:
     """Stage ``dataset`` for ``synthetic_signs``: render, then split train into train and tune."""
+    names = class_names(config)
+    labels = [SIGN_NAMES.index(name) for name in names]
     train_seed, test_seed = np.random.SeedSequence(config.seed).generate_state(2)
-    x, y = render_synthetic_signs(config.per_class, seed=int(train_seed), image_size=config.image_size)
-    x_test, y_test = render_synthetic_signs(config.test_per_class, seed=int(test_seed), image_size=config.image_size)
+    x, y = render_synthetic_signs(
+        _training_counts(config), seed=int(train_seed), image_size=config.image_size, labels=labels
+    )
+    x_test, y_test = render_synthetic_signs(
+        config.test_per_class, seed=int(test_seed), image_size=config.image_size, labels=labels
+    )
     kept, tune = split_stratified(y, config.tune_fraction, seed=config.seed)
     return ImageDataset(
         x_train=x[kept], y_train=y[kept], x_tune=x[tune], y_tune=y[tune],
-        x_test=x_test, y_test=y_test, class_names=SIGN_NAMES,
-    )
+        x_test=x_test, y_test=y_test, class_names=names,
+    )  # fmt: skip

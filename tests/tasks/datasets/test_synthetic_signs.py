@@ -100,3 +100,55 @@ def test_load_dataset_splits_train_tune_and_test():
     assert np.bincount(dataset.y_test).tolist() == [3] * 43
     assert dataset.class_names[8] == "speed_limit_120" and dataset.class_names[14] == "stop"
     assert dataset.fingerprint == load_dataset(Config(per_class=10, test_per_class=3, tune_fraction=0.2)).fingerprint
+
+
+def test_chosen_labels_and_counts_render_the_same_images_as_the_full_set():
+    full_x, _ = render_synthetic_signs(3, seed=4, image_size=20)
+    x, y = render_synthetic_signs([3, 3], seed=4, image_size=20, labels=[0, 1])
+    # The generator advances class by class, so the first classes come out byte for byte the same.
+    np.testing.assert_array_equal(x, full_x[:6])
+    np.testing.assert_array_equal(y, [0, 0, 0, 1, 1, 1])
+
+
+def test_labels_are_positions_in_the_chosen_order_and_counts_may_differ():
+    x, y = render_synthetic_signs([2, 5], seed=0, image_size=20, labels=[14, 8])
+    assert x.shape == (7, 20, 20, 3)
+    np.testing.assert_array_equal(y, [0, 0, 1, 1, 1, 1, 1])
+    # Class 0 is the stop sign: mostly red, unlike the white-and-black speed limit of class 1.
+    red_excess = x[..., 0].astype(float).mean(axis=(1, 2)) - x[..., 1].astype(float).mean(axis=(1, 2))
+    assert red_excess[:2].mean() > red_excess[2:].mean()
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [{"n_per_class": [1, 1], "labels": [0]}, {"n_per_class": [1, 0], "labels": [0, 1]}, {"n_per_class": 1, "labels": [43]}],
+)
+def test_rejects_mismatched_counts_and_unknown_labels(kwargs):
+    with pytest.raises(ValueError):
+        render_synthetic_signs(**kwargs)
+
+
+def test_a_subset_with_a_large_source_class_keeps_names_and_sizes():
+    from tasks.datasets import class_names, load_dataset
+    from tasks.datasets.synthetic_signs import Config
+
+    config = Config(
+        per_class=10, test_per_class=2, image_size=16,
+        classes=("speed_limit_100", "speed_limit_120", "stop"), class_sizes={"speed_limit_120": 40},
+    )  # fmt: skip
+    assert class_names(config) == ("speed_limit_100", "speed_limit_120", "stop")
+    data = load_dataset(config)
+    assert data.class_names == class_names(config) and data.n_classes == 3
+    train_and_tune = np.bincount(data.y_train, minlength=3) + np.bincount(data.y_tune, minlength=3)
+    np.testing.assert_array_equal(train_and_tune, [10, 40, 10])
+    np.testing.assert_array_equal(np.bincount(data.y_test), [2, 2, 2])
+
+
+def test_unused_subset_options_leave_the_canonical_config_unchanged():
+    from tasks.datasets.synthetic_signs import Config
+
+    dumped = Config(per_class=200).model_dump(mode="json")
+    assert "classes" not in dumped and "class_sizes" not in dumped
+    subset = Config(per_class=200, classes=("speed_limit_120", "stop"), class_sizes={"stop": 30})
+    assert subset.model_dump(mode="json")["classes"] == ["speed_limit_120", "stop"]
+    assert subset.model_dump(mode="json")["class_sizes"] == {"stop": 30}
