@@ -102,8 +102,8 @@ def trial_row(trial: TrialSpec, records: list[tuple[str, StageRecord]], position
     }
     # How face triggers were placed (Haar eye pairs or the aligned-face prior), for training and test poisons.
     row.update({k: v for k, v in attack.items() if "placement" in k})
-    row.update({f"dataset_{k}": v for k, v in trial.dataset.model_dump().items() if k != "name"})
-    row.update({f"train_{k}": v for k, v in trial.train.model_dump().items() if k not in ("model", "seed")})
+    row.update({f"dataset_{k}": _canonical(v) for k, v in trial.dataset.model_dump().items() if k != "name"})
+    row.update({f"train_{k}": _canonical(v) for k, v in trial.train.model_dump().items() if k not in ("model", "seed")})
     for position, (defense, metrics) in enumerate(zip(trial.defenses, positions), start=1):
         if shared := set(defense.params) & set(metrics):
             raise ValueError(f"defense {defense.name!r} has metrics named like its parameters: {sorted(shared)}")
@@ -122,7 +122,8 @@ def trial_row(trial: TrialSpec, records: list[tuple[str, StageRecord]], position
 
 
 def _canonical(value: Any) -> Any:
-    # A mapping (random_filter's same_as) is stored as its canonical JSON, a string column.
+    # A mapping (random_filter's same_as, synthetic_signs' class_sizes) is stored as its canonical
+    # JSON, a string column.
     return json.dumps(value, sort_keys=True) if isinstance(value, dict) else value
 
 
