@@ -194,6 +194,21 @@ def report(
 
 
 @app.command()
+def findings(
+    name: str = typer.Argument(..., help="Sweep name (thesis_study for the README)."),
+    storage: StorageRoot = STORAGE,
+    readme: Path = typer.Option(Path("README.md"), "--readme", help="Markdown file holding the findings markers."),
+    figures: Path = typer.Option(Path("docs/findings"), "--figures", help="Folder for the two PNG figures."),
+) -> None:
+    """Write the sweep's Answers table and two figures into README's findings block (between its markers)."""
+    from orchestrator.report.findings import write_findings
+
+    with _reported(storage):
+        written = write_findings(storage, name, readme, figures)
+    typer.echo(f"findings of {written.n_trials} trials: {readme}, " + ", ".join(str(p) for p in written.figures))
+
+
+@app.command()
 def status(name: str = typer.Argument(..., help="Sweep name."), storage: StorageRoot = STORAGE) -> None:
     """How far a sweep is: trials done, running, errored and pending; stages computed and reused."""
     from orchestrator.status import sweep_status
