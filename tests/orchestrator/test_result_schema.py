@@ -3,6 +3,7 @@ new metrics (ra, der) and row files that cannot be read. On a local root and on 
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import time
@@ -214,3 +215,20 @@ def test_a_notebook_loads_a_sweeps_rows_and_stages_as_dataframes(root, tmp_path)
     assert set(frames.rows.pipeline) == set(by_pipeline)
     ac = frames.stages.query("defense == 'ac'")
     assert len(ac) == 3 and set(ac.columns) >= {"trial_id", "position", "cluster_analysis", "tpr", "fpr", "train_epochs"}
+
+
+def test_a_subset_datasets_classes_and_class_sizes_are_columns(tmp_path):
+    root = str(tmp_path / "runs")
+    space = SPACE.replace("per_class: 10}", "per_class: 10, classes: [speed_limit_120, stop, yield], "
+                                            "class_sizes: {speed_limit_120: 40}}").replace("source: 8, target: 14",
+                                                                                         "source: 0, target: 1")
+    path = tmp_path / "subset.yaml"
+    path.write_text(textwrap.dedent(space))
+    subset = load_search_space(path)[1][0]
+    write_row(root, "typed", trial_row(subset, *fake_records(subset), "typed"), types=row_types(subset))
+    whole = trials(tmp_path)[0]  # the same sweep may hold rows of a dataset with all 43 classes
+    write_row(root, "typed", trial_row(whole, *fake_records(whole), "typed"), types=row_types(whole))
+    frame = query(root, "SELECT dataset_classes, dataset_class_sizes FROM results ORDER BY dataset_class_sizes")
+    assert list(frame.iloc[0, 0]) == ["speed_limit_120", "stop", "yield"]
+    assert json.loads(frame.iloc[0, 1]) == {"speed_limit_120": 40}
+    assert frame.iloc[1].isna().all()
