@@ -89,3 +89,42 @@ def test_dry_run_counts_the_union(tmp_path):
     assert result.exit_code == 0, result.output
     assert "3 trials (3 to run, 0 already have results)" in result.output
     assert "train 2" in result.output  # poison 10 % is one model whichever block names it
+
+
+def test_the_thesis_study_covers_what_its_four_questions_need():
+    """search_spaces/thesis_study.yaml: bundled data, three seeds, every arm the Answers section judges."""
+    from pathlib import Path
+
+    from tasks.datasets import class_names
+
+    _, trials = load_search_space(Path(__file__).resolve().parents[2] / "search_spaces" / "thesis_study.yaml")
+    assert len(trials) == 324 and len({t.trial_id for t in trials}) == 324
+    assert {t.dataset.name for t in trials} == {"synthetic_signs", "synthetic_faces"}  # nothing to download
+    assert {t.train.seed for t in trials} == {0, 1, 2}
+    signs = [t for t in trials if t.dataset.name == "synthetic_signs"]
+    faces = [t for t in trials if t.dataset.name == "synthetic_faces"]
+    # RQ1: the five sign triggers at a weak and a strong percentage, both sunglasses on DeepID.
+    attacks = {(t.attack.trigger, t.attack.poison_pct) for t in signs}
+    for trigger in ("yellow_square", "white_square", "big_yellow_square", "yellow_pattern", "white_pattern"):
+        assert {(trigger, 2.0), (trigger, 6.0)} <= attacks
+    assert ("white_square", 27.0) in attacks and ("yellow_square", 0.0) in attacks  # Table 4.1's, the benign arm
+    assert {(t.train.model, t.attack.trigger) for t in faces} == {
+        ("deepid", "green_sunglasses"), ("deepid", "black_sunglasses")}
+    # The source class is GTSRB-sized, so 2 % poisons about as many images as the thesis's 14.
+    dataset = signs[0].dataset
+    source = class_names(dataset)[signs[0].attack.source]
+    assert source == "speed_limit_120" and class_names(dataset)[signs[0].attack.target] == "stop"
+    assert round(0.02 * dataset.class_sizes[source] * (1 - dataset.tune_fraction)) == 14
+
+    def params(name, key, where=signs):
+        return {defense.params[key] for t in where for defense in t.defenses if defense.name == name}
+
+    assert params("ac", "cluster_analysis") == {"smaller", "distance"} and params("ac", "ex_re_threshold") == {None, 1.0}
+    assert params("ss", "score") == {"centered", "art"} and params("dp", "mode") == {"trusted", "untrusted"}
+    assert params("fp", "layer") == params("fp", "layer", faces) == {"last_conv", "second_to_last_conv"}
+    assert params("fp", "threshold") == params("fp", "threshold", faces) == {0.02, 0.04, 0.06}
+    chains = {tuple(d.name for d in t.defenses) for t in trials if len(t.defenses) == 2}
+    assert chains == {("ac", "fp"), ("fp", "ac")}
+    assert {"perfect_filter", "random_filter"} <= {d.name for t in signs for d in t.defenses}
+    benign = {t.pipeline for t in signs if t.attack.poison_pct == 0}
+    assert {name for name in ("ac", "ss", "dp", "fp") if any(p.startswith(name) for p in benign)} == {"ac", "ss", "dp", "fp"}
