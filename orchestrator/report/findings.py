@@ -20,12 +20,18 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from orchestrator.errors import StorageError
-from orchestrator.report.figures import colour, panels, percent_axis
+from orchestrator.report.figures import colour, panels, percent_axis, points_with_error_bars, poison_axis
 from orchestrator.report.model import ReportContext
 from orchestrator.report.render import _markdown_table
 from orchestrator.report.sections.answers import NOT_IN_SWEEP, SweepRuns, ThesisRuns, _answers_table, answers_frame
-from orchestrator.report.sections.settings import NO_DEFENSE, backdoored_models_sql, pipeline_order
-from orchestrator.report.stats import aggregate, mean_interval
+from orchestrator.report.sections.settings import (
+    NO_DEFENSE,
+    POOLED_INTERVAL,
+    backdoored_models_sql,
+    pipeline_order,
+    setting_columns,
+)
+from orchestrator.report.stats import aggregate
 from orchestrator.report.sweep_report import sweep_facts
 from orchestrator.results import open_results
 from orchestrator.storage import StorageRoot
@@ -53,8 +59,10 @@ def write_findings(storage: StorageRoot, name: str, readme: Path, figures_dir: P
     Raises :class:`~orchestrator.errors.StorageError` for an unknown sweep, and for a README without
     exactly one pair of markers (nothing is written then).
     """
-    text = readme.read_text() if readme.exists() else None
-    if text is None or text.count(START) != 1 or text.count(END) != 1 or text.index(START) > text.index(END):
+    if not readme.is_file():
+        raise StorageError(str(readme), None, "file not found")
+    text = readme.read_text()
+    if text.count(START) != 1 or text.count(END) != 1 or text.index(START) > text.index(END):
         raise StorageError(str(readme), None, f"needs one line {START!r} followed by one line {END!r}")
     require_sweep(storage, name)
     results = open_results(storage, name)
@@ -65,28 +73,41 @@ def write_findings(storage: StorageRoot, name: str, readme: Path, figures_dir: P
         figures_dir.mkdir(parents=True, exist_ok=True)
         written = []
         for stem, figure in (("asr_by_trigger", trigger_figure(context)), ("defenses", defenses_figure(context))):
-            if figure is not None:
-                path = figures_dir / f"{stem}.png"
-                figure.savefig(path, dpi=FIGURE_DPI, metadata={"Software": None})
-                written.append(path)
+            path = figures_dir / f"{stem}.png"
+            if figure is None:  # a figure of older rows must not stand beside these rows' table
+                path.unlink(missing_ok=True)
+                continue
+            figure.savefig(path, dpi=FIGURE_DPI, metadata={"Software": None})
+            written.append(path)
         n_trials = len(results.trial_ids)
         seeds = context.connection.execute("SELECT count(DISTINCT seed) FROM results").fetchone()[0]
     finally:
         results.connection.close()
-    block = findings_markdown(table, name, n_trials, seeds, [os.path.relpath(p, readme.parent) for p in written])
+    block = findings_markdown(table, name, n_trials, seeds, [os.path.relpath(p, readme.parent) for p in written],
+                              _partial_note(facts))
     head, rest = text.split(START)
     _, tail = rest.split(END)
     readme.write_text(f"{head}{START}\n{block}\n{END}{tail}")
     return Findings(readme, tuple(written), n_trials)
 
 
-def findings_markdown(table: pd.DataFrame, name: str, n_trials: int, n_seeds: int, figures: list[str]) -> str:
-    """The README block: a count of verdicts, the Answers table and the figures (paths relative to the README)."""
+def _partial_note(facts) -> str:
+    if not facts.partial:
+        return ""
+    states = facts.states
+    damaged = f", {len(facts.damaged)} row file(s) unreadable" if facts.damaged else ""
+    return f"**Partial: {states.get('done', 0)} of {sum(states.values())} trials done{damaged}.** "
+
+
+def findings_markdown(table: pd.DataFrame, name: str, n_trials: int, n_seeds: int, figures: list[str],
+                      partial: str = "") -> str:
+    """The README block: a count of verdicts, the Answers table and the figures (paths relative to the
+    README); ``partial`` (bold, first) says when the sweep is not finished."""
     judged = table[table["verdict"] != NOT_IN_SWEEP]
     counts = judged["verdict"].value_counts()
     tally = ", ".join(f"{counts.get(verdict, 0)} {verdict}" for verdict in ("agrees", "disagrees", "inconclusive"))
     lines = [
-        f"From the `{name}` sweep ({n_trials} trials, {n_seeds} seed{'s' if n_seeds != 1 else ''}; its report's Answers section has the rules "
+        f"{partial}From the `{name}` sweep ({n_trials} trials, {n_seeds} seed{'s' if n_seeds != 1 else ''}; its report's Answers section has the rules "
         f"and the rows behind each number). Of {len(table)} claims, {len(judged)} are judged: {tally}.",
         "",
         *_markdown_table(_answers_table(table).shown),
@@ -96,8 +117,8 @@ def findings_markdown(table: pd.DataFrame, name: str, n_trials: int, n_seeds: in
         "asr_by_trigger": "RQ1: backdoor success (ASR before any defense) per trigger and poison percentage, "
                           "mean and 95 % interval over seeds.",
         "defenses": "What each defense removes of the backdoor (ASR before − after, left) and what it costs in "
-                    "clean accuracy (before − after, right) on the backdoored models it ran on, mean and 95 % "
-                    "interval over models and seeds.",
+                    "clean accuracy (before − after, right) on the backdoored models it ran on (n: models × "
+                    "seeds; defenses ran on different models), mean and 95 % interval. " + POOLED_INTERVAL,
     }
     for path in figures:
         stem = Path(path).stem
@@ -106,34 +127,37 @@ def findings_markdown(table: pd.DataFrame, name: str, n_trials: int, n_seeds: in
 
 
 def trigger_figure(context: ReportContext) -> Figure | None:
-    """ASR before defense (percent) against poison percentage, one line per trigger, a panel per dataset.
+    """ASR before defense (percent) against poison percentage, one line per trigger, a panel per
+    dataset and model; None when no poisoned row exists.
 
-    One value per backdoored model (setting and seed), so a model defended many times counts once.
+    One value per backdoored model (every setting column and seed), so a model defended many times
+    counts once; settings other than dataset, model, trigger and poison % are pooled.
     """
-    keys = ["dataset", "trigger", "poison_pct"]
-    models = backdoored_models_sql(keys, ["asr_before"], "poison_pct > 0")
+    keys = ["dataset", "model", "trigger", "poison_pct"]
+    models = backdoored_models_sql(setting_columns(context), ["asr_before"], "poison_pct > 0")
     frame = aggregate(context.connection, models, keys, ["asr_before"])
     if frame.empty:
         return None
-    datasets = sorted(frame["dataset"].unique())
-    with panels(len(datasets), max_columns=2, panel_size=(3.6, 2.8), name="asr_by_trigger") as (figure, axes):
-        for axis, dataset in zip(axes, datasets):
-            rows = frame[frame["dataset"] == dataset]
-            for index, (trigger, points) in enumerate(rows.groupby("trigger", sort=True)):
+    pairs = list(frame[["dataset", "model"]].drop_duplicates().itertuples(index=False))
+    with panels(len(pairs), max_columns=2, panel_size=(3.6, 2.8), name="asr_by_trigger") as (figure, axes):
+        for axis, (dataset, model) in zip(axes, pairs):
+            rows = frame[(frame["dataset"] == dataset) & (frame["model"] == model)]
+            logarithmic = poison_axis(axis, rows["poison_pct"])
+            triggers = sorted(rows["trigger"].unique())
+            for index, trigger in enumerate(triggers):
+                points = rows[rows["trigger"] == trigger]
+                # Triggers side by side at one percentage, so that their intervals do not hide each other.
+                shift = index - (len(triggers) - 1) / 2
                 x = points["poison_pct"].to_numpy(dtype=float)
-                mean = 100 * points["asr_before_mean"].to_numpy(dtype=float)
-                lower = np.clip(100 * points["asr_before_lo"].to_numpy(dtype=float), 0, 100)
-                upper = np.clip(100 * points["asr_before_hi"].to_numpy(dtype=float), 0, 100)
-                errors = np.nan_to_num(np.vstack([mean - lower, upper - mean]))
-                # Triggers side by side at one percentage, so their intervals do not hide each other.
-                offset = (index - (rows["trigger"].nunique() - 1) / 2) * 0.12
-                axis.errorbar(x + offset, mean, yerr=errors, marker="o", markersize=4, capsize=2,
-                              color=colour(index), label=trigger)
-            axis.set_title(dataset)
+                x = x * 1.05**shift if logarithmic else x + 0.12 * shift
+                interval = (np.clip(100 * points["asr_before_lo"], 0, 100), np.clip(100 * points["asr_before_hi"], 0, 100))
+                points_with_error_bars(axis, x, 100 * points["asr_before_mean"], (x, x), interval, colour(index),
+                                       label=trigger)
+                axis.plot(x, 100 * points["asr_before_mean"], color=colour(index), linewidth=0.8)
+            axis.set_title(f"{dataset} · {model}")
             axis.set_xlabel("poison % of the source class")
             axis.set_ylabel("ASR before defense (%)")
-            axis.set_xticks(sorted(rows["poison_pct"].unique()))
-            percent_axis(axis, "y", (0, 105))
+            percent_axis(axis, "y")
             axis.legend(fontsize=7, loc="lower right")
     return figure
 
@@ -164,22 +188,16 @@ def defense_effects(context: ReportContext) -> pd.DataFrame:
 
     Returns
     -------
-    DataFrame: dataset, pipeline, label, n, and asr_drop / clean_cost with ``_mean``, ``_lo``, ``_hi``
-    (pp; positive = the defense lowered ASR / cost clean accuracy), in :func:`pipeline_order`
+    DataFrame: dataset, pipeline, label, and asr_drop / clean_cost with ``_mean``, ``_lo``, ``_hi``,
+    ``_n`` (pp; positive = the defense lowered ASR / cost clean accuracy), in :func:`pipeline_order`
     """
-    rows = context.frame(
-        "SELECT dataset, pipeline, asr_before - asr_after AS asr_drop, clean_acc_before - clean_acc_after AS "
-        f"clean_cost FROM results WHERE poison_pct > 0 AND pipeline <> '{NO_DEFENSE}'")
-    out = []
-    for (dataset, pipeline), group in rows.groupby(["dataset", "pipeline"], sort=False):
-        entry = {"dataset": dataset, "pipeline": pipeline, "label": short_pipeline(pipeline), "n": len(group)}
-        for metric in ("asr_drop", "clean_cost"):
-            mean, lower, upper, _ = mean_interval(100 * group[metric].to_numpy(dtype=float))
-            entry.update({f"{metric}_mean": mean, f"{metric}_lo": lower, f"{metric}_hi": upper})
-        out.append(entry)
-    frame = pd.DataFrame(out)
+    source = ("(SELECT dataset, pipeline, 100 * (asr_before - asr_after) AS asr_drop, "
+              "100 * (clean_acc_before - clean_acc_after) AS clean_cost FROM results "
+              f"WHERE poison_pct > 0 AND pipeline <> '{NO_DEFENSE}')")
+    frame = aggregate(context.connection, source, ["dataset", "pipeline"], ["asr_drop", "clean_cost"])
     if frame.empty:
         return frame
+    frame["label"] = frame["pipeline"].map(short_pipeline)
     order = {pipeline: index for index, pipeline in enumerate(pipeline_order(frame["pipeline"]))}
     return frame.sort_values(["dataset", "pipeline"], key=lambda c: c.map(order) if c.name == "pipeline" else c,
                              ignore_index=True)
@@ -194,15 +212,13 @@ def defenses_figure(context: ReportContext) -> Figure | None:
     dataset = effects["dataset"].value_counts().idxmax()
     effects = effects[effects["dataset"] == dataset].iloc[::-1]  # matplotlib draws the first row lowest
     y = np.arange(len(effects))
-    labels = [f"{label} (n={n})" for label, n in zip(effects["label"], effects["n"])]
+    labels = [f"{label} (n={n})" for label, n in zip(effects["label"], effects["asr_drop_n"])]
     height = 0.9 + 0.22 * len(effects)
     with panels(2, max_columns=2, panel_size=(3.9, height), sharey=True, name="defenses") as (figure, axes):
         for axis, metric, title in ((axes[0], "asr_drop", "ASR drop (pp)"),
                                     (axes[1], "clean_cost", "clean-accuracy drop (pp)")):
-            mean = effects[f"{metric}_mean"].to_numpy(dtype=float)
-            errors = np.nan_to_num(np.vstack([mean - effects[f"{metric}_lo"].to_numpy(dtype=float),
-                                              effects[f"{metric}_hi"].to_numpy(dtype=float) - mean]))
-            axis.errorbar(mean, y, xerr=errors, fmt="o", markersize=4, capsize=2, color=colour(0))
+            interval = (effects[f"{metric}_lo"], effects[f"{metric}_hi"])
+            points_with_error_bars(axis, effects[f"{metric}_mean"], y, interval, (y, y), colour(0))
             axis.axvline(0, color="0.6", linewidth=0.8)
             axis.set_xlabel(title)
         axes[0].set_yticks(y, labels, fontsize=7.5)

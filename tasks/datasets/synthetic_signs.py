@@ -312,15 +312,15 @@ def render_synthetic_signs(
         Positions in ``labels`` (class ids in [0, 43) indexing ``SIGN_NAMES`` by default): the first
         class's count of zeros, then ones, and so on.
     """
-    labels = list(range(len(SIGN_NAMES))) if labels is None else [int(label) for label in labels]
-    counts = [int(n_per_class)] * len(labels) if np.isscalar(n_per_class) else [int(n) for n in n_per_class]
-    if len(counts) != len(labels) or min(counts, default=0) < 1 or image_size < 8:
+    labels = list(range(len(SIGN_NAMES))) if labels is None else list(labels)
+    if not labels or not all(isinstance(label, (int, np.integer)) and 0 <= label < len(SIGN_NAMES) for label in labels):
+        raise ValueError(f"labels must be sign ids in [0, {len(SIGN_NAMES)}), at least one, got {labels}")
+    counts = [n_per_class] * len(labels) if np.isscalar(n_per_class) else list(n_per_class)
+    if len(counts) != len(labels) or not all(isinstance(n, (int, np.integer)) and n >= 1 for n in counts) or image_size < 8:
         raise ValueError(
-            f"need one count >= 1 per class and image_size >= 8, got counts {counts} for {len(labels)} classes "
-            f"and image_size {image_size}"
+            f"need one integer count >= 1 per class and image_size >= 8, got counts {counts} for {len(labels)} "
+            f"classes and image_size {image_size}"
         )
-    if not labels or not all(0 <= label < len(SIGN_NAMES) for label in labels):
-        raise ValueError(f"labels must be sign ids in [0, {len(SIGN_NAMES)}), got {labels}")
     rng = np.random.default_rng(seed)
     size, starts = image_size, np.concatenate([[0], np.cumsum(counts)])
     x = np.empty((starts[-1], size, size, 3), dtype=np.uint8)

@@ -35,22 +35,43 @@ def test_findings_replace_only_the_marked_block_and_write_two_png_figures(tmp_pa
     for name in ("asr_by_trigger.png", "defenses.png"):
         assert (figures / name).read_bytes().startswith(PNG_MAGIC)
         assert f"](docs/findings/{name})" in block
-    # Written again from the same rows, the README is the same.
+    # Written again from the same rows, the README and the figures are byte for byte the same.
+    pngs = {name: (figures / name).read_bytes() for name in ("asr_by_trigger.png", "defenses.png")}
     assert CliRunner().invoke(app, arguments).exit_code == 0
     assert readme.read_text() == text
+    assert {name: (figures / name).read_bytes() for name in pngs} == pngs
 
 
-@pytest.mark.parametrize("readme_text", ["# No markers here\n", f"{END}\n{START}\n", f"{START}\n{START}\n{END}\n"])
+def test_a_sweep_without_defenses_gets_no_defense_figure_and_loses_a_stale_one(tmp_path):
+    root = str(tmp_path / "runs")
+    trials = recorded(root, tmp_path)
+    write_rows(root, [t for t in trials if t.pipeline == "none"])  # the defended trials have no row yet
+    readme, figures = tmp_path / "README.md", tmp_path / "figures"
+    readme.write_text(README)
+    figures.mkdir()
+    (figures / "defenses.png").write_bytes(PNG_MAGIC)  # from an earlier sweep
+    result = CliRunner().invoke(app, ["findings", "paper", "--storage", root, "--readme", str(readme),
+                                      "--figures", str(figures)])
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in figures.iterdir()) == ["asr_by_trigger.png"]
+    block = readme.read_text().split(START)[1]
+    assert block.startswith("\n**Partial: 8 of 16 trials done.** From the `paper` sweep") and "defenses.png" not in block
+
+
+@pytest.mark.parametrize("readme_text", [None, "# No markers here\n", f"{END}\n{START}\n", f"{START}\n{START}\n{END}\n"])
 def test_a_readme_without_one_pair_of_markers_is_named_and_left_alone(tmp_path, readme_text):
     root = str(tmp_path / "runs")
     write_rows(root, recorded(root, tmp_path))
     readme = tmp_path / "README.md"
-    readme.write_text(readme_text)
+    if readme_text is not None:
+        readme.write_text(readme_text)
     result = CliRunner().invoke(app, ["findings", "paper", "--storage", root, "--readme", str(readme),
                                       "--figures", str(tmp_path / "figures")])
     assert result.exit_code == 2
-    assert str(readme) in result.output and "findings:start" in result.output
-    assert readme.read_text() == readme_text and not (tmp_path / "figures").exists()
+    assert str(readme) in result.output
+    assert ("file not found" if readme_text is None else "findings:start") in result.output
+    assert (readme.read_text() if readme_text is not None else None) == readme_text
+    assert not (tmp_path / "figures").exists()
 
 
 def test_an_unknown_sweep_is_named(tmp_path):
@@ -75,7 +96,7 @@ def test_defense_effects_are_paired_per_backdoored_model():
     context = ReportContext(connect_rows(rows), SweepFacts("demo", "name: demo\n", {"done": len(rows)}))
     effects = defense_effects(context)
     # 'none' is no defense, and the 0 % rows have no backdoor to remove: one line, three models.
-    assert effects["pipeline"].tolist() == [ac] and effects["n"].tolist() == [3]
+    assert effects["pipeline"].tolist() == [ac] and effects["asr_drop_n"].tolist() == [3]
     drops = np.array([60.0, 40.0, 90.0])  # pp, written out from the planted values
     half = stats.t.ppf(0.975, 2) * drops.std(ddof=1) / np.sqrt(3)
     line = effects.iloc[0]

@@ -9,6 +9,7 @@ from tasks.datasets.synthetic_signs import SIGN_NAMES, render_synthetic_signs
 
 N_CLASSES = 43
 N_PER_CLASS = 20
+PRE_SUBSET_KEY = "885fbd68f9599d57"  # content_hash of Config(per_class=200) before classes and class_sizes
 
 
 @pytest.fixture(scope="module")
@@ -121,7 +122,8 @@ def test_labels_are_positions_in_the_chosen_order_and_counts_may_differ():
 
 @pytest.mark.parametrize(
     "kwargs",
-    [{"n_per_class": [1, 1], "labels": [0]}, {"n_per_class": [1, 0], "labels": [0, 1]}, {"n_per_class": 1, "labels": [43]}],
+    [{"n_per_class": [1, 1], "labels": [0]}, {"n_per_class": [1, 0], "labels": [0, 1]}, {"n_per_class": 1, "labels": [43]},
+     {"n_per_class": 1, "labels": []}, {"n_per_class": 2.7}, {"n_per_class": [2.7], "labels": [0]}],
 )
 def test_rejects_mismatched_counts_and_unknown_labels(kwargs):
     with pytest.raises(ValueError):
@@ -147,8 +149,12 @@ def test_a_subset_with_a_large_source_class_keeps_names_and_sizes():
 def test_unused_subset_options_leave_the_canonical_config_unchanged():
     from tasks.datasets.synthetic_signs import Config
 
+    from orchestrator.hashing import content_hash
+
     dumped = Config(per_class=200).model_dump(mode="json")
     assert "classes" not in dumped and "class_sizes" not in dumped
+    # The key the artifact store gave this config before the options existed (commit b5eaf50).
+    assert content_hash(dumped) == PRE_SUBSET_KEY
     subset = Config(per_class=200, classes=("speed_limit_120", "stop"), class_sizes={"stop": 30})
     assert subset.model_dump(mode="json")["classes"] == ["speed_limit_120", "stop"]
     assert subset.model_dump(mode="json")["class_sizes"] == {"stop": 30}
