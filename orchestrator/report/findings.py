@@ -154,6 +154,9 @@ def trigger_figure(context: ReportContext) -> Figure | None:
                 points_with_error_bars(axis, x, 100 * points["asr_before_mean"], (x, x), interval, colour(index),
                                        label=trigger)
                 axis.plot(x, 100 * points["asr_before_mean"], color=colour(index), linewidth=0.8)
+            if rows["poison_pct"].nunique() == 1:  # one percentage: centre it rather than pin it to the edges
+                only = float(rows["poison_pct"].iloc[0])
+                axis.set_xlim(only - 1, only + 1)
             axis.set_title(f"{dataset} · {model}")
             axis.set_xlabel("poison % of the source class")
             axis.set_ylabel("ASR before defense (%)")
@@ -217,7 +220,8 @@ def defenses_figure(context: ReportContext) -> Figure | None:
     with panels(2, max_columns=2, panel_size=(3.9, height), sharey=True, name="defenses") as (figure, axes):
         for axis, metric, title in ((axes[0], "asr_drop", "ASR drop (pp)"),
                                     (axes[1], "clean_cost", "clean-accuracy drop (pp)")):
-            interval = (effects[f"{metric}_lo"], effects[f"{metric}_hi"])
+            # A difference of two percentages lies within ±100 pp; a t interval of few models can reach past it.
+            interval = (effects[f"{metric}_lo"].clip(-100, 100), effects[f"{metric}_hi"].clip(-100, 100))
             points_with_error_bars(axis, effects[f"{metric}_mean"], y, interval, (y, y), colour(0))
             axis.axvline(0, color="0.6", linewidth=0.8)
             axis.set_xlabel(title)
