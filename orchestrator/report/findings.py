@@ -105,7 +105,7 @@ def findings_markdown(table: pd.DataFrame, name: str, n_trials: int, n_seeds: in
     README); ``partial`` (bold, first) says when the sweep is not finished."""
     judged = table[table["verdict"] != NOT_IN_SWEEP]
     counts = judged["verdict"].value_counts()
-    tally = ", ".join(f"{counts.get(verdict, 0)} {verdict}" for verdict in ("agrees", "disagrees", "inconclusive"))
+    tally = ", ".join(f"{counts.get(verdict, 0)} {verdict.upper()}" for verdict in ("agrees", "disagrees", "inconclusive"))
     lines = [
         f"{partial}From the `{name}` sweep ({n_trials} trials, {n_seeds} seed{'s' if n_seeds != 1 else ''}; its report's Answers section has the rules "
         f"and the rows behind each number). Of {len(table)} claims, {len(judged)} are judged: {tally}.",
