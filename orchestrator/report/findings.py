@@ -22,8 +22,8 @@ from matplotlib.figure import Figure
 from orchestrator.errors import StorageError
 from orchestrator.report.figures import colour, panels, percent_axis, points_with_error_bars, poison_axis
 from orchestrator.report.model import ReportContext
-from orchestrator.report.render import _markdown_table
-from orchestrator.report.sections.answers import NOT_IN_SWEEP, SweepRuns, ThesisRuns, _answers_table, answers_frame
+from orchestrator.report.render import markdown_table
+from orchestrator.report.sections.answers import NOT_IN_SWEEP, SweepRuns, ThesisRuns, answers_table, answers_frame
 from orchestrator.report.sections.settings import (
     NO_DEFENSE,
     POOLED_INTERVAL,
@@ -110,7 +110,7 @@ def findings_markdown(table: pd.DataFrame, name: str, n_trials: int, n_seeds: in
         f"{partial}From the `{name}` sweep ({n_trials} trials, {n_seeds} seed{'s' if n_seeds != 1 else ''}; its report's Answers section has the rules "
         f"and the rows behind each number). Of {len(table)} claims, {len(judged)} are judged: {tally}.",
         "",
-        *_markdown_table(_answers_table(table).shown),
+        *markdown_table(answers_table(table).shown),
         "",
     ]
     captions = {

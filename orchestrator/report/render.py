@@ -237,13 +237,14 @@ def _markdown_block(block: dict) -> list[str]:
         lines = [f"![Figure {block['number']}. {block['title']}]({FIGURES}/{block['name']}.svg)", "",
                  f"*Figure {block['number']}. {block['title']}*" + (f" {block['caption']}" if block["caption"] else "")]
         return lines
-    lines = [f"**Table {block['number']}. {block['title']}**", "", *_markdown_table(block["shown"])]
+    lines = [f"**Table {block['number']}. {block['title']}**", "", *markdown_table(block["shown"])]
     if block["note"]:
         lines += ["", f"*{block['note']}*"]
     return lines
 
 
-def _markdown_table(shown: pd.DataFrame) -> list[str]:
+def markdown_table(shown: pd.DataFrame) -> list[str]:
+    """A table's shown cells as GitHub Markdown lines (header, rule, rows); numeric columns right-aligned."""
     if isinstance(shown.columns, pd.MultiIndex):
         headers = [" · ".join(str(level) for level in column if str(level)) for column in shown.columns]
     else:

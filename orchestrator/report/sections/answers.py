@@ -499,7 +499,7 @@ def section(context: ReportContext) -> Section | None:
             "'Ours' is the mean with its 95 % interval. Synthetic datasets are analogues: synthetic_signs of "
             "GTSRB, synthetic_faces of YouTube Faces and LFW. " + POOLED_INTERVAL),
         Paragraph(VERDICT_RULE),
-        _answers_table(table),
+        answers_table(table),
     ]
     for question, (asked, answered) in QUESTIONS.items():
         rows = table[table["question"] == question]
@@ -540,7 +540,8 @@ def answers_frame(ours: Runs, thesis: Runs) -> pd.DataFrame:
     return frame
 
 
-def _answers_table(table: pd.DataFrame) -> Table:
+def answers_table(table: pd.DataFrame) -> Table:
+    """The Answers table of :func:`answers_frame`'s rows, as the report and ``bdsweep findings`` show it."""
     shown = pd.DataFrame({
         "Question": table["question"],
         "Claim (the thesis's answer)": table["claim"],
