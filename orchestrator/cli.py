@@ -172,10 +172,7 @@ def _write_report(storage: StorageRoot, name: str, out: Optional[Path] = None,
     from orchestrator.report.sweep_report import DEFAULT_BUDGETS, write_sweep_report
 
     written = write_sweep_report(storage, name, out, budgets or DEFAULT_BUDGETS)
-    states = written.facts.states
-    partial = (f" (partial: {states['done']} of {sum(states.values())} trials done"
-               + (f", {len(written.facts.damaged)} row file(s) unreadable" if written.facts.damaged else "") + ")"
-               if written.facts.partial else "")
+    partial = f" (partial: {written.facts.progress})" if written.facts.partial else ""
     typer.echo(f"report{partial}: {written.location}")
 
 

@@ -84,19 +84,11 @@ def write_findings(storage: StorageRoot, name: str, readme: Path, figures_dir: P
     finally:
         results.connection.close()
     block = findings_markdown(table, name, n_trials, seeds, [os.path.relpath(p, readme.parent) for p in written],
-                              _partial_note(facts))
+                              f"**Partial: {facts.progress}.** " if facts.partial else "")
     head, rest = text.split(START)
     _, tail = rest.split(END)
     readme.write_text(f"{head}{START}\n{block}\n{END}{tail}")
     return Findings(readme, tuple(written), n_trials)
-
-
-def _partial_note(facts) -> str:
-    if not facts.partial:
-        return ""
-    states = facts.states
-    damaged = f", {len(facts.damaged)} row file(s) unreadable" if facts.damaged else ""
-    return f"**Partial: {states.get('done', 0)} of {sum(states.values())} trials done{damaged}.** "
 
 
 def findings_markdown(table: pd.DataFrame, name: str, n_trials: int, n_seeds: int, figures: list[str],

@@ -100,6 +100,13 @@ class SweepFacts:
         """A sweep with trials not done, or rows that could not be read, gets a partial report."""
         return bool(self.damaged) or any(self.states.get(s, 0) for s in ("running", "errored", "pending"))
 
+    @property
+    def progress(self) -> str:
+        """``8 of 16 trials done`` (with ``, 2 row file(s) unreadable`` when some are): how far a
+        partial sweep is, in one clause for a command's output or a README."""
+        damaged = f", {len(self.damaged)} row file(s) unreadable" if self.damaged else ""
+        return f"{self.states.get('done', 0)} of {sum(self.states.values())} trials done{damaged}"
+
 
 @dataclass(frozen=True)
 class ReportContext:
