@@ -32,10 +32,8 @@ from orchestrator.report.sections.settings import (
     setting_columns,
 )
 from orchestrator.report.stats import aggregate
-from orchestrator.report.sweep_report import sweep_facts
-from orchestrator.results import open_results
+from orchestrator.report.sweep_report import sweep_context
 from orchestrator.storage import StorageRoot
-from orchestrator.sweep import require_sweep
 
 START = "<!-- findings:start (written by `bdsweep findings`; edit outside these markers) -->"
 END = "<!-- findings:end -->"
@@ -64,11 +62,8 @@ def write_findings(storage: StorageRoot, name: str, readme: Path, figures_dir: P
     text = readme.read_text()
     if text.count(START) != 1 or text.count(END) != 1 or text.index(START) > text.index(END):
         raise StorageError(str(readme), None, f"needs one line {START!r} followed by one line {END!r}")
-    require_sweep(storage, name)
-    results = open_results(storage, name)
-    try:
-        facts = sweep_facts(storage, name, results.trial_ids, results.damaged, "")
-        context = ReportContext(results.connection, facts)
+    with sweep_context(storage, name) as context:
+        facts = context.facts
         table = answers_frame(SweepRuns(context), ThesisRuns())
         figures_dir.mkdir(parents=True, exist_ok=True)
         written = []
@@ -79,10 +74,8 @@ def write_findings(storage: StorageRoot, name: str, readme: Path, figures_dir: P
                 continue
             figure.savefig(path, dpi=FIGURE_DPI, metadata={"Software": None})
             written.append(path)
-        n_trials = len(results.trial_ids)
-        seeds = context.connection.execute("SELECT count(DISTINCT seed) FROM results").fetchone()[0]
-    finally:
-        results.connection.close()
+        n_trials, seeds = context.connection.execute(
+            "SELECT count(DISTINCT trial_id), count(DISTINCT seed) FROM results").fetchone()
     block = findings_markdown(table, name, n_trials, seeds, [os.path.relpath(p, readme.parent) for p in written],
                               f"**Partial: {facts.progress}.** " if facts.partial else "")
     head, rest = text.split(START)

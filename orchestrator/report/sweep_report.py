@@ -9,6 +9,8 @@ from __future__ import annotations
 import json
 import shlex
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -78,12 +80,9 @@ def write_sweep_report(storage: StorageRoot, name: str, out: str | Path | None =
     partial. Raises :class:`~orchestrator.errors.StorageError` for an unknown sweep, or one without
     a readable row yet.
     """
-    require_sweep(storage, name)
-    results = open_results(storage, name)
-    try:
-        command = regenerate_command(storage, name, out and str(out), budgets)
-        facts = sweep_facts(storage, name, results.trial_ids, results.damaged, command)
-        context = ReportContext(results.connection, facts, tuple(budgets))
+    command = regenerate_command(storage, name, out and str(out), budgets)
+    with sweep_context(storage, name, command, budgets) as context:
+        facts = context.facts
         if out is not None or storage.is_local:
             files = write_report(context, out if out is not None else storage.local_path(name, REPORT))
             return SweepReport(files, str(files.html), facts)
@@ -91,6 +90,19 @@ def write_sweep_report(storage: StorageRoot, name: str, out: str | Path | None =
             files = write_report(context, scratch)
             _replace_remote(storage, Path(scratch), name)
         return SweepReport(files, storage.display(name, REPORT, files.html.name), facts)
+
+
+@contextmanager
+def sweep_context(storage: StorageRoot, name: str, command: str = "",
+                  budgets: tuple[float, ...] = DEFAULT_BUDGETS) -> Iterator[ReportContext]:
+    """What the report's sections read of sweep ``name``: its rows (a DuckDB connection, closed on
+    exit) and its facts. Raises :class:`~orchestrator.errors.StorageError` for an unknown sweep, or
+    one without a readable row yet."""
+    require_sweep(storage, name)
+    results = open_results(storage, name)
+    try:
+        facts = sweep_facts(storage, name, results.trial_ids, results.damaged, command)
+        yield ReportContext(results.connection, facts, tuple(budgets))
     finally:
         results.connection.close()
 
