@@ -93,27 +93,43 @@ def run_trial_in_tune(config: dict, *, trials: dict, storage: StorageRoot | str,
         tune.report({**{key: row[key] for key in REPORTED_METRICS}, "had_row": True})
         return
 
-    from orchestrator.pipeline import execute_trial, row_types
-    from orchestrator.results import write_row
     from tasks.runtime import configure_tensorflow
 
     configure_tensorflow(resources["cpu"], resources.get("gpu_memory_mb"))
     clear_keras_session()
     node = {"node_ip": ray.util.get_node_ip_address(), "node_id": ray.get_runtime_context().get_node_id()}
-    with running_marker(storage, sweep, trial.trial_id, **node), _trial_store(storage, shared_cache) as store:
+    with trial_store(storage, shared_cache) as store:
+        row = run_trial(trial, storage, sweep, store, node)
+    tune.report({key: row[key] for key in REPORTED_METRICS})
+
+
+def run_trial(trial: TrialSpec, storage: StorageRoot, sweep: str, store, node: dict) -> dict:
+    """Run ``trial``'s pipeline through ``store`` and write its row; returns the row.
+
+    The row holds ``node`` (``node_ip``, ``node_id``: where it ran) and this process's pid as
+    ``worker_pid``. While it runs, the trial's running marker beats; if it raises, its traceback is
+    kept in ``<sweep>/errors/<trial_id>.txt`` (and the exception raised again); once its row is
+    written, an error file of an earlier attempt is deleted. What a Tune worker runs, and what the
+    tests' in-process harness runs without Ray.
+    """
+    from orchestrator.pipeline import execute_trial, row_types
+    from orchestrator.results import write_row
+
+    with running_marker(storage, sweep, trial.trial_id, **node):
         try:
             row = execute_trial(trial, store, sweep)
         except Exception:
             # Tune writes its own error file only after its callbacks ran; this one the driver can read.
             write_error(storage, sweep, trial.trial_id, traceback.format_exc())
             raise
-        write_row(storage, sweep, {**row, **node, "worker_pid": os.getpid()}, types=row_types(trial))
+        row = {**row, **node, "worker_pid": os.getpid()}
+        write_row(storage, sweep, row, types=row_types(trial))
     storage.delete(*error_file(sweep, trial.trial_id))
-    tune.report({key: row[key] for key in REPORTED_METRICS})
+    return row
 
 
 @contextmanager
-def _trial_store(storage: StorageRoot, shared: bool):
+def trial_store(storage: StorageRoot, shared: bool):
     """The sweep's artifact store, or with ``shared`` False a private one in a temporary directory."""
     if shared:
         yield artifact_store(storage)
