@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import re
 import sys
+import traceback
 from contextlib import contextmanager
 from pathlib import Path
 from typing import NoReturn, Optional
@@ -142,6 +143,7 @@ def _launch(plan, max_concurrent, address, max_failures, resume, shared_cache: b
     # driver with one line and status 1 (Ray itself would hang or end it with its own message).
     failed = launch(plan, max_concurrent=max_concurrent, address=address, echo=typer.echo,
                     max_failures=max_failures, resume=resume, shared_cache=shared_cache)
+    report_failed = False
     if failed < len(plan.trials):
         frame = load_results(plan.storage, plan.name)
         typer.echo("")
@@ -149,11 +151,16 @@ def _launch(plan, max_concurrent, address, max_failures, resume, shared_cache: b
         typer.echo(f"\n{len(frame)} result rows in {results_location(plan)}")
         try:
             _write_report(plan.storage, plan.name)
-        except Exception as error:  # the rows are safe; a report failure must not hide the sweep's outcome
-            typer.echo(f"bdsweep: warning: the report could not be written ({type(error).__name__}: {error}); "
+        except Exception as error:
+            # The rows are safe, and the sweep's outcome is still printed; but a sweep whose report
+            # breaks has not done its job, so the command fails (its traceback above the line).
+            report_failed = True
+            typer.echo(traceback.format_exc().rstrip(), err=True)
+            typer.echo(f"bdsweep: error: the report could not be written ({type(error).__name__}: {error}); "
                        f"`bdsweep report {plan.name}` tries again", err=True)
     if failed:
         typer.echo(f"bdsweep: {failed} trial(s) failed; `bdsweep resume {plan.name}` retries them", err=True)
+    if failed or report_failed:
         raise typer.Exit(1)
 
 

@@ -109,3 +109,35 @@ def test_the_cli_imports_no_ray_before_launching():
             "print(sorted(m for m in sys.modules if m == 'ray' or m.startswith('ray.')))")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "[]"
+
+
+@pytest.mark.slow
+def test_a_report_that_cannot_be_written_fails_the_command_and_keeps_the_rows(tmp_path, no_ray):
+    from orchestrator.results import query
+    from tests.harness import run_space
+
+    sweep = run_space("""
+        name: unreported
+        dataset: {name: synthetic_signs, per_class: 4, test_per_class: 1}
+        model: gtsrb_cnn
+        train: {epochs: 1}
+        attack: {source: 8, target: 14, trigger: yellow_square, poison_pct: 50}
+    """, tmp_path)
+    assert len(sweep.rows) == 1 and not sweep.errors
+    storage = tmp_path / "runs"
+    # A file where the report's directory goes: writing the report fails as on a full or read-only disk.
+    (storage / "unreported" / "report").write_text("in the way")
+
+    # Every trial has its row: resume starts no Ray, prints the rows and writes the report.
+    result = CliRunner().invoke(app, ["resume", "unreported", "--storage", str(storage)])
+    assert result.exit_code == 1, result.output
+    assert "1 result rows in" in result.output
+    last = result.output.strip().splitlines()[-1]
+    assert last.startswith("bdsweep: error: the report could not be written (") and "report: " not in result.output
+    assert last.endswith("`bdsweep report unreported` tries again")
+    assert len(query(storage, "SELECT * FROM results")) == 1
+    assert (storage / "unreported" / "report").read_text() == "in the way"
+
+    (storage / "unreported" / "report").unlink()
+    again = CliRunner().invoke(app, ["report", "unreported", "--storage", str(storage)])
+    assert again.exit_code == 0 and f"report: {storage / 'unreported' / 'report' / 'index.html'}" in again.output
