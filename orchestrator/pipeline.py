@@ -17,12 +17,12 @@ from typing import Any
 import pyarrow as pa
 
 from orchestrator.provenance import code_version, node_name, package_versions
-from orchestrator.results import field_types
 from orchestrator.search_space import TrialSpec
 from orchestrator.store import ArtifactStore, StageRecord
-from tasks.defenses import DEFENSES, is_filtering
+from tasks.columns import arrow_type, field_types
 from tasks.evaluate import defense_effectiveness_rating
-from tasks.plan import STAGES, walk_trial
+from tasks.plan import walk_trial
+from tasks.stage import Stage
 
 
 @dataclass(frozen=True)
@@ -45,10 +45,10 @@ def stage_keys(trial: TrialSpec) -> dict[str, tuple[str, str]]:
     """
     keys: dict[str, tuple[str, str]] = {}
 
-    def plan(label: str, stage: str, config, *parents: PlannedRef):
-        key = ArtifactStore.key(STAGES[stage], config, [parent.identity for parent in parents])
-        keys[label] = (stage, key)
-        return PlannedRef(key), StageRecord(stage, key, False, 0.0, {})
+    def plan(label: str, stage: Stage, config, *parents: PlannedRef):
+        key = ArtifactStore.key(stage, config, [parent.identity for parent in parents])
+        keys[label] = (stage.name, key)
+        return PlannedRef(key), StageRecord(stage.name, key, False, 0.0, {})
 
     walk_trial(trial.dataset, trial.attack, trial.train, trial.defenses, plan)
     return keys
@@ -61,8 +61,8 @@ def run_pipeline(trial: TrialSpec, store: ArtifactStore) -> tuple[list[tuple[str
     """
     resolved = []
 
-    def resolve(label: str, stage: str, config, *parents):
-        ref, record = store.resolve(STAGES[stage], config, list(parents))
+    def resolve(label: str, stage: Stage, config, *parents):
+        ref, record = store.resolve(stage, config, list(parents))
         resolved.append((label, ref, record))
         return ref, record
 
@@ -83,7 +83,7 @@ def trial_row(trial: TrialSpec, records: list[tuple[str, StageRecord]], position
         "trial_id": trial.trial_id,
         "dataset": trial.dataset.name,
         "model": trial.train.model,
-        "trigger": trial.attack.trigger,
+        "trigger": trial.attack.label,
         "source": attack["source"],
         "target": attack["target"],
         "poison_pct": float(trial.attack.poison_pct),
@@ -100,14 +100,21 @@ def trial_row(trial: TrialSpec, records: list[tuple[str, StageRecord]], position
         "der": defense_effectiveness_rating(before["asr"], after["asr"], before["clean_acc"], after["clean_acc"])
         if trial.defenses else None,
     }
-    # How face triggers were placed (Haar eye pairs or the aligned-face prior), for training and test poisons.
-    row.update({k: v for k, v in attack.items() if "placement" in k})
+    row["n_cover"] = attack.get("n_cover", 0)
+    # The attack's declared metrics (attack_<name>, attack_test_<name>) and parameters (trigger_<name>).
+    row.update({k: v for k, v in attack.items() if k.startswith("attack_")})
+    row.update({f"trigger_{k}": _canonical(v) for k, v in trial.attack.trigger.params.items()})
+    if trial.attack.trigger.origin is not None:
+        row["trigger_origin"] = trial.attack.trigger.origin
     row.update({f"dataset_{k}": _canonical(v) for k, v in trial.dataset.model_dump().items() if k != "name"})
     row.update({f"train_{k}": _canonical(v) for k, v in trial.train.model_dump().items() if k not in ("model", "seed")})
     for position, (defense, metrics) in enumerate(zip(trial.defenses, positions), start=1):
         if shared := set(defense.params) & set(metrics):
             raise ValueError(f"defense {defense.name!r} has metrics named like its parameters: {sorted(shared)}")
         row[f"d{position}_name"] = defense.name
+        row[f"d{position}_kind"] = defense.method().kind
+        if defense.origin is not None:
+            row[f"d{position}_origin"] = defense.origin
         row.update({f"d{position}_{k}": _canonical(v) for k, v in defense.params.items()})
         row.update({f"d{position}_{k}": v for k, v in metrics.items()})
     for label, record in records:
@@ -128,18 +135,22 @@ def _canonical(value: Any) -> Any:
 
 
 def row_types(trial: TrialSpec) -> dict[str, pa.DataType]:
-    """Parquet types of the row's configuration columns, from the config classes' annotations.
+    """Parquet types of the row's declared columns: configurations from the config classes'
+    annotations, methods' parameters and metrics from their declarations.
 
-    A parameter left at None (``ex_re_threshold``: off) is a null of its declared type, so a column
-    has one type in every row and sweep whatever values its rows hold.
+    A value left at None (``ex_re_threshold``: off; a metric a trial did not compute) is a null of
+    its declared type, so a column has one type in every row and sweep whatever values its rows hold.
     """
     types = {f"dataset_{k}": t for k, t in field_types(type(trial.dataset)).items() if k != "name"}
     types.update({f"train_{k}": t for k, t in field_types(type(trial.train)).items() if k not in ("model", "seed")})
+    attack = trial.attack.method()
+    types.update({f"trigger_{k}": t for k, t in field_types(attack.Params).items()})
+    types.update({f"attack_{m.name}": arrow_type(m.type) for m in attack.metrics})
+    types.update({f"attack_test_{m.name}": arrow_type(m.type) for m in attack.metrics})
     for position, defense in enumerate(trial.defenses, start=1):
-        types.update({f"d{position}_{k}": t for k, t in field_types(DEFENSES[defense.name].Params).items()})
-        if is_filtering(defense.name):
-            # NULL when the defense handed the model on without retraining.
-            types[f"d{position}_retrain_key"] = pa.string()
+        method = defense.method()
+        types.update({f"d{position}_{k}": t for k, t in field_types(method.Params).items()})
+        types.update({f"d{position}_{m.name}": arrow_type(m.type) for m in (*method.kind_metrics(), *method.metrics)})
     return types
 
 

@@ -79,9 +79,14 @@ class ArtifactRef:
         return f"{self.stage.name}:{self.content}" if self.content is not None else self.key
 
     def load(self) -> Any:
+        """The whole artifact."""
         if self._value is None:
             self._value = self.store.load_verified(self)
         return self._value
+
+    def read(self) -> Any:
+        """What a child keyed by :attr:`identity` may read: the stage's view when it is keyed by content."""
+        return self.stage.view(self.load()) if self.content is not None else self.load()
 
 
 def file_digests(directory: Path) -> dict[str, dict]:
@@ -361,7 +366,7 @@ class ArtifactStore:
         stage, parents = ref.stage, ref.parents
         self._clear_leftovers(ref)
         start = time.perf_counter()
-        value = stage.run(ref.config, *(parent.load() for parent in parents))
+        value = stage.run(ref.config, *(parent.read() for parent in parents))
         seconds = time.perf_counter() - start
         metrics = dict(getattr(value, "metrics", {}) or {})
         temporary = self._scratch(ref)

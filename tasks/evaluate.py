@@ -6,14 +6,16 @@ import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Callable
 
 import numpy as np
-from pydantic import Field
+from pydantic import Field, model_serializer
 
 from tasks.config import StageConfig
 from tasks.datasets import ImageDataset
+from tasks.defenses.kinds import MethodConfig, StoredCalibration
 from tasks.poison import PoisonedDataset
+from tasks.stage import Stage
 from tasks.train import TrainedModel
 
 if TYPE_CHECKING:
@@ -30,9 +32,13 @@ def predict_labels(model: "keras.Model", x: np.ndarray, batch_size: int = 256) -
 
 
 def evaluate_model(
-    model: "keras.Model", dataset: ImageDataset, poisoned: PoisonedDataset, batch_size: int = 256
+    model: "keras.Model", dataset: ImageDataset, poisoned: PoisonedDataset, batch_size: int = 256,
+    served: Callable[[np.ndarray], np.ndarray] | None = None,
 ) -> dict[str, float]:
     """Measure a model on the clean and the poisoned test set.
+
+    ``served(x) -> bool (n,)`` is an input filter's decision for uint8 inputs ``x``; a rejected input
+    counts as neither correct nor a backdoor success, and the shares rejected are returned too.
 
     Returns
     -------
@@ -41,15 +47,34 @@ def evaluate_model(
         ``asr``: fraction of the poisoned test set (every source-class test image with the trigger)
         classified as the target class, in [0, 1] (NaN when the source class has no test images);
         ``ra``: robust accuracy (BackdoorBench), the fraction of the poisoned test set classified as
-        its true class, the source, in [0, 1] (NaN likewise).
+        its true class, in [0, 1] (NaN likewise);
+        with ``served``: ``rejected_clean`` and ``rejected_triggered``, the shares of each test set rejected.
     """
-    clean_acc = float(np.mean(predict_labels(model, dataset.x_test, batch_size) == dataset.y_test))
+    clean_served = _served(served, dataset.x_test, batch_size)
+    triggered_served = _served(served, poisoned.x_test_triggered, batch_size)
+    correct = predict_labels(model, dataset.x_test, batch_size) == dataset.y_test
+    clean_acc = float(np.mean(correct & clean_served))
+    rejected = {} if served is None else {
+        "rejected_clean": float(np.mean(~clean_served)),
+        "rejected_triggered": float(np.mean(~triggered_served)) if len(triggered_served) else float("nan"),
+    }
     triggered = predict_labels(model, poisoned.x_test_triggered, batch_size)
     if not len(triggered):
-        return {"clean_acc": clean_acc, "asr": float("nan"), "ra": float("nan")}
-    asr = float(np.mean(triggered == poisoned.target))
-    ra = float(np.mean(triggered == poisoned.source))
-    return {"clean_acc": clean_acc, "asr": asr, "ra": ra}
+        return {"clean_acc": clean_acc, "asr": float("nan"), "ra": float("nan"), **rejected}
+    asr = float(np.mean((triggered == poisoned.target) & triggered_served))
+    ra = float(np.mean((triggered == poisoned.y_test_triggered) & triggered_served))
+    return {"clean_acc": clean_acc, "asr": asr, "ra": ra, **rejected}
+
+
+def _served(served, x: np.ndarray, batch_size: int) -> np.ndarray:
+    if served is None:
+        return np.ones(len(x), dtype=bool)
+    decided = [np.asarray(served(np.asarray(x[start : start + batch_size])), dtype=bool)
+               for start in range(0, len(x), batch_size)]
+    result = np.concatenate(decided) if decided else np.zeros(0, dtype=bool)
+    if result.shape != (len(x),):
+        raise ValueError(f"an input filter's accept returned {result.shape} for {len(x)} inputs")
+    return result
 
 
 def defense_effectiveness_rating(asr_before: float, asr_after: float, clean_acc_before: float,
@@ -68,9 +93,19 @@ def defense_effectiveness_rating(asr_before: float, asr_after: float, clean_acc_
 
 
 class EvaluateConfig(StageConfig):
-    """Stage ``evaluate``: how predictions are batched (results do not depend on it)."""
+    """Stage ``evaluate``: how predictions are batched (results do not depend on it) and the input
+    filter standing last in the pipeline, if one does (its calibration is then a parent)."""
 
     batch_size: int = Field(256, ge=1)
+    input_filter: MethodConfig | None = None
+
+    @model_serializer(mode="wrap")
+    def _omit_unused_filter(self, handler):
+        # Left out when unused: evaluations written before input filters existed keep their keys.
+        dumped = handler(self)
+        if self.input_filter is None:
+            dumped.pop("input_filter", None)
+        return dumped
 
 
 @dataclass(frozen=True)
@@ -88,7 +123,20 @@ class Evaluation:
 
 
 def evaluate_stage(
-    config: EvaluateConfig, dataset: ImageDataset, poisoned: PoisonedDataset, trained: TrainedModel
+    config: EvaluateConfig, dataset: ImageDataset, poisoned: PoisonedDataset, trained: TrainedModel,
+    calibration: StoredCalibration | None = None,
 ) -> Evaluation:
-    """Stage ``evaluate``: :func:`evaluate_model` on the model a training or defense stage produced."""
-    return Evaluation(metrics=evaluate_model(trained.model, dataset, poisoned, config.batch_size))
+    """Stage ``evaluate``: :func:`evaluate_model` on the model a training or defense stage produced,
+    through the input filter ``config.input_filter`` (calibrated as ``calibration``) if there is one."""
+    served = None
+    if config.input_filter is not None:
+        method, params = config.input_filter.method()
+        context = config.input_filter.context(trained.model)
+
+        def served(x: np.ndarray) -> np.ndarray:
+            return method.accept(params, calibration.calibration, trained.model, x, context)
+
+    return Evaluation(metrics=evaluate_model(trained.model, dataset, poisoned, config.batch_size, served))
+
+
+EVALUATE = Stage("evaluate", 2, evaluate_stage, Evaluation)

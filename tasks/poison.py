@@ -1,7 +1,18 @@
-"""BadNets poisoning (Gu et al. 2017) as the thesis applied it (§4.1).
+"""The ``poison`` stage: an attack (:class:`~tasks.methods.Attack`) applied to a dataset.
 
-``poison_pct`` percent of the *source class's* training images get the trigger and the target
-label; they replace the originals in place, so the training set keeps its size.
+The stage chooses which training samples are changed and records, per sample, its index, the label
+it carries and whether it is a poison or a cover sample; the attack only changes pixels. Changed
+samples replace the originals in place, so the training set keeps its size.
+
+- dirty-label (BadNets, Gu et al. 2017, as the thesis applied it, §4.1): ``poison_pct`` percent of
+  the *source class's* training images get the trigger and the target label;
+- clean-label: ``poison_pct`` percent of the *target class's* training images get the trigger and
+  keep their label;
+- an attack with cover samples (:meth:`~tasks.methods.Attack.n_cover`) also stamps that many other
+  training images in ``cover`` mode, their labels kept.
+
+The test inputs the attack success is measured on are every source-class test image stamped in
+``test`` mode.
 """
 
 from __future__ import annotations
@@ -9,28 +20,69 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_serializer
 
 from tasks.config import StageConfig
 from tasks.datasets import ImageDataset
-from tasks.triggers import check_trigger_name, get_trigger
+from tasks.registry import AttackSpec
+from tasks.stage import Stage
+from tasks.triggers import PNG_PREFIX
+
+
+def attack_spec(trigger: Any) -> Any:
+    """``trigger`` as written (``yellow_square``, ``png:<path>``, ``{name: {param: value}}``) as an
+    :class:`AttackSpec`'s fields; an AttackSpec is returned as it is."""
+    if isinstance(trigger, str) and trigger.startswith(PNG_PREFIX):
+        return {"name": "png", "params": {"path": trigger[len(PNG_PREFIX):]}}
+    if isinstance(trigger, str):
+        return {"name": trigger}
+    if isinstance(trigger, dict) and len(trigger) == 1 and not {"name", "params"} & set(trigger):
+        ((name, params),) = trigger.items()
+        return {"name": name, "params": params or {}}
+    return trigger
 
 
 class AttackConfig(StageConfig):
-    """Stage ``poison``: which class is attacked, with which trigger, and how much."""
+    """Stage ``poison``: which class is attacked, with which attack (``trigger``), and how much.
+
+    ``trigger`` is the attack: a registered name, ``png:<path>.png``, or ``{name: {param: value}}``.
+    ``poison_pct`` is a percentage of the source class's training images (of the target class's
+    for a clean-label attack).
+    """
 
     source: int | str
     target: int | str
-    trigger: str = Field(description="a registered trigger name, or png:<path>.png for a user overlay")
-    poison_pct: float = Field(ge=0, le=100, description="percent of the source class's training images")
+    trigger: AttackSpec
+    poison_pct: float = Field(ge=0, le=100, description="percent of the source (clean-label: target) class's training images")
     seed: int = Field(0, ge=0)
 
-    @field_validator("trigger")
+    @field_validator("trigger", mode="before")
     @classmethod
-    def _known_trigger(cls, trigger: str) -> str:
-        return check_trigger_name(trigger)
+    def _spec(cls, trigger: Any) -> Any:
+        return attack_spec(trigger)
+
+    @model_serializer(mode="wrap")
+    def _bare_builtin_name(self, handler):
+        # A built-in attack without parameters is dumped as its bare name, as before attacks had
+        # parameters: its poison artifacts keep their keys.
+        dumped = handler(self)
+        if not self.trigger.params and self.trigger.origin is None:
+            dumped["trigger"] = self.trigger.name
+        return dumped
+
+    def method(self):
+        return self.trigger.method()
+
+    def params(self) -> StageConfig:
+        return self.trigger.validated()
+
+    @property
+    def label(self) -> str:
+        """The attack's canonical label (the row's ``trigger``)."""
+        return self.trigger.label()
 
 
 @dataclass(frozen=True, eq=False)
@@ -41,28 +93,42 @@ class PoisonedDataset:
     ----------
     source, target : int
         Class indices.
-    poison_index : ndarray of int64, shape (n_poisoned,)
-        Sorted indices into ``x_train`` that were replaced.
-    x_poison : ndarray of uint8, shape (n_poisoned, h, w, 3)
-        The triggered images that replace ``x_train[poison_index]``; their label is ``target``.
+    index : ndarray of int64, shape (m,)
+        Sorted indices into ``x_train`` of the samples the attack replaced (poisons and covers).
+    x_changed : ndarray of uint8, shape (m, h, w, 3)
+        The images that replace ``x_train[index]``.
+    y_changed : ndarray of int64, shape (m,)
+        The labels they carry: the target for a dirty-label poison, their own otherwise.
+    is_cover : ndarray of bool, shape (m,)
+        True for a cover sample (stamped, correctly labelled), False for a poison.
     x_test_triggered : ndarray of uint8, shape (n_source_test, h, w, 3)
-        Every source-class test image with the trigger: the set ``asr`` is measured on.
-    placement, test_placement : dict of str to int
-        How the trigger was placed on ``x_poison`` and on ``x_test_triggered`` (for the sunglasses:
-        ``haar`` = eyes detected, ``prior`` = aligned-face prior); empty for centred patches.
+        Every source-class test image stamped in test mode: the set ``asr`` is measured on.
+    y_test_triggered : ndarray of int64, shape (n_source_test,)
+        Their true labels (``ra`` counts those classified as such).
+    attack_metrics, test_metrics : dict
+        What the attack's stamps reported for the training poisons and the test inputs
+        (the sunglasses' placements: eyes detected, or the aligned-face prior).
     """
 
     source: int
     target: int
-    poison_index: np.ndarray
-    x_poison: np.ndarray
+    index: np.ndarray
+    x_changed: np.ndarray
+    y_changed: np.ndarray
+    is_cover: np.ndarray
     x_test_triggered: np.ndarray
-    placement: dict = field(default_factory=dict)
-    test_placement: dict = field(default_factory=dict)
+    y_test_triggered: np.ndarray
+    attack_metrics: dict = field(default_factory=dict)
+    test_metrics: dict = field(default_factory=dict)
+
+    @property
+    def poison_index(self) -> np.ndarray:
+        """Sorted indices into ``x_train`` of the poisons (not the covers)."""
+        return self.index[~self.is_cover]
 
     @property
     def n_poisoned(self) -> int:
-        return len(self.poison_index)
+        return int((~self.is_cover).sum())
 
     @property
     def metrics(self) -> dict:
@@ -70,9 +136,10 @@ class PoisonedDataset:
             "source": self.source,
             "target": self.target,
             "n_poisoned": self.n_poisoned,
+            "n_cover": int(self.is_cover.sum()),
             "n_test_triggered": len(self.x_test_triggered),
-            **{f"placement_{how}": count for how, count in self.placement.items()},
-            **{f"test_placement_{how}": count for how, count in self.test_placement.items()},
+            **{f"attack_{name}": value for name, value in self.attack_metrics.items()},
+            **{f"attack_test_{name}": value for name, value in self.test_metrics.items()},
         }
 
     def training_set(
@@ -80,41 +147,58 @@ class PoisonedDataset:
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """The poisoned training set ``(x, y, is_poison)``, or only its rows ``keep`` (sorted indices).
 
-        Only the requested rows are copied out of the (memory-mapped) dataset, once.
+        Only the requested rows are copied out of the (memory-mapped) dataset, once. Cover samples
+        are in it, stamped, and are not poison.
         """
+        x, y, is_poison, _ = self.training_roles(dataset, keep)
+        return x, y, is_poison
+
+    def training_roles(
+        self, dataset: ImageDataset, keep: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """``(x, y, is_poison, is_cover)`` of the poisoned training set or of its rows ``keep``."""
         rows = np.arange(len(dataset.y_train)) if keep is None else np.asarray(keep, dtype=np.int64)
         x = np.array(dataset.x_train if keep is None else dataset.x_train[rows], copy=True)
         y = np.array(dataset.y_train[rows], dtype=np.int64)
-        # Where each poisoned image sits among the requested rows, if it is one of them.
-        position = np.minimum(np.searchsorted(rows, self.poison_index), max(len(rows) - 1, 0))
-        present = (rows[position] == self.poison_index) if len(rows) else np.zeros(0, dtype=bool)
-        x[position[present]] = self.x_poison[present]
-        y[position[present]] = self.target
+        # Where each changed image sits among the requested rows, if it is one of them.
+        position = np.minimum(np.searchsorted(rows, self.index), max(len(rows) - 1, 0))
+        present = (rows[position] == self.index) if len(rows) else np.zeros(0, dtype=bool)
+        x[position[present]] = self.x_changed[present]
+        y[position[present]] = self.y_changed[present]
         is_poison = np.zeros(len(rows), dtype=bool)
-        is_poison[position[present]] = True
-        return x, y, is_poison
+        is_cover = np.zeros(len(rows), dtype=bool)
+        is_poison[position[present & ~self.is_cover]] = True
+        is_cover[position[present & self.is_cover]] = True
+        return x, y, is_poison, is_cover
 
     def save(self, directory: Path) -> None:
-        np.save(directory / "poison_index.npy", self.poison_index)
-        np.save(directory / "x_poison.npy", self.x_poison)
-        np.save(directory / "x_test_triggered.npy", self.x_test_triggered)
-        attack = {"source": self.source, "target": self.target}
-        attack.update(placement=self.placement, test_placement=self.test_placement)
-        (directory / "attack.json").write_text(json.dumps(attack))
+        for name in ("index", "x_changed", "y_changed", "is_cover", "x_test_triggered", "y_test_triggered"):
+            np.save(directory / f"{name}.npy", getattr(self, name))
+        facts = {"source": self.source, "target": self.target, "attack_metrics": self.attack_metrics,
+                 "test_metrics": self.test_metrics}
+        (directory / "attack.json").write_text(json.dumps(facts, sort_keys=True))
 
     @classmethod
     def load(cls, directory: Path) -> "PoisonedDataset":
-        attack = json.loads((directory / "attack.json").read_text())
-        return cls(
-            source=attack["source"],
-            target=attack["target"],
-            poison_index=np.load(directory / "poison_index.npy"),
-            x_poison=np.load(directory / "x_poison.npy"),
-            x_test_triggered=np.load(directory / "x_test_triggered.npy"),
-            # Artifacts written before placements were recorded hold patch triggers: nothing to count.
-            placement=attack.get("placement", {}),
-            test_placement=attack.get("test_placement", {}),
-        )
+        facts = json.loads((directory / "attack.json").read_text())
+        if not (directory / "index.npy").exists():
+            return cls._load_before_protocol(directory, facts)
+        arrays = {name: np.load(directory / f"{name}.npy") for name in
+                  ("index", "x_changed", "y_changed", "is_cover", "x_test_triggered", "y_test_triggered")}
+        return cls(facts["source"], facts["target"], **arrays,
+                   attack_metrics=facts["attack_metrics"], test_metrics=facts["test_metrics"])
+
+    @classmethod
+    def _load_before_protocol(cls, directory: Path, facts: dict) -> "PoisonedDataset":
+        # Artifacts of the first poison stage: dirty-label poisons of the source class, no covers.
+        # Their keys are those of today's built-in attacks, so they are read, not recomputed.
+        index = np.load(directory / "poison_index.npy")
+        x_test = np.load(directory / "x_test_triggered.npy")
+        placement = {f"placement_{how}": n for how, n in facts.get("placement", {}).items()}
+        test_placement = {f"placement_{how}": n for how, n in facts.get("test_placement", {}).items()}
+        return cls(facts["source"], facts["target"], index, np.load(directory / "x_poison.npy"),
+                   np.full(len(index), facts["target"], dtype=np.int64), np.zeros(len(index), dtype=bool),
+                   x_test, np.full(len(x_test), facts["source"], dtype=np.int64), placement, test_placement)
 
 
 def resolve_class(label: int | str, class_names: tuple[str, ...]) -> int:
@@ -128,29 +212,50 @@ def resolve_class(label: int | str, class_names: tuple[str, ...]) -> int:
     return int(label)
 
 
-def poison_dataset(config: AttackConfig, dataset: ImageDataset) -> PoisonedDataset:
-    """Stage ``poison``: choose ``round(poison_pct/100 * n_source)`` source images and trigger them.
+def poison_dataset(config: AttackConfig, dataset: ImageDataset, *parents) -> PoisonedDataset:
+    """Stage ``poison``: choose ``round(poison_pct/100 * n)`` candidates and let the attack stamp them.
 
-    The trigger is also stamped on every source-class test image (the set ``asr`` is measured on).
-    Raises TriggerError when a ``png:`` trigger's file cannot be read.
+    Candidates are the source class's training images (the target class's for a clean-label
+    attack); covers, if the attack asks for any, are drawn from the other training images. Every
+    source-class test image is stamped in test mode (the set ``asr`` is measured on). ``parents``
+    are the loaded artifacts of the attack's own parent stages.
     """
+    method, params = config.method(), config.params()
     source = resolve_class(config.source, dataset.class_names)
     target = resolve_class(config.target, dataset.class_names)
     if source == target:
         raise ValueError(f"source and target are the same class ({source})")
-    source_index = np.flatnonzero(dataset.y_train == source)
-    n_poisoned = int(round(config.poison_pct / 100 * len(source_index)))
+    candidates = np.flatnonzero(dataset.y_train == (target if method.labels == "clean" else source))
+    n_poisoned = int(round(config.poison_pct / 100 * len(candidates)))
     rng = np.random.default_rng(config.seed)
-    poison_index = np.sort(rng.choice(source_index, size=n_poisoned, replace=False)).astype(np.int64)
-    trigger = get_trigger(config.trigger)
-    x_poison, placement = trigger.apply(np.asarray(dataset.x_train[poison_index]))
-    x_test_triggered, test_placement = trigger.apply(np.asarray(dataset.x_test[dataset.y_test == source]))
+    poison_index = np.sort(rng.choice(candidates, size=n_poisoned, replace=False)).astype(np.int64)
+    x_poison, attack_metrics = method.stamp(params, np.asarray(dataset.x_train[poison_index]), mode="train",
+                                            rng=rng, parents=parents)
+    cover_index = np.zeros(0, dtype=np.int64)
+    x_cover = np.zeros((0, *x_poison.shape[1:]), dtype=np.uint8)
+    if n_cover := method.n_cover(params, n_poisoned):
+        others = np.setdiff1d(np.arange(len(dataset.y_train)), poison_index)
+        cover_index = np.sort(rng.choice(others, size=min(n_cover, len(others)), replace=False)).astype(np.int64)
+        x_cover, _ = method.stamp(params, np.asarray(dataset.x_train[cover_index]), mode="cover", rng=rng,
+                                  parents=parents)
+    test_rows = np.flatnonzero(dataset.y_test == source)
+    x_test_triggered, test_metrics = method.stamp(params, np.asarray(dataset.x_test[test_rows]), mode="test",
+                                                  rng=rng, parents=parents)
+    y_poison = np.full(n_poisoned, target, dtype=np.int64) if method.labels == "dirty" else dataset.y_train[poison_index]
+    index = np.concatenate([poison_index, cover_index])
+    order = np.argsort(index, kind="stable")
     return PoisonedDataset(
         source=source,
         target=target,
-        poison_index=poison_index,
-        x_poison=x_poison,
+        index=index[order],
+        x_changed=np.concatenate([x_poison, x_cover])[order],
+        y_changed=np.concatenate([y_poison, dataset.y_train[cover_index]]).astype(np.int64)[order],
+        is_cover=np.r_[np.zeros(n_poisoned, bool), np.ones(len(cover_index), bool)][order],
         x_test_triggered=x_test_triggered,
-        placement=placement,
-        test_placement=test_placement,
+        y_test_triggered=np.asarray(dataset.y_test[test_rows], dtype=np.int64),
+        attack_metrics=attack_metrics,
+        test_metrics=test_metrics,
     )
+
+
+POISON = Stage("poison", 1, poison_dataset, PoisonedDataset)

@@ -17,11 +17,12 @@ def fake_records(trial, asr_after=0.1, clean_acc_after=0.93):
     """``(records, positions)`` for every step of ``trial``, with made-up metrics instead of training."""
     records = []
 
-    def fake(label, stage, config, *parents):
+    def fake(label, declared, config, *parents):
+        stage = declared.name
         if stage == "dataset":
             metrics = {"fingerprint": "f" * 8}
         elif stage == "poison":
-            metrics = {"source": 8, "target": 14, "n_poisoned": 4}
+            metrics = {"source": 8, "target": 14, "n_poisoned": 4, "n_cover": 0}
         elif label == "evaluate_before":
             metrics = {"clean_acc": 0.95, "asr": 0.9, "ra": 0.05}
         elif stage == "evaluate":

@@ -6,20 +6,23 @@ from dataclasses import dataclass
 from typing import Any
 
 from orchestrator.store import ArtifactStore, StageRecord
-from tasks.plan import STAGES
 
 
 @dataclass(eq=False)
 class MemoryRef:
     """A computed artifact held in memory, keyed (and identified) as the store would key it."""
 
-    stage: str
+    stage: Any  # a tasks.stage.Stage, or a stage name for a stand-in
     key: str
     identity: str
     value: Any
 
     def load(self) -> Any:
         return self.value
+
+    def read(self) -> Any:
+        """What a child keyed by ``identity`` is handed: the stage's view when keyed by content."""
+        return self.stage.view(self.value) if self.identity != self.key else self.value
 
 
 class MemorySteps:
@@ -33,19 +36,18 @@ class MemorySteps:
         self.refs: dict[str, MemoryRef] = {}
         self.computed: list[str] = []
 
-    def __call__(self, label: str, stage: str, config, *parents: MemoryRef):
-        declared = STAGES[stage]
-        key = ArtifactStore.key(declared, config, [parent.identity for parent in parents])
+    def __call__(self, label: str, stage, config, *parents):
+        key = ArtifactStore.key(stage, config, [parent.identity for parent in parents])
         ref = self.by_key.get(key)
         computed = ref is None
         if computed:
-            value = declared.run(config, *(parent.value for parent in parents))
+            value = stage.run(config, *(parent.read() for parent in parents))
             metrics = dict(getattr(value, "metrics", {}) or {})
-            identity = f"{stage}:{metrics[declared.identity]}" if declared.identity else key
+            identity = f"{stage.name}:{metrics[stage.identity]}" if stage.identity else key
             ref = self.by_key[key] = MemoryRef(stage, key, identity, value)
             self.computed.append(label)
         self.refs[label] = ref
-        return ref, StageRecord(stage, key, computed, 0.0, dict(getattr(ref.value, "metrics", {}) or {}))
+        return ref, StageRecord(stage.name, key, computed, 0.0, dict(getattr(ref.value, "metrics", {}) or {}))
 
 
 def value_ref(stage: str, value: Any, key: str | None = None) -> MemoryRef:
@@ -55,17 +57,18 @@ def value_ref(stage: str, value: Any, key: str | None = None) -> MemoryRef:
 
 
 def walk_defense(spec, dataset, poisoned, train_config, trained, steps: MemorySteps | None = None, label: str = "d1"):
-    """Run defense ``spec`` (a :class:`~tasks.defenses.DefenseSpec`) on the in-memory ``trained``
+    """Run defense ``spec`` (a :class:`~tasks.registry.DefenseSpec`) on the in-memory ``trained``
     model (a :class:`~tasks.train.TrainedModel`) of ``dataset`` poisoned as ``poisoned``.
 
-    Returns ``(state handed on, the position's row metrics, steps)``; ``steps.refs`` holds every label's artifact.
+    Returns ``(graph handed on, the position's row metrics, steps)``; ``steps.refs`` holds every
+    label's artifact, and the graph's ``model`` and ``kept`` what the defense handed on.
     """
-    from tasks.defenses import defense_walk
-    from tasks.defenses.filtering import State
+    from tasks.plan import WALKS, TrialGraph
 
     steps = steps or MemorySteps()
     trained_ref = value_ref("train", trained)
-    state = State(dataset=value_ref("dataset", dataset), poison=value_ref("poison", poisoned), train=trained_ref,
-                  train_config=train_config, model=trained_ref, kept=trained_ref)
-    state, metrics = defense_walk(label, spec, state, steps)
-    return state, metrics, steps
+    graph = TrialGraph(steps, train_config, value_ref("dataset", dataset), poison=value_ref("poison", poisoned),
+                       train=trained_ref, model=trained_ref, kept=trained_ref)
+    method = spec.method()
+    metrics = WALKS[method.kind](method, spec.validated(), graph, label)
+    return graph, metrics, steps

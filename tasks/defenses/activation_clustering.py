@@ -16,17 +16,17 @@ from pydantic import Field
 import tasks.runtime  # noqa: F401  (selects the Keras backend before keras is imported)
 from tasks.config import StageConfig
 from tasks.datasets import ImageDataset
-from tasks.defenses.activations import activations_walk
-from tasks.defenses.filtering import RETRAIN, DefenseData, Detection, RetrainConfig, State, Step, defense_data
+from tasks.defenses.filtering import Detection, defense_data
+from tasks.methods import Context, DefenseData, Detected, FilterParams, Metric, TrainingSetFilter
 from tasks.poison import PoisonedDataset
-from tasks.stage import Stage
+from tasks.stage import Stage, Whole
 from tasks.train import TrainedModel
 
 if TYPE_CHECKING:
     import keras
 
 
-class Params(StageConfig):
+class Params(FilterParams):
     """Parameters of ``ac``; the thesis's "size-based" analysis is ``smaller``, "distance-based" is ``distance``."""
 
     cluster_analysis: Literal["smaller", "distance", "relative-size", "silhouette-scores"] = "smaller"
@@ -37,7 +37,6 @@ class Params(StageConfig):
     ex_re_threshold: float | None = Field(
         None, gt=0, description="exclusionary reclassification: None = off; else ART's threshold (e.g. 1)"
     )
-    retrain: Literal["full", "finetune", "none"] = "full"
 
 
 def analysable_classes(y: np.ndarray, n_classes: int, params: Params) -> np.ndarray:
@@ -142,7 +141,12 @@ class ReclassificationConfig(StageConfig):
 def reclassification_stage(config: ReclassificationConfig, dataset: ImageDataset, poisoned: PoisonedDataset, kept,
                            clustering: Detection, judge: TrainedModel) -> Detection:
     """Stage ``reclassification``: :func:`exclusionary_reclassification` of the ``clustering``
-    detection of the samples ``kept.keep``, by ``judge`` (trained on what the clustering kept)."""
+    detection of the samples ``kept.keep``, by ``judge`` (trained on what the clustering kept).
+
+    It reads the clustering's cluster ids and metrics, not only what it kept: the walk hands the
+    clustering over whole, so this stage is keyed by the clustering's recipe (``nb_clusters``,
+    ``nb_dims``...), never by its kept-set digest alone.
+    """
     data = defense_data(dataset, poisoned, kept.keep)
     flagged = ~np.isin(kept.keep, clustering.keep)
     result = exclusionary_reclassification(
@@ -152,40 +156,48 @@ def reclassification_stage(config: ReclassificationConfig, dataset: ImageDataset
     return Detection.of(kept.keep, result, data.is_poison, len(dataset.y_train), metrics, clustering.scores)
 
 
-RECLASSIFICATION = Stage("reclassification", 1, reclassification_stage, Detection, identity="kept_digest")
-STAGES = (RECLASSIFICATION,)
-READS_MODEL = True  # ART's ActivationDefence wraps it, though the activations are given
+RECLASSIFICATION = Stage("reclassification", 2, reclassification_stage, Detection, identity="kept_digest",
+                         view=Detection.kept)
 
 
-def prepare(label: str, params: Params, state: State, step: Step) -> list:
-    """The shared stage this defense reads: the activations of ``params.layer``."""
-    return [activations_walk(label, params.layer, state, step)]
+class ActivationClustering(TrainingSetFilter):
+    """Activation Clustering (Chen et al. 2018) through ART: cluster each class's activations, flag a cluster."""
 
+    name = "ac"
+    Params = Params
+    reads_model = True  # ART's ActivationDefence wraps it, though the activations are given
+    stages = (RECLASSIFICATION,)
+    metrics = (
+        Metric("flagged_by_clustering", int, "samples the clustering flagged before any reclassification"),
+        Metric("classes_skipped", int, "classes too small to cluster (left unflagged)"),
+    )
 
-def detect(params: Params, data: DefenseData, train, model, activations):
-    """Activation Clustering alone (exclusionary reclassification is a stage of its own, see
-    :func:`detection_walk`). The scores are each sample's cluster (see :func:`detect_poison`)."""
-    flagged, cluster = detect_poison(params, model, data.x, data.y, activations.values, data.n_classes, seed=train.seed)
-    skipped = int(data.n_classes - analysable_classes(data.y, data.n_classes, params).sum())
-    return flagged, {"flagged_by_clustering": int(flagged.sum()), "classes_skipped": skipped}, cluster
+    def prepare(self, params: Params, graph, label: str) -> tuple:
+        """The shared stage this defense reads: the activations of ``params.layer``."""
+        return (graph.activations(label, params.layer),)
 
+    def detect(self, params: Params, data: DefenseData, context: Context) -> Detected:
+        """Activation Clustering alone (exclusionary reclassification is a stage of its own, see
+        :meth:`detection`). The scores are each sample's cluster (see :func:`detect_poison`)."""
+        (activations,) = context.prepared
+        flagged, cluster = detect_poison(params, context.model, data.x, data.y, activations.values, data.n_classes,
+                                         seed=context.seed)
+        skipped = int(data.n_classes - analysable_classes(data.y, data.n_classes, params).sum())
+        return Detected(flagged, {"flagged_by_clustering": int(flagged.sum()), "classes_skipped": skipped}, cluster)
 
-def detection_walk(label: str, params: Params, state: State, step: Step):
-    """Clustering, then with ``ex_re_threshold`` the judge and the reclassification.
+    def detection(self, params: Params, graph, label: str):
+        """Clustering, then with ``ex_re_threshold`` the judge and the reclassification.
 
-    The judge is the ``retrain`` stage of the samples the clustering kept (full, the current
-    architecture): the same artifact as the full retraining after that clustering without
-    reclassification. When the clustering flags nothing or everything there is nothing to judge.
-    """
-    from tasks.defenses import plain_detection
-
-    if params.ex_re_threshold is None:
-        return plain_detection(label, "ac", params, state, step)
-    clustering_params = params.model_copy(update={"ex_re_threshold": None})
-    clustering, record = plain_detection(label, "ac", clustering_params, state, step, f"{label}_clustering_detection")
-    if record.metrics.get("removed_total") == 0 or record.metrics.get("n_kept") == 0:
-        return clustering, record
-    judge, _ = step(f"{label}_judge_retrain", RETRAIN.name, RetrainConfig(train=state.train_config, mode="full"),
-                    state.dataset, state.poison, clustering, *state.architecture)
-    return step(f"{label}_detection", RECLASSIFICATION.name, ReclassificationConfig(threshold=params.ex_re_threshold),
-                state.dataset, state.poison, state.kept, clustering, judge)
+        The judge is the ``retrain`` stage of the samples the clustering kept (full, the current
+        architecture): the same artifact as the full retraining after that clustering without
+        reclassification. When the clustering flags nothing or everything there is nothing to judge.
+        """
+        if params.ex_re_threshold is None:
+            return graph.detection(self, params, label)
+        clustering_params = params.model_copy(update={"ex_re_threshold": None})
+        clustering, record = graph.detection(self, clustering_params, label, f"{label}_clustering_detection")
+        if record.metrics.get("removed_total") == 0 or record.metrics.get("n_kept") == 0:
+            return clustering, record
+        judge = graph.retrain(f"{label}_judge", "full", clustering)
+        return graph.run(f"{label}_detection", RECLASSIFICATION, ReclassificationConfig(threshold=params.ex_re_threshold),
+                         graph.dataset, graph.poison, graph.kept, Whole(clustering), judge)

@@ -24,7 +24,8 @@ from pydantic import Field
 
 from tasks.config import StageConfig
 from tasks.datasets import ImageDataset
-from tasks.defenses.filtering import DefenseData, defense_data
+from tasks.defenses.filtering import defense_data
+from tasks.methods import Context, DefenseData, Detected, FilterParams, Metric, TrainingSetFilter
 from tasks.poison import PoisonedDataset
 from tasks.stage import Stage
 from tasks.evaluate import predict_labels
@@ -33,12 +34,13 @@ from tasks.train import TrainConfig, train_from_scratch
 ATTACKER_CAMERA = 3
 
 
-class Params(StageConfig):
+class Params(FilterParams):
+    """Parameters of ``dp``: trusted (a clean tuning set judges) or untrusted (held-out data judges)."""
+
     mode: Literal["trusted", "untrusted"] = "trusted"
     eps: float = Field(0.01, ge=0, le=1, description="accuracy gain (fraction) that condemns a segment")
     detection_epochs: int | None = Field(None, ge=1, description="epochs of each judging model; None = train.epochs")
     holdout: float = Field(0.2, gt=0, lt=1, description="untrusted mode: share of the other segments held out")
-    retrain: Literal["full", "finetune", "none"] = "full"
 
 
 def camera_ids(is_poison: np.ndarray, seed: int) -> np.ndarray:
@@ -111,22 +113,33 @@ def provenance_gains(config: GainsConfig, dataset: ImageDataset, poisoned: Poiso
 
 
 GAINS = Stage("provenance_gains", 1, provenance_gains, SegmentGains)
-STAGES = (GAINS,)
 
 
-def prepare(label: str, params: Params, state, step) -> list:
-    """The judging models, one stage per (model, data, mode, detection settings), shared across ``eps``."""
-    config = GainsConfig(mode=params.mode, detection_epochs=params.detection_epochs, holdout=params.holdout,
-                         train=state.train_config)
-    ref, _ = step(f"{label}_provenance_gains", GAINS.name, config, state.dataset, state.poison, state.kept)
-    return [ref]
+class DataProvenance(TrainingSetFilter):
+    """Data Provenance (Baracaldo et al. 2018): drop every camera segment whose removal gains accuracy."""
 
+    name = "dp"
+    Params = Params
+    stages = (GAINS,)
+    metrics = (
+        *(Metric(f"gain_camera_{camera}", float, f"accuracy gained by leaving camera {camera}'s segment out")
+          for camera in range(ATTACKER_CAMERA + 1)),
+        Metric("removed_cameras", str, "the condemned cameras, comma-separated"),
+    )
 
-def detect(params: Params, data: DefenseData, train: TrainConfig, gains: SegmentGains):
-    """Flag every camera segment whose removal gains more than ``eps`` accuracy; the scores are each
-    sample's segment gain."""
-    cameras = camera_ids(data.is_poison, train.seed)
-    condemned = [camera for camera, gain in gains.gains.items() if gain > params.eps]
-    metrics = {**gains.metrics, "removed_cameras": ",".join(map(str, condemned))}
-    scores = np.array([gains.gains[int(camera)] for camera in cameras], dtype=np.float64)
-    return np.isin(cameras, condemned), metrics, scores
+    def prepare(self, params: Params, graph, label: str) -> tuple:
+        """The judging models, one stage per (model, data, mode, detection settings), shared across ``eps``."""
+        config = GainsConfig(mode=params.mode, detection_epochs=params.detection_epochs, holdout=params.holdout,
+                             train=graph.train_config)
+        ref, _ = graph.run(f"{label}_provenance_gains", GAINS, config, graph.dataset, graph.poison, graph.kept)
+        return (ref,)
+
+    def detect(self, params: Params, data: DefenseData, context: Context) -> Detected:
+        """Flag every camera segment whose removal gains more than ``eps`` accuracy; the scores are each
+        sample's segment gain."""
+        (gains,) = context.prepared
+        cameras = camera_ids(data.is_poison, context.seed)
+        condemned = [camera for camera, gain in gains.gains.items() if gain > params.eps]
+        metrics = {**gains.metrics, "removed_cameras": ",".join(map(str, condemned))}
+        scores = np.array([gains.gains[int(camera)] for camera in cameras], dtype=np.float64)
+        return Detected(np.isin(cameras, condemned), metrics, scores)

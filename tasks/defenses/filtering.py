@@ -12,40 +12,22 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Literal
+from typing import Any, Literal
 
 import numpy as np
+from pydantic import model_serializer
 
 from tasks.config import StageConfig
 from tasks.datasets import ImageDataset
+from tasks.methods import Context, DefenseData
 from tasks.poison import PoisonedDataset
 from tasks.stage import Stage
 from tasks.train import TrainConfig, TrainedModel, copy_model, fit_model, train_from_scratch
 
 # Detection metrics that steer the stage graph and tell a reader nothing the row does not.
 GRAPH_METRICS = ("kept_everything",)
-
-
-@dataclass(frozen=True, eq=False)
-class DefenseData:
-    """The data a defense stage works with.
-
-    Attributes
-    ----------
-    x, y, is_poison : the training samples this stage sees (what earlier stages kept): uint8
-        images (n, h, w, c), int labels (n,), bool ground truth (n,) for metrics and controls only
-    x_tune, y_tune : the clean tuning set the defender holds (never poisoned)
-    n_classes : int
-    """
-
-    x: np.ndarray
-    y: np.ndarray
-    is_poison: np.ndarray
-    x_tune: np.ndarray
-    y_tune: np.ndarray
-    n_classes: int
 
 
 def defense_data(dataset: ImageDataset, poisoned: PoisonedDataset, seen: np.ndarray) -> DefenseData:
@@ -89,6 +71,10 @@ class Detection:
             "n_kept": len(keep), "kept_digest": kept_digest(keep), "kept_everything": len(keep) == n_train,
         })
 
+    def kept(self) -> "KeptSet":
+        """What this detection's ``kept_digest`` covers: the kept indices alone."""
+        return KeptSet(self.keep)
+
     def save(self, directory: Path) -> None:
         np.save(directory / "keep.npy", self.keep)
         if self.scores is not None:
@@ -100,6 +86,16 @@ class Detection:
         scores = directory / "scores.npy"
         return cls(np.load(directory / "keep.npy"), np.load(scores) if scores.exists() else None,
                    json.loads((directory / "metrics.json").read_text()))
+
+
+@dataclass(frozen=True, eq=False)
+class KeptSet:
+    """A kept set, and nothing else: what a child keyed by a detection's ``kept_digest`` is handed.
+
+    ``keep``: sorted int64 indices into the poisoned training set.
+    """
+
+    keep: np.ndarray
 
 
 def filtering_metrics(is_poison: np.ndarray, removed: np.ndarray) -> dict[str, float | int]:
@@ -172,47 +168,45 @@ def retrain_stage(config: RetrainConfig, dataset: ImageDataset, poisoned: Poison
 
 RETRAIN = Stage("retrain", 1, retrain_stage, TrainedModel)
 
-Step = Callable[..., tuple[Any, Any]]  # step(label, stage name, config, *parent refs) -> (ref, StageRecord)
 
 
-@dataclass(frozen=True)
-class State:
-    """What a defense is handed, as artifact references (anything with ``key`` and ``identity``).
+class DetectionConfig(StageConfig):
+    """Stage ``detection``: a training-set filter's name, its parameters (without ``retrain``, which
+    only the retraining reads), the train config its seed and judging models come from, and, for a
+    plugin, the distribution and version it comes from (``origin``, part of the key)."""
 
-    Attributes
-    ----------
-    dataset, poison : the trial's ``dataset`` and ``poison`` artifacts
-    train : the ``train`` artifact; train_config : its :class:`TrainConfig`
-    model : the current model (a :class:`TrainedModel` artifact)
-    kept : an artifact whose ``keep`` is the training samples the defenses so far kept
-    architecture : the channel selections applied to ``train_config.model`` so far, in order
+    name: str
+    params: dict[str, Any]
+    train: TrainConfig
+    origin: str | None = None
+
+    @model_serializer(mode="wrap")
+    def _omit_builtin_origin(self, handler):
+        # A built-in has no origin: its keys stay those of configs written before plugins existed.
+        dumped = handler(self)
+        if self.origin is None:
+            dumped.pop("origin", None)
+        return dumped
+
+
+def detection_stage(config: DetectionConfig, dataset: ImageDataset, poisoned: PoisonedDataset, kept,
+                    *rest) -> Detection:
+    """Stage ``detection``: which of the samples ``kept.keep`` the filter ``config.name`` keeps.
+
+    ``rest`` is the current model (for a filter that ``reads_model``), then its prepared artifacts.
     """
+    from tasks.registry import defense
 
-    dataset: Any
-    poison: Any
-    train: Any
-    train_config: TrainConfig
-    model: Any
-    kept: Any
-    architecture: tuple = ()
+    method = defense(config.name, config.origin)
+    data = defense_data(dataset, poisoned, kept.keep)
+    model, prepared = (rest[0].model, rest[1:]) if method.reads_model else (None, rest)
+    params = method.Params(**config.params)
+    context = Context(seed=config.train.seed, train=config.train, model=model, prepared=tuple(prepared))
+    detected = method.detect(params, data, context)
+    flagged = np.asarray(detected.flagged, dtype=bool)
+    if flagged.shape != (len(data.y),):
+        raise ValueError(f"{config.name}.detect flagged {flagged.shape}, expected ({len(data.y)},): one per sample seen")
+    return Detection.of(kept.keep, flagged, data.is_poison, len(dataset.y_train), detected.metrics, detected.scores)
 
 
-def retrain_walk(label: str, mode: str, state: State, detection, metrics: dict, step: Step) -> tuple[State, dict]:
-    """Hand on the model after the ``detection`` (with record ``metrics``) per retrain ``mode``.
-
-    ``none`` (or nothing kept) hands the current model on with the detection's kept set; a ``full``
-    retraining of the original architecture that keeps every sample is the ``train`` artifact;
-    otherwise the ``retrain`` stage ``<label>_retrain``. Metrics missing from ``metrics`` (a plan
-    that computes nothing) take the branch that does the most work.
-
-    Returns the new state and the row metrics ``retrained`` and ``retrain_key`` (the key of the
-    model handed on when it was retrained, else None).
-    """
-    if mode == "none" or metrics.get("n_kept") == 0:
-        return replace(state, kept=detection), {"retrained": False, "retrain_key": None}
-    if mode == "full" and not state.architecture and metrics.get("kept_everything"):
-        return replace(state, model=state.train, kept=state.train), {"retrained": True, "retrain_key": state.train.key}
-    base = state.architecture if mode == "full" else (state.model,)
-    config = RetrainConfig(train=state.train_config, mode=mode)
-    retrained, _ = step(f"{label}_retrain", RETRAIN.name, config, state.dataset, state.poison, detection, *base)
-    return replace(state, model=retrained, kept=retrained), {"retrained": True, "retrain_key": retrained.key}
+DETECTION = Stage("detection", 1, detection_stage, Detection, identity="kept_digest", view=Detection.kept)

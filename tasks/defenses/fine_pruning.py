@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +25,7 @@ from pydantic import Field
 
 from tasks.config import StageConfig
 from tasks.datasets import ImageDataset
+from tasks.methods import Metric, ModelRepair
 from tasks.stage import Stage
 from tasks.surgery import conv_layer, prune_channels, tail_model
 from tasks.train import TrainConfig, TrainedModel, fit_model
@@ -151,6 +152,10 @@ class ChannelSelection:
     channels: np.ndarray
     metrics: dict
 
+    def selected(self) -> "ChannelSelection":
+        """What ``selection_digest`` covers: the layer and the channels, without the curve's metrics."""
+        return ChannelSelection(self.layer, self.channels, {})
+
     def save(self, directory: Path) -> None:
         np.save(directory / "channels.npy", self.channels)
         (directory / "selection.json").write_text(json.dumps({"layer": self.layer, "metrics": self.metrics}))
@@ -198,22 +203,40 @@ def fine_tune(config: FineTuneConfig, dataset: ImageDataset, model: TrainedModel
 
 
 PRUNING_CURVE = Stage("pruning_curve", 2, compute_pruning_curve, PruningCurve)
-PRUNING = Stage("pruning", 1, select_channels, ChannelSelection, identity="selection_digest")
+PRUNING = Stage("pruning", 1, select_channels, ChannelSelection, identity="selection_digest",
+                view=ChannelSelection.selected)
 FINE_TUNE = Stage("fine_tune", 1, fine_tune, TrainedModel)
 STAGES = (PRUNING_CURVE, PRUNING, FINE_TUNE)
 
 
-def walk(label: str, params: Params, state, step):
-    """Fine-Pruning at ``label``: the shared pruning curve of the current model, the channel
-    selection, and the fine-tuning keyed by the channels actually pruned.
+class FinePruning(ModelRepair):
+    """Fine-Pruning (Liu et al. 2018): prune the channels clean data leaves dormant, then fine-tune."""
 
-    The training data is passed on whole: Fine-Pruning repairs the model. The pruned architecture
-    is handed on, so a later full retraining re-initialises the pruned network.
-    """
-    curve, _ = step(f"{label}_pruning_curve", PRUNING_CURVE.name, PruningCurveConfig(layer=params.layer),
-                    state.dataset, state.model)
-    selection, record = step(f"{label}_pruning", PRUNING.name, PruningConfig(threshold=params.threshold), curve)
-    config = FineTuneConfig(train=state.train_config, epochs=params.epochs, learning_rate=params.learning_rate)
-    tuned, _ = step(f"{label}_fine_tune", FINE_TUNE.name, config, state.dataset, state.model, selection)
-    shown = {k: v for k, v in record.metrics.items() if k != "selection_digest"}
-    return replace(state, model=tuned, architecture=(*state.architecture, selection)), {**shown, "fine_tune_key": tuned.key}
+    name = "fp"
+    Params = Params
+    stages = STAGES
+    metrics = (
+        Metric("pruned_layer", str, "the pruned conv layer's name"),
+        Metric("layer_width", int, "its channels before pruning"),
+        Metric("pruned_channels", int, "channels removed"),
+        Metric("tune_acc_before", float, "tuning-set accuracy before pruning"),
+        Metric("tune_acc_pruned", float, "tuning-set accuracy after pruning, before fine-tuning"),
+        Metric("tune_acc_curve", list[float], "tuning-set accuracy with the k least active channels pruned"),
+        Metric("fine_tune_key", str, "key of the fine-tuned model handed on"),
+    )
+
+    def repaired(self, params: Params, graph, label: str):
+        """The shared pruning curve of the current model, the channel selection, and the fine-tuning
+        keyed by the channels actually pruned.
+
+        The training data is passed on whole: Fine-Pruning repairs the model. The pruned
+        architecture is handed on, so a later full retraining re-initialises the pruned network.
+        """
+        curve, _ = graph.run(f"{label}_pruning_curve", PRUNING_CURVE, PruningCurveConfig(layer=params.layer),
+                             graph.dataset, graph.model)
+        selection, record = graph.run(f"{label}_pruning", PRUNING, PruningConfig(threshold=params.threshold), curve)
+        config = FineTuneConfig(train=graph.train_config, epochs=params.epochs, learning_rate=params.learning_rate)
+        tuned, _ = graph.run(f"{label}_fine_tune", FINE_TUNE, config, graph.dataset, graph.model, selection)
+        graph.architecture = (*graph.architecture, selection)
+        shown = {k: v for k, v in record.metrics.items() if k != "selection_digest"}
+        return tuned, {**shown, "fine_tune_key": tuned.key}

@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Literal
-
-from tasks.config import StageConfig
-from tasks.defenses.filtering import DefenseData
+from tasks.methods import Context, DefenseData, Detected, TrainingSetFilter
 
 
-class Params(StageConfig):
-    retrain: Literal["full", "finetune", "none"] = "full"
+class PerfectFilter(TrainingSetFilter):
+    """Control: removes exactly the poisoned samples (it reads the ground truth), the best any filter could do."""
 
+    name = "perfect_filter"
 
-def detect(params: Params, data: DefenseData, train):
-    """Flag exactly the poisoned samples (see :mod:`tasks.defenses`)."""
-    return data.is_poison, {}, None
+    def detect(self, params, data: DefenseData, context: Context) -> Detected:
+        return Detected(data.is_poison)

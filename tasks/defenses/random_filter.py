@@ -7,18 +7,17 @@ removal alone explain?
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 from pydantic import Field, ValidationError, field_validator, model_validator
 
-from tasks.config import StageConfig
-from tasks.defenses.filtering import DefenseData
+from tasks.methods import Context, DefenseData, Detected, FilterParams, TrainingSetFilter
 
 DEFAULT_FRACTION = 0.3
 
 
-class Params(StageConfig):
+class Params(FilterParams):
     """Parameters of ``random_filter``: ``fraction`` or ``same_as``, not both (neither: ``fraction`` 0.3).
 
     ``same_as`` names a filtering defense, ``ac`` or ``{ac: {cluster_analysis: smaller}}``; it is
@@ -31,7 +30,6 @@ class Params(StageConfig):
     same_as: str | dict[str, dict[str, Any] | None] | None = Field(
         None, description="a filtering defense whose removal count is copied: name or {name: {param: value}}"
     )
-    retrain: Literal["full", "finetune", "none"] = "full"
 
     @field_validator("same_as")
     @classmethod
@@ -57,20 +55,20 @@ def _one_entry(same_as: dict) -> tuple[str, Any]:
 
 
 def named_defense_params(name: str, given: dict[str, Any]) -> dict[str, Any]:
-    """The full parameters of filtering defense ``name`` from ``given``, with ``retrain`` none.
+    """The full parameters of training-set filter ``name`` from ``given``, with ``retrain`` none.
 
     Raises ValueError for an unknown defense, one that removes no samples (``fp``), this control
     itself, or invalid parameters.
     """
-    # The registry imports this module, so it is looked up when a config is validated.
-    from tasks.defenses import DEFENSES, DefenseSpec
+    # The registry holds this module's class, so it is looked up when a config is validated.
+    from tasks.registry import DefenseSpec, registry
 
     if name == "random_filter":
         raise ValueError("random_filter cannot copy its own removal count")
-    # A filtering defense is one that takes ``retrain``: it removes samples, then retrains.
-    filtering = sorted(key for key, module in DEFENSES.items() if "retrain" in module.Params.model_fields)
-    filtering.remove("random_filter")
-    if name not in DEFENSES:
+    defenses = registry().defenses
+    filtering = sorted(key for key, method in defenses.items()
+                       if isinstance(method, TrainingSetFilter) and key != "random_filter")
+    if name not in defenses:
         raise ValueError(f"unknown defense {name!r}; same_as takes {', '.join(filtering)}")
     if name not in filtering:
         raise ValueError(f"{name} removes no samples; same_as takes {', '.join(filtering)}")
@@ -82,26 +80,42 @@ def named_defense_params(name: str, given: dict[str, Any]) -> dict[str, Any]:
         raise ValueError(f"{name}{'.' + where if where else ''}: {detail['msg']}") from None
 
 
-def detection_walk(label: str, params: Params, state, step):
-    """With ``same_as``, the named defense's detection first (``<label>_same_as_...``), shared
-    with that defense's own; then this control's ``detection``."""
-    from tasks.defenses import DEFENSES, DETECTION, DetectionConfig
-    from tasks.defenses import detection_walk as named_detection_walk
+class RandomFilter(TrainingSetFilter):
+    """Control: removes random samples, a fraction or as many as a named filter does (same_as)."""
 
-    prepared = []
-    if params.same_as is not None:
-        ((name, named), ) = params.same_as.items()
-        ref, _ = named_detection_walk(f"{label}_same_as", name, DEFENSES[name].Params(**named), state, step)
-        prepared.append(ref)
-    return step(f"{label}_detection", DETECTION.name, DetectionConfig.of("random_filter", params, state.train_config),
-                state.dataset, state.poison, state.kept, *prepared)
+    name = "random_filter"
+    Params = Params
 
+    def label(self, params: Params) -> str:
+        """As any method's, with ``same_as`` shown as the named defense's own label (its forced
+        ``retrain: none`` left out): ``random_filter(same_as=ac(cluster_analysis=distance))``."""
+        if params.same_as is None:
+            return super().label(params)
+        from tasks.registry import DefenseSpec
 
-def detect(params: Params, data: DefenseData, train, named=None):
-    """Flag samples chosen with ``train.seed``: ``round(fraction * n)`` of them, or with ``same_as``
-    as many as the named defense removed (``named`` is its :class:`Detection` of the same samples)."""
-    n = len(data.y)
-    count = int(round(params.fraction * n)) if named is None else n - len(named.keep)
-    flagged = np.zeros(n, dtype=bool)
-    flagged[np.random.default_rng(train.seed).choice(n, size=count, replace=False)] = True
-    return flagged, {}, None
+        ((name, named),) = params.same_as.items()
+        copied = DefenseSpec(name=name, params={**named, "retrain": "full"}).label()
+        rest = super().label(params.model_copy(update={"same_as": None}))
+        inner = rest[len(self.name) + 1 : -1] if rest != self.name else ""
+        return f"{self.name}({','.join(filter(None, [inner, f'same_as={copied}']))})"
+
+    def prepare(self, params: Params, graph, label: str) -> tuple:
+        """With ``same_as``, the named defense's detection first (``<label>_same_as_...``), its own
+        stages shared with that defense's; this control's ``detection`` reads what it kept."""
+        if params.same_as is None:
+            return ()
+        from tasks.registry import DefenseSpec
+
+        ((name, named),) = params.same_as.items()
+        spec = DefenseSpec(name=name, params=named)
+        ref, _ = spec.method().detection(spec.validated(), graph, f"{label}_same_as")
+        return (ref,)
+
+    def detect(self, params: Params, data: DefenseData, context: Context) -> Detected:
+        """Flag samples chosen with the trial's seed: ``round(fraction * n)`` of them, or with
+        ``same_as`` as many as the named defense removed (its detection of the same samples)."""
+        n = len(data.y)
+        count = int(round(params.fraction * n)) if not context.prepared else n - len(context.prepared[0].keep)
+        flagged = np.zeros(n, dtype=bool)
+        flagged[np.random.default_rng(context.seed).choice(n, size=count, replace=False)] = True
+        return Detected(flagged)

@@ -19,19 +19,16 @@ from typing import Literal
 import numpy as np
 from pydantic import Field
 
-from tasks.config import StageConfig
-from tasks.defenses.activations import activations_walk
-from tasks.defenses.filtering import DefenseData
+from tasks.methods import Context, DefenseData, Detected, FilterParams, Metric, TrainingSetFilter
 
 
-class Params(StageConfig):
+class Params(FilterParams):
     """Parameters of ``ss`` (ART's names; the thesis grid is in SPEC §1)."""
 
     expected_pp_poison: float = Field(0.33, gt=0, le=1, description="expected poisoned share of a class")
     eps_multiplier: float = Field(1.5, gt=0)
     score: Literal["art", "centered"] = "centered"
     layer: str | None = Field(None, description="layer whose activations are scored; None = last hidden")
-    retrain: Literal["full", "finetune", "none"] = "full"
 
 
 def centered_scores(activations: np.ndarray) -> np.ndarray:
@@ -122,18 +119,30 @@ def roc_over_shares(scored: list[tuple[np.ndarray, np.ndarray]], is_poison: np.n
     return {"roc_fpr": fpr.tolist(), "roc_tpr": tpr.tolist(), "auroc": auroc}
 
 
-def prepare(label: str, params: Params, state, step) -> list:
-    """The shared stage this defense reads: the activations of ``params.layer``."""
-    return [activations_walk(label, params.layer, state, step)]
+class SpectralSignatures(TrainingSetFilter):
+    """Spectral Signatures (Tran et al. 2018): remove each class's top share of outlier scores."""
 
+    name = "ss"
+    Params = Params
+    metrics = (
+        Metric("flagged_share", float, "share of every class removed: min(1, eps_multiplier * expected_pp_poison)"),
+        Metric("roc_fpr", list[float], "false-positive rates as the share removed goes 0..1 (101 points)"),
+        Metric("roc_tpr", list[float], "true-positive rates at the same shares"),
+        Metric("auroc", float, "area under that ROC"),
+    )
 
-def detect(params: Params, data: DefenseData, train, activations):
-    """Flag the top ``min(1, eps * pp)`` share of each class; the scores are the outlier scores
-    (NaN in classes too small to score), and the metrics carry the ROC over shares."""
-    share = min(1.0, params.eps_multiplier * params.expected_pp_poison)
-    scored = class_scores(params, data.y, activations.values, data.n_classes)
-    scores = np.full(len(data.y), np.nan)
-    for members, values in scored:
-        scores[members] = values
-    metrics = {"flagged_share": share, **roc_over_shares(scored, data.is_poison)}
-    return flag_share(scored, share, len(data.y)), metrics, scores
+    def prepare(self, params: Params, graph, label: str) -> tuple:
+        """The shared stage this defense reads: the activations of ``params.layer``."""
+        return (graph.activations(label, params.layer),)
+
+    def detect(self, params: Params, data: DefenseData, context: Context) -> Detected:
+        """Flag the top ``min(1, eps * pp)`` share of each class; the scores are the outlier scores
+        (NaN in classes too small to score), and the metrics carry the ROC over shares."""
+        (activations,) = context.prepared
+        share = min(1.0, params.eps_multiplier * params.expected_pp_poison)
+        scored = class_scores(params, data.y, activations.values, data.n_classes)
+        scores = np.full(len(data.y), np.nan)
+        for members, values in scored:
+            scores[members] = values
+        metrics = {"flagged_share": share, **roc_over_shares(scored, data.is_poison)}
+        return Detected(flag_share(scored, share, len(data.y)), metrics, scores)

@@ -58,11 +58,11 @@ def configuration_sql(columns: set[str]) -> str:
     registry falls back to its part of the label.
     """
     # The registry's Params classes are plain pydantic models: importing it does not load TensorFlow.
-    from tasks.defenses import DEFENSES
+    from tasks.registry import registry
 
     cases = []
-    for name, module in sorted(DEFENSES.items()):
-        params = [p for p in module.Params.model_fields if p in columns]
+    for name, method in sorted(registry().defenses.items()):
+        params = [p for p in method.Params.model_fields if p in columns]
         parts = ", ".join(f"'{p}=' || coalesce(CAST({quote(p)} AS VARCHAR), 'None')" for p in params)
         body = f"'{name}(' || concat_ws(',', {parts}) || ')'" if params else f"'{name}'"
         cases.append(f"WHEN '{name}' THEN {body}")

@@ -24,12 +24,13 @@ from orchestrator.report.sections.settings import (
     POOLED_INTERVAL,
     estimate_cells,
     file_stem,
+    pooled_cells,
     quote,
     rate_cells,
     setting_columns,
     shown_keys,
 )
-from orchestrator.report.stats import aggregate, pooled_rates, t_interval
+from orchestrator.report.stats import aggregate, detection_rates, t_interval
 
 FULL_TABLE_CELLS = 24  # a grid with more cells shows only its best ones in the table
 BEST_SHOWN = 12
@@ -73,17 +74,19 @@ def section(context: ReportContext) -> Section | None:
     intro = Paragraph(
         "Each defense's grid, from trials that ran it alone (in a chain, a defense's numbers depend on what ran "
         "before it). Heatmap cells pool the attack settings (trigger × poison %) and seeds of one dataset and "
-        "model: mean ASR after in percent; TPR and FPR from counts summed over the trials (removed poisoned / "
-        "poisoned, removed clean / clean). Tables give mean [95 % CI] n for means and a 95 % Wilson interval for "
-        f"rates; blank heatmap cells were not in the sweep. {POOLED_INTERVAL}")
+        "model: mean ASR after in percent; TPR and FPR (removed poisoned / poisoned, removed clean / clean) "
+        "computed per backdoored model and averaged over models. Tables give mean [95 % CI] n for means and for "
+        "rates, n = trials or models (a rate's interval is over models, not samples, whose counts stand beside "
+        f"it, summed); blank heatmap cells were not in the sweep. {POOLED_INTERVAL}")
     return Section("parameters", "Parameters: what each defense's grid does", [intro, *blocks])
 
 
 def _parameters(grid: Grid, columns: set[str]) -> list[str]:
     """The defense's parameters the rows hold, from the defense registry."""
-    from tasks.defenses import DEFENSES
+    from tasks.registry import registry
 
-    return [p for p in DEFENSES[grid.defense].Params.model_fields if f"d1_{p}" in columns]
+    defenses = registry().defenses
+    return [p for p in defenses[grid.defense].Params.model_fields if f"d1_{p}" in columns]
 
 
 def _source(grid: Grid, parameters: list[str], columns: set[str], keys: list[str]) -> str:
@@ -128,11 +131,13 @@ def _grid_blocks(context: ReportContext, grid: Grid, keys: list[str]) -> list:
 
 def _cells(context: ReportContext, source: str, keys: list[str], grid: Grid) -> pd.DataFrame:
     """Per grid cell: means of asr / clean accuracy after (and pruned channels), and the detection
-    counts summed over its trials with the rates of the sums (:func:`pooled_rates`)."""
+    rates per model averaged over models, with the counts summed (:func:`detection_rates`)."""
     metrics = ["asr_after", "clean_acc_after"] + ([] if grid.filtering else ["pruned_channels"])
     cells = aggregate(context.connection, source, keys, metrics)
     if grid.filtering and "removed_poisoned" in context.frame(f"SELECT * FROM {source} LIMIT 0").columns:
-        cells = cells.merge(pooled_rates(context.connection, source, keys), on=keys, how="left")
+        models = [column for column in context.frame(f"SELECT * FROM {source} LIMIT 0").columns
+                  if column in setting_columns(context) or column == "seed"]
+        cells = cells.merge(detection_rates(context.connection, source, keys, models), on=keys, how="left")
     return cells
 
 
@@ -253,7 +258,9 @@ def _cell_table(grid: Grid, group: pd.DataFrame, keys: list[str], dataset: str, 
     shown["Clean acc. after (%)"] = estimate_cells(rows, "clean_acc_after")
     if "tpr" in rows:
         shown["TPR (%)"] = rate_cells(rows, "tpr")
+        shown["TP / poisoned, pooled"] = pooled_cells(rows, "tpr")
         shown["FPR (%)"] = rate_cells(rows, "fpr")
+        shown["FP / clean, pooled"] = pooled_cells(rows, "fpr")
     if "pruned_channels_mean" in rows:
         shown["Channels pruned"] = estimate_cells(rows, "pruned_channels", scale=1.0, bounds=None)
     title = f"{grid.title} grid on {dataset} / {model}"
@@ -261,8 +268,9 @@ def _cell_table(grid: Grid, group: pd.DataFrame, keys: list[str], dataset: str, 
         title += f": the {BEST_SHOWN} of {total} cells with the lowest mean ASR after"
     return Table(name=file_stem("parameters", grid.defense, "cells", dataset, model), title=title,
                  shown=shown, data=rows.drop(columns=["dataset", "model"]).assign(dataset=dataset, model=model),
-                 note="Pooled over attack settings and seeds: mean [95 % CI] n = trials; TPR and FPR from counts "
-                      f"summed over the trials, [95 % Wilson interval]. {POOLED_INTERVAL}")
+                 note="Pooled over attack settings and seeds: mean [95 % CI] n = trials; TPR and FPR per model, "
+                      "mean [95 % CI] n = models; pooled: counts summed over the models, hits / total. "
+                      f"{POOLED_INTERVAL}")
 
 
 def _best_table(grid: Grid, best: pd.DataFrame, keys: list[str], cell: list[str], dataset: str, model: str) -> Table:

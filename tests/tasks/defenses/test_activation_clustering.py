@@ -5,7 +5,7 @@ import tasks.runtime  # noqa: F401
 import keras
 
 from tasks.datasets import ImageDataset
-from tasks.defenses import DefenseSpec
+from tasks.registry import DefenseSpec
 from tasks.defenses.activation_clustering import Params, detect_poison
 from tasks.defenses.activations import layer_activations
 from tasks.evaluate import predict_labels

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 from pydantic import ValidationError
 
-from tasks.defenses import DefenseSpec, perfect_filter, random_filter
+from tasks.registry import DefenseSpec, perfect_filter, random_filter
 from tasks.defenses.filtering import DefenseData, Detection
 from tasks.train import TrainConfig, TrainedModel
 

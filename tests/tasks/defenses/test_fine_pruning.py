@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from tasks.defenses import DefenseSpec
+from tasks.registry import DefenseSpec
 from tasks.defenses.fine_pruning import channels_to_prune, pruning_curve
 from tasks.evaluate import predict_labels
 from tasks.poison import AttackConfig, poison_dataset

@@ -1,0 +1,431 @@
+"""The typed protocols every attack and defense implements, built-in or a user's plugin.
+
+A *method* is an object with a ``name``, a ``Params`` class (a frozen pydantic
+:class:`~tasks.config.StageConfig`: the grid axes a search space may vary), the ``metrics`` it adds
+to a result row (:class:`Metric`: name, type, meaning) and the ``stages`` of its own it runs. Its
+kind says where it stands in a trial and what it is handed:
+
+========================  =====================================================================
+kind                      what it does (what it is given)
+========================  =====================================================================
+:class:`Attack`           poisons training samples and triggers test inputs (images, labels)
+:class:`TrainingSetFilter`  flags training samples; the model is retrained without them
+                          (:class:`DefenseData`: the training samples it sees, the clean tuning set)
+:class:`ModelInspection`  scores and flags each class of a model, the model unchanged; may repair
+                          it afterwards (the model, :class:`CleanData`)
+:class:`ModelRepair`      turns the model into another (the model, :class:`CleanData`)
+:class:`InputFilter`      decides at inference which test inputs are served; stands last
+                          (the model, :class:`CleanData` to calibrate on)
+========================  =====================================================================
+
+No defense is ever handed test data or triggered inputs: its inputs are the (possibly poisoned)
+training samples and the clean tuning set, so no parameter can be chosen on the test set. An input
+filter's ``accept`` sees test inputs one batch at a time, unlabelled, as a deployed filter would.
+
+A method implements the abstract methods of its kind and may override the optional ones (each has
+a default that does the plain thing). The trial's walk (:mod:`tasks.plan`) calls them; it never
+looks for attributes by name. Registering a method is :mod:`tasks.registry`'s job.
+"""
+
+from __future__ import annotations
+
+import typing
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
+
+import numpy as np
+from tasks.config import StageConfig
+from tasks.stage import Stage
+
+if TYPE_CHECKING:
+    import keras
+
+    from tasks.plan import TrialGraph
+    from tasks.train import TrainConfig
+
+
+@dataclass(frozen=True)
+class Metric:
+    """A value a method adds to every row it runs in.
+
+    ``type`` is one of ``int``, ``float``, ``bool``, ``str`` or ``list[float]``; rows store it as
+    that Parquet type (NULL where a trial did not compute it). ``meaning`` is one line for readers
+    of ``bdsweep list`` and the report.
+    """
+
+    name: str
+    type: Any
+    meaning: str
+
+    @property
+    def type_name(self) -> str:
+        return self.type.__name__ if isinstance(self.type, type) else str(self.type).replace("typing.", "")
+
+
+METRIC_TYPES = (int, float, bool, str, list[float], list[int])
+
+
+class NoParams(StageConfig):
+    """The parameters of a method that has none."""
+
+
+class Method(ABC):
+    """What every attack and defense declares. Subclass one of the kinds below, not this.
+
+    Attributes
+    ----------
+    name : str
+        The name a search space uses (``ac``, ``yellow_square``); unique within attacks and within defenses.
+    Params : type of StageConfig
+        The method's parameters, each a possible grid axis.
+    metrics : tuple of Metric
+        What the method adds to a row (beside the metrics its kind adds, :meth:`kind_metrics`).
+    stages : tuple of Stage
+        Stages of its own that it runs through the graph (the kind's generic stages are not listed).
+    description : str
+        One line for ``bdsweep list``; the class docstring's first line by default.
+    """
+
+    kind: ClassVar[str]
+    name: str
+    Params: type[StageConfig] = NoParams
+    metrics: tuple[Metric, ...] = ()
+    stages: tuple[Stage, ...] = ()
+    description: str = ""
+
+    # Filled in by the registry: the distribution the method comes from and its version.
+    package: str = "bdsweep"
+    version: str | None = None
+
+    def summary(self) -> str:
+        """One line saying what the method does."""
+        doc = self.description or (type(self).__doc__ or "").strip()
+        return doc.splitlines()[0].strip() if doc else ""
+
+    @classmethod
+    def kind_metrics(cls) -> tuple[Metric, ...]:
+        """Metrics every method of this kind adds (the walk computes them, not the method)."""
+        return ()
+
+    def label(self, params: StageConfig) -> str:
+        """The readable, canonical name of one configuration: ``name(k=v,...)`` with every parameter
+        that differs from its default, in declaration order; the name alone when none does."""
+        shown = []
+        for key, info in type(params).model_fields.items():
+            value = getattr(params, key)
+            if info.is_required() or value != info.default:
+                shown.append(f"{key}={_label_value(value)}")
+        return self.name + (f"({','.join(shown)})" if shown else "")
+
+
+def _label_value(value: Any) -> str:
+    if isinstance(value, dict):
+        return "{" + ",".join(f"{k}:{_label_value(v)}" for k, v in sorted(value.items())) + "}"
+    return str(value)
+
+
+# -- attacks ------------------------------------------------------------------------------------------
+
+
+Mode = Literal["train", "test", "cover"]
+
+
+class Attack(Method):
+    """How a training sample is poisoned and how a test input is triggered.
+
+    The generic ``poison`` stage (:func:`tasks.poison.poison_dataset`) chooses the samples and
+    records, per sample, its index, the label it carries and whether it is poison or cover; the
+    attack only changes pixels, in :meth:`stamp`.
+
+    Attributes
+    ----------
+    labels : "dirty" or "clean"
+        ``dirty``: poisons are drawn from the source class (or every class but the target, for
+        ``source: all``) and relabelled as the target. ``clean``: poisons are drawn from the target
+        class and keep their label (SIG, label-consistent).
+    """
+
+    kind = "attack"
+    labels: Literal["dirty", "clean"] = "dirty"
+
+    @abstractmethod
+    def stamp(self, params: StageConfig, x: np.ndarray, *, mode: Mode, rng: np.random.Generator,
+              parents: tuple = ()) -> tuple[np.ndarray, dict[str, int | float]]:
+        """A triggered copy of uint8 images ``x`` (n, h, w, 3) and metrics of how it was done.
+
+        ``mode`` is ``train`` for poisons, ``test`` for the inputs the attack success is measured
+        on (an attack may use another strength there), ``cover`` for cover samples (see
+        :meth:`n_cover`). ``rng`` is the attack's seeded generator; ``parents`` the loaded
+        artifacts of :meth:`parents`. The metrics of a ``train`` stamp are the row's
+        ``attack_<name>``, of a ``test`` stamp ``attack_test_<name>``: declare them in ``metrics``.
+        """
+
+    def n_cover(self, params: StageConfig, n_poisoned: int) -> int:
+        """How many correctly labelled cover samples to add beside ``n_poisoned`` poisons (default 0)."""
+        return 0
+
+    def parents(self, params: StageConfig, graph: "TrialGraph") -> tuple:
+        """Extra parent stages the poisoning reads (a proxy model trained on clean data), as refs
+        from ``graph.step``; their loaded artifacts reach :meth:`stamp` as ``parents``."""
+        return ()
+
+
+# -- the data a defense may see ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, eq=False)
+class CleanData:
+    """The clean tuning set the defender holds (never poisoned, never the test set).
+
+    ``x_tune``: uint8 (n, h, w, c); ``y_tune``: int64 (n,); ``n_classes``: int.
+    """
+
+    x_tune: np.ndarray
+    y_tune: np.ndarray
+    n_classes: int
+
+
+@dataclass(frozen=True, eq=False)
+class DefenseData:
+    """What a training-set filter sees: the training samples earlier stages kept, and the clean tuning set.
+
+    Attributes
+    ----------
+    x, y, is_poison : the training samples this stage sees: uint8 images (n, h, w, c), int labels
+        (n,) as the attacker labelled them, bool ground truth (n,) for metrics and controls only
+    x_tune, y_tune : the clean tuning set the defender holds (never poisoned)
+    n_classes : int
+    """
+
+    x: np.ndarray
+    y: np.ndarray
+    is_poison: np.ndarray
+    x_tune: np.ndarray
+    y_tune: np.ndarray
+    n_classes: int
+
+    @property
+    def clean(self) -> CleanData:
+        return CleanData(self.x_tune, self.y_tune, self.n_classes)
+
+
+@dataclass(frozen=True, eq=False)
+class Context:
+    """What a defense step is told besides its data.
+
+    ``seed``: the seed its randomness takes (the trial's); ``train``: the trial's train config
+    (epochs, optimiser: for defenses that train); ``model``: the current Keras model, for methods
+    that read it (None otherwise); ``prepared``: the loaded artifacts of the method's own stages
+    (:meth:`TrainingSetFilter.prepare`), in order.
+    """
+
+    seed: int
+    train: "TrainConfig"
+    model: "keras.Model | None" = None
+    prepared: tuple = ()
+
+
+class Defense(Method):
+    """A defense of any kind. Subclass :class:`TrainingSetFilter`, :class:`ModelInspection`,
+    :class:`ModelRepair` or :class:`InputFilter`."""
+
+
+# -- training-set filters ------------------------------------------------------------------------------
+
+
+class FilterParams(StageConfig):
+    """The parameters every training-set filter shares: what happens after the detection.
+
+    ``retrain``: ``full`` trains a fresh model on the kept samples (as the thesis), ``finetune``
+    continues training the current model on them, ``none`` only measures the detection.
+    """
+
+    retrain: Literal["full", "finetune", "none"] = "full"
+
+
+@dataclass(frozen=True, eq=False)
+class Detected:
+    """What a filter's :meth:`~TrainingSetFilter.detect` returns.
+
+    ``flagged``: bool (n,) over the samples it saw, True = removed; ``metrics``: the method's
+    declared metrics; ``scores``: float (n,), a per-sample suspicion score, or None.
+    """
+
+    flagged: np.ndarray
+    metrics: dict = field(default_factory=dict)
+    scores: np.ndarray | None = None
+
+
+FILTER_METRICS = (
+    Metric("n_seen", int, "training samples the filter saw"),
+    Metric("n_poisoned", int, "poisons among them"),
+    Metric("removed_total", int, "samples it removed"),
+    Metric("removed_poisoned", int, "poisons it removed"),
+    Metric("removed_clean", int, "clean samples it removed"),
+    Metric("tpr", float, "removed_poisoned / n_poisoned"),
+    Metric("fpr", float, "removed_clean / clean samples seen"),
+    Metric("precision", float, "removed_poisoned / removed_total"),
+    Metric("f1", float, "harmonic mean of precision and tpr"),
+    Metric("n_kept", int, "samples handed on"),
+    Metric("kept_digest", str, "digest of the kept indices (what a retraining is keyed by)"),
+    Metric("retrained", bool, "whether a model was trained on the kept samples"),
+    Metric("retrain_key", str, "key of the retrained model handed on; NULL when none was"),
+)
+
+
+class TrainingSetFilter(Defense):
+    """Flags training samples; the model is then retrained on the rest (``retrain``).
+
+    Implement :meth:`detect`. ``Params`` must subclass :class:`FilterParams`.
+
+    Attributes
+    ----------
+    reads_model : bool
+        Whether :meth:`detect` needs the current model (``context.model``).
+    """
+
+    kind = "training_set_filter"
+    Params: type[FilterParams] = FilterParams
+    reads_model: bool = False
+
+    @classmethod
+    def kind_metrics(cls) -> tuple[Metric, ...]:
+        return FILTER_METRICS
+
+    @abstractmethod
+    def detect(self, params: FilterParams, data: DefenseData, context: Context) -> Detected:
+        """Which of ``data.x`` to remove. Called inside the generic ``detection`` stage."""
+
+    def prepare(self, params: FilterParams, graph: "TrialGraph", label: str) -> tuple:
+        """Shared stages computed before the detection (a layer's activations), as refs from
+        ``graph``; their artifacts reach :meth:`detect` as ``context.prepared``. Default: none."""
+        return ()
+
+    def detection(self, params: FilterParams, graph: "TrialGraph", label: str):
+        """The detection's ``(ref, record)``; override to put stages around it (Activation
+        Clustering's reclassification). Default: :meth:`prepare`, then the ``detection`` stage."""
+        return graph.detection(self, params, label)
+
+
+# -- model inspection ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, eq=False)
+class Inspected:
+    """What :meth:`ModelInspection.inspect` returns.
+
+    ``scores``: float (n_classes,), per class, higher = more suspicious; ``flagged``: bool
+    (n_classes,); ``metrics``: the method's declared metrics; ``arrays``: anything the repair
+    needs later (a reversed trigger), saved with the inspection.
+    """
+
+    scores: np.ndarray
+    flagged: np.ndarray
+    metrics: dict = field(default_factory=dict)
+    arrays: dict[str, np.ndarray] = field(default_factory=dict)
+
+
+INSPECTION_METRICS = (
+    Metric("flagged_classes", str, "classes flagged as backdoored, comma-separated"),
+    Metric("n_flagged_classes", int, "how many classes were flagged"),
+    Metric("target_flagged", bool, "whether the attack's target class was flagged"),
+    Metric("target_score", float, "the target class's suspicion score"),
+    Metric("repaired", bool, "whether the model was repaired after the inspection"),
+)
+
+
+class ModelInspection(Defense):
+    """Scores and flags each class of the model; the model is handed on unchanged unless
+    :meth:`repairs` says to repair it with :meth:`repair`.
+
+    Implement :meth:`inspect`; a method that repairs implements :meth:`repair` and :meth:`repairs`.
+    """
+
+    kind = "model_inspection"
+
+    @classmethod
+    def kind_metrics(cls) -> tuple[Metric, ...]:
+        return INSPECTION_METRICS
+
+    @abstractmethod
+    def inspect(self, params: StageConfig, model: "keras.Model", data: CleanData, context: Context) -> Inspected:
+        """Per-class scores and flags of ``model``."""
+
+    def repairs(self, params: StageConfig) -> bool:
+        """Whether this configuration repairs the model after the inspection (default: no)."""
+        return False
+
+    def repair(self, params: StageConfig, inspected: Inspected, model: "keras.Model", data: CleanData,
+               context: Context) -> tuple["keras.Model", dict]:
+        """A repaired copy of ``model`` (never ``model`` itself: it is a cached artifact) and metrics."""
+        raise TypeError(f"{self.name} does not repair models; its repairs() must return False")
+
+
+# -- model repair ---------------------------------------------------------------------------------------
+
+
+class ModelRepair(Defense):
+    """Turns the model into another on clean data: fine-tuning, pruning, unlearning.
+
+    Implement :meth:`repair` (run by the generic ``repair`` stage), or override :meth:`repaired`
+    to run stages of one's own (Fine-Pruning's curve, selection and fine-tuning).
+    """
+
+    kind = "model_repair"
+
+    def repair(self, params: StageConfig, model: "keras.Model", data: CleanData,
+               context: Context) -> tuple["keras.Model", dict]:
+        """A repaired copy of ``model`` (never ``model`` itself: it is a cached artifact) and metrics."""
+        raise TypeError(f"{self.name} overrides neither repair() nor repaired()")
+
+    def repaired(self, params: StageConfig, graph: "TrialGraph", label: str):
+        """The repaired model's ref and the row metrics. Default: the generic ``repair`` stage."""
+        return graph.repair(self, params, label)
+
+
+# -- input filters ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, eq=False)
+class Calibration:
+    """What :meth:`InputFilter.calibrate` learns on clean data: ``arrays`` (saved with it) and ``metrics``."""
+
+    arrays: dict[str, np.ndarray] = field(default_factory=dict)
+    metrics: dict = field(default_factory=dict)
+
+
+INPUT_FILTER_METRICS = (
+    Metric("rejected_clean", float, "share of clean test inputs rejected (false rejections)"),
+    Metric("rejected_triggered", float, "share of triggered test inputs rejected (detections)"),
+)
+
+
+class InputFilter(Defense):
+    """Decides at inference which test inputs the model serves; stands last in a pipeline.
+
+    A rejected input counts as neither correct nor a backdoor success: with the filter,
+    ``clean_acc`` is the share of clean test inputs served and classified correctly, ``asr`` the
+    share of triggered inputs served and classified as the target. Implement :meth:`calibrate`
+    (on clean data, e.g. a threshold for a false-rejection rate) and :meth:`accept`.
+    """
+
+    kind = "input_filter"
+
+    @classmethod
+    def kind_metrics(cls) -> tuple[Metric, ...]:
+        return INPUT_FILTER_METRICS
+
+    @abstractmethod
+    def calibrate(self, params: StageConfig, model: "keras.Model", data: CleanData, context: Context) -> Calibration:
+        """What :meth:`accept` needs, learnt on the clean tuning set only."""
+
+    @abstractmethod
+    def accept(self, params: StageConfig, calibration: Calibration, model: "keras.Model", x: np.ndarray,
+               context: Context) -> np.ndarray:
+        """bool (n,): which of the unlabelled uint8 inputs ``x`` (n, h, w, c) are served."""
+
+
+KINDS: dict[str, type[Method]] = {
+    kind.kind: kind for kind in (Attack, TrainingSetFilter, ModelInspection, ModelRepair, InputFilter)
+}
