@@ -26,7 +26,7 @@ SUMMARY = "summary"
 BREAK_LONGER_THAN = 20  # characters; shorter labels (a trigger's name) never wrap
 BANNER_LIST_LIMIT = 20  # damaged files and errored trials named in the banner; section "Sweep" lists all
 
-# "96.4 [95.1, 97.7] n=3", "96.4 (n = 1)", "12.5 [8.1, 18.7]" (a Wilson interval): the estimate, then the rest.
+# "96.4 [95.1, 97.7] n=3", "96.4 (n = 1)", "12.5 [8.1, 18.7]" (no n): the estimate, then the rest.
 _ESTIMATE = re.compile(r"(?P<estimate>[-+−]?\d[\d.,]*)\s(?P<interval>\[[^\]]*\](?:\sn=\d+)?|\(n = 1\))")
 _NUMBER = re.compile(r"[-+−]?(\d{1,3}(,\d{3})+|\d+)(\.\d+)?\s?(%|pp|s|min|h)?|–|-")
 
@@ -91,7 +91,7 @@ def render_markdown(sections: list[Section], facts: SweepFacts, written_at: date
               "differences of percentages are in percentage points (pp). A number that aggregates seeds reads "
               "`mean [95 % confidence interval] n=seeds`; a cell from one run says `(n = 1)` and has no interval. "
               "Intervals of percentages are cut at 0 and 100. "
-              "Detection rates are pooled from counts with Wilson intervals.", "", "## Contents", ""]
+              "Detection rates are computed per model and averaged over models (n = models), their counts summed beside them.", "", "## Contents", ""]
     numbered = _numbered(sections, html=False)
     lines += [f"{section['number']}. [{section['title']}](#{section['id']})" for section in numbered]
     lines.append("")

@@ -1,10 +1,14 @@
-"""Means with 95 % confidence intervals, aggregated in DuckDB, intervals from SciPy.
+"""Means with 95 % confidence intervals, aggregated in DuckDB, intervals and tests from SciPy.
 
 Every number a report shows that aggregates seeds is a mean with a two-sided 95 % Student-t
 interval and its n: ``mean ± t(0.975, n - 1) · s / √n`` with ``s`` the sample standard deviation.
 With n = 1 there is no interval (the bounds are NaN) and the cell says ``n = 1``. Detection rates
-are aggregated from counts (micro), with Wilson score intervals. A difference between two independent
-groups (section Answers: face models against sign models) gets Welch's interval.
+are computed per model (the samples of one backdoored model share its training run, its features
+and its clusters, so they are not independent draws) and averaged over models with the same
+t interval, n = models; the counts summed over every model stay beside them as counts. A
+difference between two independent groups (section Answers: face models against sign models) gets
+Welch's interval. The p-values of section Answers come from the same t statistics as its intervals,
+and Holm's step-down procedure adjusts them for the number of claims judged.
 """
 
 from __future__ import annotations
@@ -82,16 +86,91 @@ def welch_interval(first: Sequence[float] | np.ndarray,
     return difference, difference - half, difference + half, float(df)
 
 
-def wilson_interval(successes: np.ndarray, trials: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """95 % Wilson score interval of a proportion ``successes / trials``, elementwise; NaN where trials = 0."""
-    k, n = np.asarray(successes, dtype=float), np.asarray(trials, dtype=float)
-    z = stats.norm.ppf(0.5 + CONFIDENCE / 2)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        p = k / n
-        centre = (p + z**2 / (2 * n)) / (1 + z**2 / n)
-        half = z * np.sqrt(p * (1 - p) / n + z**2 / (4 * n**2)) / (1 + z**2 / n)
-    lower, upper = np.where(n > 0, centre - half, np.nan), np.where(n > 0, centre + half, np.nan)
-    return lower, upper
+def t_pvalue(values: Sequence[float] | np.ndarray, null: float = 0.0) -> float:
+    """Two-sided p-value of the one-sample Student-t test that the mean of ``values`` equals ``null``.
+
+    The statistic is the one :func:`mean_interval` builds its interval from,
+    ``t = (mean − null) / (s / √n)`` with n − 1 degrees of freedom, so p < 0.05 exactly when the 95 %
+    interval leaves out ``null``.
+
+    Parameters
+    ----------
+    values : the sample (one value per pair or model); NaN left out
+    null : the mean under the null hypothesis, in the values' unit
+
+    Returns
+    -------
+    p in [0, 1]; NaN when fewer than 2 values (no test). When every value is equal (s = 0) the
+    interval is that value, and p is 0 unless it equals ``null`` (then 1).
+    """
+    values = np.asarray(values, dtype=float)
+    values = values[~np.isnan(values)]
+    n = len(values)
+    if n < 2:
+        return math.nan
+    standard_error = float(np.std(values, ddof=1)) / math.sqrt(n)
+    return _two_sided(float(values.mean()) - null, standard_error, n - 1)
+
+
+def welch_pvalue(first: Sequence[float] | np.ndarray, second: Sequence[float] | np.ndarray) -> float:
+    """Two-sided p-value of Welch's test that two independent groups have equal means.
+
+    The statistic and degrees of freedom are those of :func:`welch_interval`:
+    ``t = (mean₁ − mean₂) / √(s₁²/n₁ + s₂²/n₂)`` with the Welch–Satterthwaite df.
+
+    Returns
+    -------
+    p in [0, 1]; NaN when either group has fewer than 2 values (NaN left out); 0 or 1 as in
+    :func:`t_pvalue` when both groups are constant
+    """
+    first, second = (np.asarray(group, dtype=float) for group in (first, second))
+    first, second = first[~np.isnan(first)], second[~np.isnan(second)]
+    if len(first) < 2 or len(second) < 2:
+        return math.nan
+    difference, _, _, df = welch_interval(first, second)
+    standard_error = math.sqrt(np.var(first, ddof=1) / len(first) + np.var(second, ddof=1) / len(second))
+    return _two_sided(difference, standard_error, df)
+
+
+def _two_sided(effect: float, standard_error: float, df: float) -> float:
+    if standard_error == 0:
+        return 1.0 if effect == 0 else 0.0
+    return float(2 * stats.t.sf(abs(effect) / standard_error, df))
+
+
+def holm(pvalues: Sequence[float] | np.ndarray, alpha: float = 1 - CONFIDENCE) -> tuple[np.ndarray, np.ndarray]:
+    """Holm's step-down adjustment of ``pvalues`` for a family-wise error rate of ``alpha``.
+
+    Sort the m p-values, p₍₁₎ ≤ … ≤ p₍ₘ₎; hypothesis (i) is rejected when p₍ⱼ₎ ≤ alpha / (m − j + 1)
+    for every j ≤ i, which keeps the probability of rejecting any true hypothesis of the family at
+    most ``alpha``, whatever their dependence. The adjusted p-value of (i) is
+    ``max over j ≤ i of min(1, (m − j + 1) · p₍ⱼ₎)``; (i) is rejected exactly when it is ≤ ``alpha``.
+    Reference: S. Holm, "A simple sequentially rejective multiple test procedure", Scandinavian
+    Journal of Statistics 6 (1979), 65–70.
+
+    Parameters
+    ----------
+    pvalues : shape (k,), in [0, 1]; NaN (a claim without a test) is left out of the family, so m
+        counts the finite ones
+    alpha : the family-wise error rate, 0.05 by default
+
+    Returns
+    -------
+    ``(adjusted, rejected)``: float array of shape (k,) (NaN where the p-value is NaN) and bool
+    array of shape (k,) (False there), in the order of ``pvalues``
+    """
+    pvalues = np.asarray(pvalues, dtype=float)
+    adjusted = np.full(pvalues.shape, np.nan)
+    tested = np.flatnonzero(~np.isnan(pvalues))
+    order = tested[np.argsort(pvalues[tested], kind="stable")]
+    m = len(order)
+    running = 0.0
+    for rank, index in enumerate(order):  # rank j - 1
+        running = max(running, min(1.0, (m - rank) * pvalues[index]))
+        adjusted[index] = running
+    rejected = np.zeros(pvalues.shape, dtype=bool)
+    rejected[tested] = adjusted[tested] <= alpha
+    return adjusted, rejected
 
 
 def aggregate(connection: duckdb.DuckDBPyConnection, source: str, by: Sequence[str], metrics: Sequence[str],
@@ -127,9 +206,19 @@ def aggregate(connection: duckdb.DuckDBPyConnection, source: str, by: Sequence[s
     return frame[ordered]
 
 
-def pooled_rates(connection: duckdb.DuckDBPyConnection, source: str, by: Sequence[str],
-                 where: str = "TRUE") -> pd.DataFrame:
-    """A filtering defense's confusion counts summed per group, and the rates of the sums (micro-aggregation).
+RATES = ("tpr", "fpr", "removed_share", "precision", "f1")
+
+
+def detection_rates(connection: duckdb.DuckDBPyConnection, source: str, by: Sequence[str], model: Sequence[str],
+                    where: str = "TRUE") -> pd.DataFrame:
+    """A filtering step's detection rates per group: computed per model, averaged over models with a
+    Student-t interval (n = models), and the confusion counts summed over the group's models beside them.
+
+    The samples one model saw are not independent draws: they share the model's training run, its
+    features and its clusters, so a filter catches them together or misses them together. A
+    binomial interval over the pooled samples (Wilson's, say) treats them as independent and is too
+    narrow. Here the unit is the model: each model's rate is one value, and the interval is
+    :func:`t_interval` over those values. Each model weighs the same, however many poisons it had.
 
     Parameters
     ----------
@@ -137,34 +226,61 @@ def pooled_rates(connection: duckdb.DuckDBPyConnection, source: str, by: Sequenc
         ``removed_poisoned``, ``removed_clean``, ``n_poisoned`` and ``n_seen`` (samples); rows
         without counts are left out
     by : grouping columns
+    model : columns that, within a group, tell one backdoored model from another (the attack
+        setting's columns and ``seed``); those already in ``by`` are skipped. Runs of one model in a
+        group have their counts summed before the model's rate is taken.
     where : SQL condition on ``source``'s rows
 
     Returns
     -------
-    DataFrame sorted by ``by``, one row per group: ``tp`` (poisoned removed), ``fp`` (clean removed),
-    ``fn`` (poisoned kept), ``tn`` (clean kept), ``seen`` and ``runs`` (int64); the fractions
-    ``tpr`` = TP / (TP + FN), ``fpr`` = FP / (FP + TN) and ``removed_share`` = (TP + FP) / seen, each
-    with 95 % Wilson bounds ``<rate>_lo``, ``<rate>_hi``; ``precision`` = TP / (TP + FP) and
-    ``f1`` = 2 TP / (2 TP + FP + FN). A rate whose denominator is 0 is NaN.
+    DataFrame sorted by ``by``, one row per group, with the counts summed over its models (int64):
+    ``tp`` (poisoned removed), ``fp`` (clean removed), ``fn`` (poisoned kept), ``tn`` (clean kept),
+    ``seen``, ``runs`` and ``models``; and per rate — ``tpr`` = TP / (TP + FN), ``fpr`` = FP / (FP + TN),
+    ``removed_share`` = (TP + FP) / seen, ``precision`` = TP / (TP + FP), ``f1`` = 2 TP / (2 TP + FP + FN) —
+    the mean of the models' rates ``<rate>``, its 95 % t bounds ``<rate>_lo`` and ``<rate>_hi`` (cut
+    at 0 and 1; NaN when n < 2), ``<rate>_n`` (models whose rate is defined: a model without poisons
+    has no TPR) and ``<rate>_pooled``, the same ratio of the summed counts. A rate whose denominator
+    is 0 is NaN.
     """
-    keys = ", ".join(quote_identifier(c) for c in by)
-    sums = ("sum(removed_poisoned)::BIGINT AS tp, sum(removed_clean)::BIGINT AS fp, "
-            "sum(n_poisoned - removed_poisoned)::BIGINT AS fn, sum(n_seen - n_poisoned - removed_clean)::BIGINT AS tn, "
-            "sum(n_seen)::BIGINT AS seen, count(*) AS runs")
-    group = f"GROUP BY {keys} ORDER BY {keys}" if by else ""
-    frame = connection.execute(f"SELECT {keys + ', ' if by else ''}{sums} FROM {source} "
-                               f"WHERE ({where}) AND removed_poisoned IS NOT NULL {group}").df()
-    counts = ["tp", "fp", "fn", "tn", "seen", "runs"]
-    frame[counts] = frame[counts].astype("int64")
+    group_columns = list(by)
+    model_columns = [column for column in dict.fromkeys(model) if column not in group_columns]
+    group = ", ".join(quote_identifier(c) for c in group_columns)
+    per_model_keys = ", ".join(quote_identifier(c) for c in [*group_columns, *model_columns])
+    sums = ("sum(removed_poisoned)::DOUBLE AS tp, sum(removed_clean)::DOUBLE AS fp, "
+            "sum(n_poisoned - removed_poisoned)::DOUBLE AS fn, sum(n_seen - n_poisoned - removed_clean)::DOUBLE AS tn, "
+            "sum(n_seen)::DOUBLE AS seen, count(*) AS runs")
+    fractions = {"tpr": ("tp", "tp + fn"), "fpr": ("fp", "fp + tn"), "removed_share": ("tp + fp", "seen"),
+                 "precision": ("tp", "tp + fp"), "f1": ("2 * tp", "2 * tp + fp + fn")}
+    ratio = {rate: f"({hits}) / nullif({total}, 0)" for rate, (hits, total) in fractions.items()}
+    per_model = (f"(SELECT {per_model_keys}, {sums} FROM {source} "
+                 f"WHERE ({where}) AND removed_poisoned IS NOT NULL GROUP BY {per_model_keys})")
+    per_model = f"(SELECT *, {', '.join(f'{ratio[rate]} AS {rate}' for rate in RATES)} FROM {per_model})"
+    totals = ("sum(tp) AS tp, sum(fp) AS fp, sum(fn) AS fn, sum(tn) AS tn, sum(seen) AS seen, "
+              "sum(runs) AS runs, count(*) AS models")
+    means = ", ".join(f"avg({rate}) AS {rate}, stddev_samp({rate}) AS {rate}_sd, count({rate}) AS {rate}_n"
+                      for rate in RATES)
+    grouping = f"GROUP BY {group} ORDER BY {group}" if group_columns else ""
+    frame = connection.execute(f"SELECT {group + ', ' if group_columns else ''}{totals}, {means} "
+                               f"FROM {per_model} {grouping}").df()
+    if not group_columns and int(frame["models"].iloc[0]) == 0:
+        frame = frame.iloc[:0]
+    counts = ["tp", "fp", "fn", "tn", "seen", "runs", "models"]
+    # Counts averaged over repeated runs (the benign arm averages triggers) can be fractional.
+    frame[counts] = frame[counts].round().astype("int64")
     tp, fp, fn, tn, seen = (frame[c].to_numpy(dtype=float) for c in counts[:5])
-    for rate, hits, total in (("tpr", tp, tp + fn), ("fpr", fp, fp + tn), ("removed_share", tp + fp, seen)):
+    pooled = {"tpr": (tp, tp + fn), "fpr": (fp, fp + tn), "removed_share": (tp + fp, seen),
+              "precision": (tp, tp + fp), "f1": (2 * tp, 2 * tp + fp + fn)}
+    for rate in RATES:
+        frame[f"{rate}_n"] = frame[f"{rate}_n"].astype("int64")
+        lower, upper = t_interval(frame[rate], frame[f"{rate}_sd"].fillna(0.0), frame[f"{rate}_n"])
+        # A rate lies in [0, 1]; a t interval over few models near 0 or 1 reaches past it.
+        frame[f"{rate}_lo"], frame[f"{rate}_hi"] = np.clip(lower, 0.0, 1.0), np.clip(upper, 0.0, 1.0)
+        hits, total = pooled[rate]
         with np.errstate(invalid="ignore", divide="ignore"):
-            frame[rate] = hits / total
-        frame[f"{rate}_lo"], frame[f"{rate}_hi"] = wilson_interval(hits, total)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        frame["precision"] = tp / (tp + fp)
-        frame["f1"] = 2 * tp / (2 * tp + fp + fn)
-    return frame
+            frame[f"{rate}_pooled"] = np.where(total > 0, hits / np.where(total > 0, total, 1), np.nan)
+    ordered = [*group_columns, *counts] + [f"{rate}{part}" for rate in RATES
+                                           for part in ("", "_lo", "_hi", "_n", "_pooled")]
+    return frame[ordered].reset_index(drop=True)
 
 
 def format_estimate(mean: float, lower: float, upper: float, n: int, scale: float = 100.0, digits: int = 1) -> str:

@@ -3,7 +3,7 @@
 On trials with ``poison_pct = 0`` every sample a filtering step removes is clean, so its removals
 are pure false positives, and any clean-accuracy drop is the price of running the defense on an
 innocent training set. Per (dataset, model) and defense configuration: the false-positive rate of
-each filtering step, pooled from counts with a Wilson interval, and the clean-accuracy cost
+each filtering step, per model with a t interval over models and pooled counts beside it, and the clean-accuracy cost
 (``clean_acc_before − clean_acc_after``), a mean with a Student-t interval over seeds. Fine-Pruning
 removes no samples: it has a cost and no rate.
 
@@ -30,7 +30,7 @@ from orchestrator.report.sections.settings import (
     rate_cells,
     setting_columns,
 )
-from orchestrator.report.stats import aggregate, pooled_rates
+from orchestrator.report.stats import aggregate, detection_rates
 
 BENIGN = "poison_pct = 0"
 COUNTS = {"removed_poisoned", "removed_clean", "n_seen", "n_poisoned"}
@@ -51,8 +51,9 @@ def section(context: ReportContext) -> Section | None:
         return None
     blocks: list = [Paragraph(
         "Every defense configuration run on training sets with 0 % poison, where every sample removed is clean. "
-        "FPR: the share of the clean training samples a filtering step removed, pooled from the counts of "
-        "every seed with a 95 % Wilson interval (a configuration with two filtering steps has a row per step; "
+        "FPR: the share of the clean training samples a filtering step removed, computed per model (a seed) and "
+        "averaged over models, mean [95 % Student-t interval] n = models, since the samples of one model are not "
+        "independent; the counts summed over models stand beside it (a configuration with two filtering steps has a row per step; "
         "the second sees only what the first kept). Clean-accuracy cost: clean accuracy before the defense "
         "minus after it, in percentage points, mean [95 % CI] n = seeds; a negative cost is a gain. "
         "Fine-Pruning removes no samples, so it has a cost and no FPR. Trials at 0 % that differ only in their "
@@ -90,7 +91,7 @@ def benign_table(context: ReportContext, keys: list[str]) -> pd.DataFrame:
     DataFrame with ``keys``, ``pipeline``; the clean-accuracy cost ``acc_cost_mean/_lo/_hi/_n`` and
     ``clean_acc_before_mean/_lo/_hi/_n`` (fractions; n = seeds); the filtering step's ``position``
     (0 where the configuration removes no samples) and ``defense`` (``""`` then), with
-    :func:`pooled_rates`' ``fp``, ``tn``, ``fpr``, ``fpr_lo``, ``fpr_hi`` (NaN without a step) and
+    :func:`detection_rates`' ``fp``, ``tn``, ``fpr``, ``fpr_lo``, ``fpr_hi``, ``fpr_n`` (NaN without a step) and
     ``seeds`` pooled. Configurations in reading order.
     """
     by = ", ".join(quote(k) for k in [*keys, "pipeline", "seed"])
@@ -107,7 +108,7 @@ def benign_table(context: ReportContext, keys: list[str]) -> pd.DataFrame:
         merged = cost.merge(rates, on=[*keys, "pipeline"], how="left")
         merged["position"] = merged["position"].fillna(0).astype("int64")
         merged["defense"] = merged["defense"].fillna("")
-    for column in ("fp", "tn", "seeds"):
+    for column in ("fp", "tn", "seeds", "fpr_n"):
         merged[column] = merged[column].fillna(0).astype("int64") if column in merged else 0
     for column in ("fpr", "fpr_lo", "fpr_hi"):
         if column not in merged:
@@ -115,24 +116,25 @@ def benign_table(context: ReportContext, keys: list[str]) -> pd.DataFrame:
     rank = {p: i for i, p in enumerate(pipeline_order(merged["pipeline"]))}
     merged = merged.sort_values([*keys, "pipeline", "position"],
                                 key=lambda c: c.map(rank) if c.name == "pipeline" else c)
-    columns = [*keys, "pipeline", "position", "defense", "fp", "tn", "fpr", "fpr_lo", "fpr_hi", "seeds",
+    columns = [*keys, "pipeline", "position", "defense", "fp", "tn", "fpr", "fpr_lo", "fpr_hi", "fpr_n", "seeds",
                *(f"{m}_{p}" for m in ("acc_cost", "clean_acc_before") for p in ("mean", "lo", "hi", "n"))]
     return merged[columns].reset_index(drop=True)
 
 
 def _false_positives(context: ReportContext, keys: list[str]) -> pd.DataFrame:
-    """:func:`pooled_rates` of each filtering step at 0 % poison, counts averaged per seed over triggers."""
+    """:func:`detection_rates` of each filtering step at 0 % poison, a model per seed (its counts averaged
+    over triggers: at 0 % a trigger changes nothing)."""
     if not COUNTS | {"defense", "position"} <= context.columns("stages"):
         return pd.DataFrame()
     by = ", ".join(quote(k) for k in [*keys, "pipeline", "position", "defense", "seed"])
     counts = ", ".join(f"avg({c}) AS {c}" for c in sorted(COUNTS))
     per_seed = (f"(SELECT {by}, {counts} FROM stages WHERE {BENIGN} AND removed_clean IS NOT NULL "
                 f"AND n_seen IS NOT NULL GROUP BY {by})")
-    rates = pooled_rates(context.connection, per_seed, [*keys, "pipeline", "position", "defense"])
+    rates = detection_rates(context.connection, per_seed, [*keys, "pipeline", "position", "defense"], ["seed"])
     if rates.empty:
         return rates
     rates = rates.rename(columns={"runs": "seeds"})
-    return rates[[*keys, "pipeline", "position", "defense", "fp", "tn", "fpr", "fpr_lo", "fpr_hi", "seeds"]]
+    return rates[[*keys, "pipeline", "position", "defense", "fp", "tn", "fpr", "fpr_lo", "fpr_hi", "fpr_n", "seeds"]]
 
 
 def _step(position: int, defense: str) -> str:
@@ -143,14 +145,14 @@ def _table(stem: str, label: str, rows: pd.DataFrame) -> Table:
     shown = pd.DataFrame({heading("pipeline"): rows["pipeline"]})
     shown["Filtering step"] = [_step(p, d) for p, d in zip(rows["position"], rows["defense"])]
     shown["FPR (%)"] = rate_cells(rows, "fpr")
-    shown["Clean removed"] = ["–" if not position else f"{fp:,} of {fp + tn:,}"
+    shown["Clean removed, pooled"] = ["–" if not position else f"{fp:,} of {fp + tn:,}"
                               for position, fp, tn in zip(rows["position"], rows["fp"], rows["tn"])]
     shown["Clean acc. before (%)"] = estimate_cells(rows, "clean_acc_before")
     shown["Clean-acc. cost (pp)"] = estimate_cells(rows, "acc_cost", bounds=None)
     return Table(stem, f"Benign arm on {label}: false positives and clean-accuracy cost at 0 % poison", shown, rows,
-                 "FPR: clean samples removed over clean samples seen, summed over seeds (counts averaged over "
-                 "triggers first), 95 % Wilson interval. Cost: before − after in percentage points, mean [95 % CI] "
-                 "n = seeds.")
+                 "FPR: clean samples removed over clean samples seen per model (counts averaged over triggers "
+                 "first), mean [95 % Student-t interval] n = models (seeds). Clean removed, pooled: counts summed over the "
+                 "models. Cost: before − after in percentage points, mean [95 % CI] n = seeds.")
 
 
 def _summary(label: str, rows: pd.DataFrame) -> Paragraph:
@@ -183,7 +185,7 @@ def wrap_label(label: str, width: int = LABEL_WIDTH) -> str:
 
 
 def _figure(stem: str, label: str, rows: pd.DataFrame) -> Figure:
-    """Two panels sharing one row per table row: FPR with its Wilson interval (filtering steps only),
+    """Two panels sharing one row per table row: FPR with its t interval over models (filtering steps only),
     and the clean-accuracy cost with its t interval (once per configuration)."""
     several_steps = rows.groupby("pipeline")["position"].transform("size") > 1
     labels = [wrap_label(p) + (f"\n(step {pos})" if many else "")
@@ -214,7 +216,7 @@ def _figure(stem: str, label: str, rows: pd.DataFrame) -> Figure:
         cost_axis.set_xlabel("Clean-accuracy cost (pp)")
         svg = figures.to_svg(figure)
     return Figure(stem, f"Benign arm on {label}: FPR and clean-accuracy cost at 0 % poison", svg,
-                  "Left: each filtering step's false-positive rate, pooled over seeds, with its 95 % Wilson interval "
+                  "Left: each filtering step's false-positive rate, mean over models (seeds) with its 95 % t interval "
                   "(no point: the configuration removes no samples). Right: clean accuracy before minus after, "
                   "mean with its 95 % t interval over seeds (no bar: one seed); dotted: no cost. Colour: the "
                   "defense (black: a combination).")

@@ -1,9 +1,12 @@
-"""Section "Detection": what the filtering defenses removed, pooled from counts, and the ROC of
+"""Section "Detection": what the filtering defenses removed, per model and pooled, and the ROC of
 Spectral Signatures.
 
-Rates are micro-aggregated: TP, FP, FN and TN are summed over every run of a configuration (all
-attack settings and seeds) and the rates computed from the sums, with Wilson intervals — never
-averaged from per-run rates, which would weigh a run with few poisons like one with many.
+The unit of a detection rate's interval is the backdoored model (an attack setting and a seed), not
+the sample: the samples one model saw share its training and its features, so a filter catches or
+misses them together. Each rate is computed per model and averaged over models with a Student-t
+interval, n = models (:func:`~orchestrator.report.stats.detection_rates`); the counts summed over
+every model stay beside it as counts, so a reader sees both what was removed in total and how much
+the rate varies from model to model.
 """
 
 from __future__ import annotations
@@ -18,11 +21,12 @@ from orchestrator.report.sections.settings import (
     panel_title,
     pipeline_order,
     quote,
+    pooled_cells,
     rate_cells,
     select_panel,
     setting_columns,
 )
-from orchestrator.report.stats import aggregate, format_estimate, pooled_rates
+from orchestrator.report.stats import aggregate, detection_rates, format_estimate
 
 FILTERS = ("ac", "ss", "dp", "perfect_filter", "random_filter")
 COUNTS = {"removed_poisoned", "removed_clean", "n_seen", "n_poisoned"}
@@ -39,11 +43,19 @@ def section(context: ReportContext) -> Section | None:
     if counts.empty:
         return None
     blocks = [
-        Paragraph("What each filtering configuration removed from the training set, pooled over every attack "
-                  "setting and seed it ran on. TP: poisoned samples removed; FP: clean samples removed; FN: "
-                  "poisoned samples kept; TN: clean samples kept. TPR = TP / (TP + FN), FPR = FP / (FP + TN), "
-                  "precision = TP / (TP + FP), F1 = 2 TP / (2 TP + FP + FN). A configuration with two filtering "
-                  "steps has a row per step: the second sees only what the first kept."),
+        Paragraph("What each filtering configuration removed from the training set of every backdoored model it "
+                  "ran on (a model: one attack setting and seed). TP: poisoned samples removed; FP: clean samples "
+                  "removed; FN: poisoned samples kept; TN: clean samples kept. TPR = TP / (TP + FN), FPR = FP / "
+                  "(FP + TN), precision = TP / (TP + FP), F1 = 2 TP / (2 TP + FP + FN). A configuration with two "
+                  "filtering steps has a row per step: the second sees only what the first kept."),
+        Paragraph("How the intervals are taken. The samples of one model are not independent: they share its "
+                  "training run and its features, so a filter catches or misses them together. Each rate is "
+                  "therefore computed once per model, and the table gives the mean over models with a 95 % "
+                  "Student-t interval, mean ± t(0.975, n − 1) · s / √n, where n is the number of models (not "
+                  "of samples) and s the standard deviation of the models' rates. With one model there is no "
+                  "interval: the cell says (n = 1). The counts summed over all models (pooled, e.g. 37/42 "
+                  "poisons removed) stand beside each rate; they say how much was removed in total, not how "
+                  "certain the rate is."),
         rates_table(counts),
         counts_table(counts),
     ]
@@ -55,11 +67,11 @@ def section(context: ReportContext) -> Section | None:
 
 
 def detection_counts(context: ReportContext) -> pd.DataFrame:
-    """:func:`pooled_rates` per (dataset, model, pipeline, position, defense) of the filtering steps,
-    configurations in reading order."""
+    """:func:`detection_rates` per (dataset, model, pipeline, position, defense) of the filtering steps,
+    a model being an attack setting (:func:`setting_columns`) and a seed; configurations in reading order."""
     names = ", ".join(f"'{name}'" for name in FILTERS)
-    frame = pooled_rates(context.connection, "stages", ["dataset", "model", "pipeline", "position", "defense"],
-                         where=f"defense IN ({names})")
+    frame = detection_rates(context.connection, "stages", ["dataset", "model", "pipeline", "position", "defense"],
+                            [*setting_columns(context), "seed"], where=f"defense IN ({names})")
     if frame.empty:
         return frame
     rank = {p: i for i, p in enumerate(pipeline_order(frame["pipeline"]))}
@@ -82,19 +94,26 @@ def _percent(value: float) -> str:
 
 
 def rates_table(counts: pd.DataFrame) -> Table:
-    """TPR and FPR with Wilson intervals, precision, F1 and the share removed, per configuration step."""
+    """Per configuration step: each rate's mean over models with its t interval and n, the pooled
+    counts of TPR and FPR beside them, and the number of models."""
     shown = _keys(counts)
+    shown["Models"] = counts["models"].astype(str)
     shown["TPR (%)"] = rate_cells(counts, "tpr")
+    shown["TP / poisoned, pooled"] = pooled_cells(counts, "tpr")
     shown["FPR (%)"] = rate_cells(counts, "fpr")
-    shown["Precision (%)"] = [_percent(v) for v in counts["precision"]]
-    shown["F1 (%)"] = [_percent(v) for v in counts["f1"]]
-    shown["Removed (%)"] = [_percent(v) for v in counts["removed_share"]]
-    shown["Runs"] = counts["runs"].astype(str)
-    data = counts[["dataset", "model", "pipeline", "position", "defense", "tpr", "tpr_lo", "tpr_hi", "fpr", "fpr_lo",
-                   "fpr_hi", "precision", "f1", "removed_share", "runs"]]
-    return Table("detection_rates", "Detection rates per filtering configuration", shown, data,
-                 "Pooled from the counts of the next table; brackets: 95 % Wilson interval over samples. Removed: "
-                 "share of the training set the step removed. Runs: trials (attack settings × seeds) pooled.")
+    shown["FP / clean, pooled"] = pooled_cells(counts, "fpr")
+    shown["Precision (%)"] = rate_cells(counts, "precision")
+    shown["F1 (%)"] = rate_cells(counts, "f1")
+    shown["Removed (%)"] = rate_cells(counts, "removed_share")
+    rates = [f"{rate}{part}" for rate in ("tpr", "fpr", "precision", "f1", "removed_share")
+             for part in ("", "_lo", "_hi", "_n", "_pooled")]
+    data = counts[["dataset", "model", "pipeline", "position", "defense", "models", "runs", "tp", "fp", "fn", "tn",
+                   *rates]]
+    return Table("detection_rates", "Detection rates per filtering configuration: mean over models", shown, data,
+                 "Each rate computed per backdoored model, then mean [95 % Student-t interval over models] n = models "
+                 "(not samples); (n = 1): one model, no interval. Pooled: counts summed over all models, hits / "
+                 "total. Removed: share of the training set the step removed. Models: backdoored models (attack "
+                 "settings × seeds) the step ran on.")
 
 
 def counts_table(counts: pd.DataFrame) -> Table:
@@ -102,9 +121,12 @@ def counts_table(counts: pd.DataFrame) -> Table:
     shown = _keys(counts)
     for column in ("tp", "fp", "fn", "tn"):
         shown[column.upper()] = [f"{value:,}" for value in counts[column]]
-    data = counts[["dataset", "model", "pipeline", "position", "defense", "tp", "fp", "fn", "tn", "seen", "runs"]]
-    return Table("detection_counts", "Detection counts per filtering configuration", shown, data,
-                 "Summed over every run of the configuration: TP + FN = poisoned samples seen, FP + TN = clean samples seen.")
+    shown["Models"] = counts["models"].astype(str)
+    data = counts[["dataset", "model", "pipeline", "position", "defense", "tp", "fp", "fn", "tn", "seen", "runs",
+                   "models"]]
+    return Table("detection_counts", "Detection counts per filtering configuration, summed over models", shown, data,
+                 "Summed over every model the configuration ran on: TP + FN = poisoned samples seen, FP + TN = clean "
+                 "samples seen.")
 
 
 def roc_figure(context: ReportContext, counts: pd.DataFrame) -> Figure | None:
@@ -142,8 +164,9 @@ def roc_figure(context: ReportContext, counts: pd.DataFrame) -> Figure | None:
         f"SELECT {keys_sql}, score, unnest(range(len(roc_fpr))) AS i, unnest(roc_fpr) AS f, unnest(roc_tpr) AS t "
         f"FROM {models}) GROUP BY {keys_sql}, score, i ORDER BY {keys_sql}, score, i")
     auroc = aggregate(context.connection, models, [*panel_keys, "score"], ["auroc"])
-    operating = pooled_rates(context.connection, f"(SELECT *, {score} AS score_kind FROM stages WHERE defense = 'ss')",
-                             [*panel_keys, "score_kind", "pipeline", "position"])
+    operating = detection_rates(context.connection,
+                                f"(SELECT *, {score} AS score_kind FROM stages WHERE defense = 'ss')",
+                                [*panel_keys, "score_kind", "pipeline", "position"], [*keys, "seed"])
     operating = operating.rename(columns={"score_kind": "score"})
     panels = curves[panel_keys].drop_duplicates().reset_index(drop=True)
     scores = sorted(curves["score"].dropna().unique())
@@ -178,7 +201,7 @@ def roc_figure(context: ReportContext, counts: pd.DataFrame) -> Figure | None:
     caption = ("Lines: ROC of Spectral Signatures' score as the share removed from every class grows from 0 to 100 %, "
                "averaged at equal shares over the models of the panel (one curve per model, however many SS "
                "configurations ran on it); AUROC: mean [95 % CI] n = models. Circles: each SS configuration's "
-               "operating point (its pooled FPR and TPR). Dotted: chance.")
+               "operating point (its FPR and TPR, each the mean over the panel's models). Dotted: chance.")
     if pooled:
         caption += (f" Panels pool the attack settings that differ only in {', '.join(pooled)}, to keep at most "
                     f"{MAX_PANELS} panels; their AUROC intervals then mix seed-to-seed with setting-to-setting "

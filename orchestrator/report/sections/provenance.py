@@ -27,9 +27,10 @@ METRICS = (
 INTERVALS = (
     "Means over seeds (clean_acc, asr, ra, der, channels pruned, differences) carry a two-sided 95 % Student-t "
     "interval, mean ± t(0.975, n − 1) · s / √n with s the sample standard deviation; with n = 1 there is none. "
-    "Shares shown as percent are cut at 0 and 100. Detection rates (tpr, fpr) are micro-aggregated: counts "
-    "summed over every run of a configuration, the rate computed from the sums, with a 95 % Wilson score "
-    "interval. A metric that is NaN (a rate whose denominator is 0) is left out of its n.")
+    "Shares shown as percent are cut at 0 and 100. Detection rates (tpr, fpr, ...) are computed per backdoored "
+    "model (one attack setting and seed; its samples are not independent of each other) and averaged over "
+    "models with the same t interval, n = models; the counts summed over the models stand beside them. "
+    "A metric that is NaN (a rate whose denominator is 0) is left out of its n.")
 
 
 def section(context: ReportContext) -> Section | None:

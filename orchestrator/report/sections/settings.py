@@ -202,7 +202,22 @@ def select_panel(frame: pd.DataFrame, panel: pd.Series | dict, keys: list[str]) 
 
 
 def rate_cells(frame: pd.DataFrame, rate: str) -> list[str]:
-    """``75.0 [60.1, 86.0]`` per row: a micro-aggregated rate in percent with its Wilson interval, as
-    section Detection writes them (the counts stay in the table's data); ``–`` without a rate."""
-    return ["–" if pd.isna(value) else f"{value * 100:.1f} [{low * 100:.1f}, {high * 100:.1f}]"
-            for value, low, high in zip(frame[rate], frame[f"{rate}_lo"], frame[f"{rate}_hi"])]
+    """``75.0 [60.1, 86.0] n=3`` per row: a detection rate in percent, the mean of the models' rates with
+    its 95 % t interval and n = models (:func:`~orchestrator.report.stats.detection_rates`), ``75.0 (n = 1)``
+    for one model (no interval), ``–`` without a rate. :func:`pooled_cells` writes the counts beside it."""
+    return [format_estimate(value, low, high, int(n)) for value, low, high, n in
+            zip(frame[rate], frame[f"{rate}_lo"], frame[f"{rate}_hi"], frame[f"{rate}_n"].fillna(0))]
+
+
+# The summed counts each detection rate is a ratio of, as columns of detection_rates' frames.
+POOLED_COUNTS = {"tpr": (("tp",), ("tp", "fn")), "fpr": (("fp",), ("fp", "tn")),
+                 "removed_share": (("tp", "fp"), ("seen",))}
+
+
+def pooled_cells(frame: pd.DataFrame, rate: str) -> list[str]:
+    """``37/42`` per row: the counts of every model summed, hits over total, that ``rate`` is the
+    ratio of when pooled (TP / (TP + FN) for ``tpr``); ``–`` where the total is 0 or missing."""
+    hits_columns, total_columns = POOLED_COUNTS[rate]
+    hits = sum(frame[column].fillna(0) for column in hits_columns)
+    totals = sum(frame[column].fillna(0) for column in total_columns)
+    return [f"{int(k):,}/{int(n):,}" if n > 0 else "–" for k, n in zip(hits, totals)]

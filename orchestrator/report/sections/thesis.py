@@ -27,7 +27,7 @@ from orchestrator.report.sections.settings import (
     rate_cells,
     setting_columns,
 )
-from orchestrator.report.stats import aggregate, pooled_rates
+from orchestrator.report.stats import aggregate, detection_rates
 
 # (our dataset, the thesis's dataset it stands beside, an analogue rather than the same data)
 DATASET_MATCHES = [
@@ -56,8 +56,8 @@ def section(context: ReportContext) -> Section | None:
     analogue = any(table.data["analogue"].any() for table in tables)
     blocks: list = [Paragraph(
         "The thesis's numbers (percent, as printed) beside this sweep's (fractions shown as percent): mean "
-        "[95 % CI] n = seeds, or for detection rates the rate of counts summed over seeds with its 95 % Wilson "
-        "interval and the counts (removed / total), as the thesis counted them. "
+        "[95 % CI] n = seeds; detection rates are computed per model (seed) and averaged the same way, with the "
+        "counts summed over seeds beside them (removed / total), as the thesis counted them. "
         "Difference = ours − thesis in percentage points. 'Thesis inside our CI' says whether the thesis's "
         "value lies within our interval; with one seed there is no interval. The thesis trained one model per "
         "setting, so its numbers carry their own, unknown, seed-to-seed spread. Activation Clustering, alone or "
@@ -109,7 +109,7 @@ def _activation_clustering(context: ReportContext, keys: list[str]) -> pd.DataFr
         + (["d1_ex_re_threshold IS NULL"] if "d1_ex_re_threshold" in columns else [])
         + (["d1_retrain = 'full'"] if "d1_retrain" in columns else []))
     counts = {"d1_removed_poisoned", "d1_n_poisoned", "d1_removed_clean", "d1_n_seen"} <= columns
-    source = (f"(SELECT {_select(keys)}, pipeline, d1_cluster_analysis AS cluster_analysis, asr_after, "
+    source = (f"(SELECT {_select(keys)}, seed, pipeline, d1_cluster_analysis AS cluster_analysis, asr_after, "
               "clean_acc_after" + (", d1_removed_poisoned AS removed_poisoned, d1_n_poisoned AS n_poisoned, "
                                    "d1_removed_clean AS removed_clean, d1_n_seen AS n_seen" if counts else "")
               + f" FROM results WHERE {thesis_setup})")
@@ -185,12 +185,15 @@ def _estimates(context: ReportContext, source: str, keys: list[str], means: list
                counts: bool = False) -> pd.DataFrame:
     """Means (``m_mean``, ``m_lo``, ``m_hi``, ``m_n``) of ``source`` per ``keys``; with ``counts`` (the
     source holds a filtering step's counts) also the TPR and the share of the training set removed,
-    pooled from summed counts (``tpr_mean``, ``removed_share_mean`` with Wilson ``_lo``, ``_hi``) with
-    their hits and totals (``tp`` of ``poisoned``, ``removed`` of ``seen``)."""
+    per model (a seed) and averaged over models (``tpr_mean``, ``removed_share_mean`` with t bounds ``_lo``,
+    ``_hi`` and n = models ``_n``; :func:`detection_rates`), with their hits and totals summed over the
+    models (``tp`` of ``poisoned``, ``removed`` of ``seen``); ``source`` then holds ``seed``."""
     ours = aggregate(context.connection, source, keys, means)
     if counts:
-        pooled = pooled_rates(context.connection, source, keys)
+        pooled = detection_rates(context.connection, source, keys, ["seed"])
         pooled = pooled.assign(poisoned=pooled["tp"] + pooled["fn"], removed=pooled["tp"] + pooled["fp"])
+        pooled = pooled[[*keys, "tp", "poisoned", "removed", "seen",
+                         *(f"{rate}{part}" for rate in ("tpr", "removed_share") for part in ("", "_lo", "_hi", "_n"))]]
         ours = ours.merge(pooled.rename(columns={"tpr": "tpr_mean", "removed_share": "removed_share_mean"}),
                           on=keys, how="left")
     return ours
@@ -241,10 +244,11 @@ def _compare(ours: pd.DataFrame, thesis: pd.DataFrame, setting: list[str], keys:
         rows["ours_lo"] = (rows[f"{prefix}_lo"] * 100).clip(0, 100)
         rows["ours_hi"] = (rows[f"{prefix}_hi"] * 100).clip(0, 100)
         if counts:
-            rows["ours_n"] = rows[counts[1]]
-            rows["shown_ours"] = [cell + f" {int(k)}/{int(n)}" if cell != "–" else cell for cell, k, n in zip(
+            rows["ours_n"] = rows[f"{prefix}_n"]
+            rows["shown_ours"] = [cell + f" · pooled {int(k)}/{int(n)}" if cell != "–" else cell for cell, k, n in zip(
                 rate_cells(rows.assign(rate=rows[f"{prefix}_mean"], rate_lo=rows[f"{prefix}_lo"],
-                                       rate_hi=rows[f"{prefix}_hi"]), "rate"), rows[counts[0]], rows[counts[1]])]
+                                       rate_hi=rows[f"{prefix}_hi"], rate_n=rows[f"{prefix}_n"]), "rate"),
+                rows[counts[0]], rows[counts[1]])]
         else:
             rows["ours_n"] = rows[f"{prefix}_n"]
             rows["shown_ours"] = estimate_cells(rows, prefix)

@@ -99,9 +99,12 @@ def test_every_aggregated_cell_in_the_html_shows_its_interval_and_n(tmp_path):
     intervals = re.findall(r'<span class="ci">([^<]*)</span>', html)
     assert len(intervals) > 300
     seeds = [i for i in intervals if i.endswith("n=3")]
-    wilson = [i for i in intervals if re.fullmatch(r"\[\d+\.\d, \d+\.\d\]", i)]
     pooled = [i for i in intervals if i.endswith("n=9")]  # trade-off front: 3 seeds × 3 poison percentages
-    assert len(seeds) + len(wilson) + len(pooled) == len(intervals)
+    # Detection rates: one value per backdoored model, n = models (2 triggers × 3 poison % × 3 seeds, less
+    # the models without a rate, e.g. no precision where nothing was removed).
+    models = [i for i in intervals if (found := re.fullmatch(r"\[\d+\.\d, \d+\.\d\] n=(\d+)", i))
+              and 10 <= int(found[1]) <= 18]
+    assert len(seeds) + len(pooled) + len(models) == len(intervals) and models
 
 
 def test_one_seed_cells_say_so_in_html_and_markdown(tmp_path):

@@ -12,7 +12,7 @@ import pytest
 from scipy import stats
 
 from orchestrator.report import figures
-from orchestrator.report.model import Code, Figure, ReportContext, SweepFacts, Table
+from orchestrator.report.model import Code, Figure, Paragraph, ReportContext, SweepFacts, Table
 from orchestrator.report.sections import attacks, detection, master, sweep, tradeoff
 from orchestrator.report.sections.settings import DER_FORMULA, POOLED_INTERVAL, setting_columns
 from orchestrator.report.sections.sweep import stage_kind
@@ -198,28 +198,53 @@ def test_pareto_front_keeps_points_no_other_beats_on_both():
     assert figures.pareto_front(x, y).tolist() == [True, True, True, False, False, False]
 
 
-def test_detection_rates_are_pooled_from_counts_with_wilson_intervals(context, rows):
+def test_detection_rates_are_means_over_models_with_t_intervals_and_pooled_counts(context, rows):
     section = detection.section(context)
     found = tables(section)
     pipeline = "ac(cluster_analysis=distance)"
-    mine = [r for r in rows if r["pipeline"] == pipeline]
+    mine = [r for r in rows if r["pipeline"] == pipeline]  # one row per model: trigger × poison % × seed
     tp = sum(r["d1_removed_poisoned"] for r in mine)
     fp = sum(r["d1_removed_clean"] for r in mine)
     fn = sum(r["d1_n_poisoned"] - r["d1_removed_poisoned"] for r in mine)
     tn = sum(r["d1_n_seen"] - r["d1_n_poisoned"] - r["d1_removed_clean"] for r in mine)
     counts = found["detection_counts"].data.set_index("pipeline").loc[pipeline]
-    assert (counts["tp"], counts["fp"], counts["fn"], counts["tn"]) == (tp, fp, fn, tn)
+    assert (counts["tp"], counts["fp"], counts["fn"], counts["tn"], counts["models"]) == (tp, fp, fn, tn, len(mine))
     rates = found["detection_rates"].data.set_index("pipeline").loc[pipeline]
-    assert rates["tpr"] == pytest.approx(tp / (tp + fn))
-    assert rates["fpr"] == pytest.approx(fp / (fp + tn))
-    assert rates["precision"] == pytest.approx(tp / (tp + fp))
-    assert rates["f1"] == pytest.approx(2 * tp / (2 * tp + fp + fn))
-    # Wilson score interval, written out: (p + z²/2n ± z √(p(1−p)/n + z²/4n²)) / (1 + z²/n).
-    z, n, p = stats.norm.ppf(0.975), tp + fn, tp / (tp + fn)
-    centre, half = (p + z**2 / (2 * n)) / (1 + z**2 / n), z * math.sqrt(p * (1 - p) / n + z**2 / (4 * n**2)) / (1 + z**2 / n)
-    assert (rates["tpr_lo"], rates["tpr_hi"]) == pytest.approx((centre - half, centre + half))
-    # The pooled rate is not the mean of the per-run rates (runs differ in their number of poisons).
-    assert rates["tpr"] != pytest.approx(np.mean([r["d1_tpr"] for r in mine]), rel=1e-9)
+    per_model = np.array([r["d1_removed_poisoned"] / r["d1_n_poisoned"] for r in mine])
+    assert rates["tpr"] == pytest.approx(per_model.mean()) and rates["tpr_n"] == len(mine) == 18
+    low, high = stats.t.interval(0.95, len(per_model) - 1, loc=per_model.mean(), scale=stats.sem(per_model))
+    assert (rates["tpr_lo"], rates["tpr_hi"]) == pytest.approx((low, high))
+    per_model_fpr = np.array([r["d1_removed_clean"] / (r["d1_n_seen"] - r["d1_n_poisoned"]) for r in mine])
+    assert rates["fpr"] == pytest.approx(per_model_fpr.mean())
+    # The pooled counts stay beside the rate, and their ratio is not the mean over models (models differ
+    # in their number of poisons).
+    assert rates["tpr_pooled"] == pytest.approx(tp / (tp + fn)) and rates["fpr_pooled"] == pytest.approx(fp / (fp + tn))
+    assert rates["tpr"] != pytest.approx(rates["tpr_pooled"], rel=1e-9)
+    shown = found["detection_rates"].shown.set_index("Defense configuration").loc[pipeline]
+    assert shown["TPR (%)"] == f"{100 * per_model.mean():.1f} [{100 * low:.1f}, {100 * high:.1f}] n=18"
+    assert shown["TP / poisoned, pooled"] == f"{tp:,}/{tp + fn:,}"
+    assert shown["FP / clean, pooled"] == f"{fp:,}/{fp + tn:,}"
+    assert shown["Models"] == "18"
+    assert "n is the number of models (not of samples)" in " ".join(
+        block.text for block in section.blocks if isinstance(block, Paragraph))
+
+
+def test_detection_of_planted_models_differs_from_pooled_and_one_model_has_no_interval():
+    # AC caught 9 of 10 poisons on one model, 10 of 100 and 50 of 100 on two others: the models' mean
+    # TPR is 50 %, the pooled 69 / 210 = 32.9 %, and three models that disagree this much leave a wide interval.
+    rows = synthetic_rows(["yellow_square"], [4], SEEDS, ["none", "ac(cluster_analysis=distance)"])
+    planted = {0: (10, 9), 1: (100, 10), 2: (100, 50)}
+    for row in rows:
+        if row["pipeline"] != "none":
+            row["d1_n_poisoned"], row["d1_removed_poisoned"] = planted[row["seed"]]
+    shown = tables(detection.section(context_of(rows)))["detection_rates"].shown.iloc[0]
+    low, high = stats.t.interval(0.95, 2, loc=0.5, scale=stats.sem([0.9, 0.1, 0.5]))
+    assert shown["TPR (%)"] == f"50.0 [{max(100 * low, 0):.1f}, {min(100 * high, 100):.1f}] n=3"
+    assert shown["TP / poisoned, pooled"] == "69/210"
+    # One model: a rate and its counts, no interval.
+    one = tables(detection.section(context_of([r for r in rows if r["seed"] == 2])))["detection_rates"].shown.iloc[0]
+    assert one["TPR (%)"] == "50.0 (n = 1)" and one["TP / poisoned, pooled"] == "50/100" and one["Models"] == "1"
+    assert "[" not in one["FPR (%)"] and one["FPR (%)"].endswith("(n = 1)")
 
 
 def test_detection_has_a_row_per_filtering_step_of_a_chain(context):

@@ -267,13 +267,16 @@ def test_parameter_grids_show_the_planted_cells(planted_grids):
     assert set(best["expected_pp_poison"] + "/" + best["eps_multiplier"]) == {"0.05/3.0"}
 
 
-def test_parameter_rates_are_micro_aggregated_from_counts(planted_grids):
+def test_parameter_rates_are_means_over_models_with_their_counts_pooled(planted_grids):
     rows, section = planted_grids
     ss = tables(section)["parameters_ss_cells_synthetic_signs_gtsrb_cnn"].data
     cell = ss[(ss["expected_pp_poison"] == "0.05") & (ss["eps_multiplier"] == "1.0")].iloc[0]
     runs = [r for r in rows if r["pipeline"] == "ss(expected_pp_poison=0.05,eps_multiplier=1.0,score=centered)"]
     removed, poisoned = (sum(r[f"d1_{count}"] for r in runs) for count in ("removed_poisoned", "n_poisoned"))
-    assert cell["tpr"] == pytest.approx(removed / poisoned)
+    per_model = [r["d1_removed_poisoned"] / r["d1_n_poisoned"] for r in runs]  # one run per model here
+    assert cell["tpr"] == pytest.approx(np.mean(per_model)) and cell["tpr_n"] == len(runs)
+    assert cell["tpr_pooled"] == pytest.approx(removed / poisoned)
+    assert (cell["tp"], cell["tp"] + cell["fn"]) == (removed, poisoned)
 
 
 def test_parameter_figures_are_svg_heatmaps_and_tuning_curves(planted_grids):
@@ -376,7 +379,7 @@ def test_provenance_lists_versions_formulas_and_command():
     assert DER_FORMULA in metrics["der"]
     assert "[max(0, asr_before − asr_after) − max(0, clean_acc_before − clean_acc_after) + 1] / 2" in DER_FORMULA
     assert {"clean_acc", "asr", "ra", "tpr", "fpr", "precision", "f1"} <= set(metrics.index)
-    assert "Student-t" in texts(section) and "Wilson" in texts(section)
+    assert "Student-t" in texts(section) and "computed per backdoored model" in texts(section)
     (code,) = [block for block in section.blocks if isinstance(block, Code)]
     assert code.text == "bdsweep report demo --storage ./runs"
 
