@@ -42,9 +42,12 @@ def test_running_marker_beats_while_the_trial_runs_and_goes_when_it_ends(tmp_pat
     with running_marker(tmp_path, "sweep", "abc", every=0.05, node_id="n1"):
         marker = tmp_path / "sweep" / "running" / "abc.json"
         assert json.loads(marker.read_text())["node_id"] == "n1"
-        os.utime(marker, (0, 0))
-        time.sleep(0.3)
-        assert marker.stat().st_mtime > time.time() - 5  # the heartbeat refreshed it
+        os.utime(marker, (0, 0))  # as if its last beat were long ago
+        for _ in range(1200):  # waits for a beat, a minute at most: the heartbeat is a thread on shared CPUs
+            if refreshed := marker.stat().st_mtime != 0:
+                break
+            time.sleep(0.05)
+        assert refreshed and json.loads(marker.read_text())["node_id"] == "n1"  # rewritten whole by a beat
     assert not marker.exists()
 
 
