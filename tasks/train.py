@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal, Sequence
 
 import numpy as np
-from pydantic import Field, model_validator
+from pydantic import Field, model_serializer, model_validator
 
 import tasks.runtime  # noqa: F401  (selects the Keras backend before keras is imported)
 from tasks.config import StageConfig
 from tasks.datasets import ImageDataset
+from tasks.errors import ModelError
+from tasks.file_identity import file_sha256
 from tasks.models import MODELS, build_model, weights_problem
 from tasks.poison import PoisonedDataset
 
@@ -32,6 +33,11 @@ class TrainConfig(StageConfig):
     fine-tune pretrained weights (``vgg16_face``), which need exactly one of them; the others train
     from scratch and take neither. Only the combination is checked here: the file is looked for
     when the search space is loaded and when the model is built.
+
+    ``weights_sha256`` is the weights file's SHA-256, filled in when the search space is loaded
+    (never written by hand), so that the stages reading the file are keyed by its content: editing
+    it in place recomputes them. Left out of the canonical JSON when None (a config built without
+    the loader, or with no weights file), so such configs keep the keys they had before it existed.
     """
 
     model: Literal[tuple(MODELS)]  # type: ignore[valid-type]
@@ -42,13 +48,27 @@ class TrainConfig(StageConfig):
     weights: str | None = Field(None, min_length=1, description="local pretrained weights file (vgg16_face)")
     random_init: bool = Field(False, description="vgg16_face without pretrained weights, asked for explicitly")
     seed: int = Field(0, ge=0)
+    weights_sha256: str | None = Field(
+        None, pattern=r"^[0-9a-f]{64}$", description="SHA-256 of the weights file, computed when the space is loaded"
+    )
 
     @model_validator(mode="after")
     def _weights_fit_model(self) -> "TrainConfig":
         problem = weights_problem(self.model, self.weights, self.random_init)
         if problem:
             raise ValueError(problem[1])
+        if self.weights_sha256 is not None and self.weights is None:
+            raise ValueError("weights_sha256 is the digest of train.weights, which is not set")
         return self
+
+    @model_serializer(mode="wrap")
+    def _omit_unset_digest(self, handler):
+        # Left out when unset, so that configs without a weights file (every model but vgg16_face)
+        # keep the canonical JSON, hence the artifact keys, they had before the digest existed.
+        dumped = handler(self)
+        if self.weights_sha256 is None:
+            dumped.pop("weights_sha256", None)
+        return dumped
 
 
 @dataclass(frozen=True, eq=False)
@@ -128,18 +148,25 @@ def train_from_scratch(config: TrainConfig, x: np.ndarray, y: np.ndarray, n_clas
 
     keras.utils.set_random_seed(config.seed)
     model = build_model(config.model, x.shape[1:], n_classes, weights=config.weights, random_init=config.random_init)
+    check_weights_unchanged(config)
     for layer, channels in pruned:
         model = prune_channels(model, layer, channels)
     return fit_model(config, model, x, y)
 
 
-def file_sha256(path: str) -> str:
-    """Hex SHA-256 of a file's bytes, read in 1 MiB blocks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+def check_weights_unchanged(config: TrainConfig) -> None:
+    """ModelError if ``config.weights`` no longer holds the bytes whose SHA-256 the recipe carries.
+
+    The artifact would otherwise be stored under the key of other weights (the file was edited
+    after the search space was loaded, or a node holds another copy).
+    """
+    if config.weights is None or config.weights_sha256 is None:
+        return
+    used = file_sha256(config.weights)
+    if used != config.weights_sha256:
+        raise ModelError(config.weights, "train.weights", (
+            f"the file changed since the search space was loaded (SHA-256 {used[:12]}... now, "
+            f"{config.weights_sha256[:12]}... then); load the search space again"))
 
 
 def train_model(config: TrainConfig, dataset: ImageDataset, poisoned: PoisonedDataset) -> TrainedModel:
@@ -148,6 +175,6 @@ def train_model(config: TrainConfig, dataset: ImageDataset, poisoned: PoisonedDa
     model = train_from_scratch(config, x, y, dataset.n_classes)
     metrics = {"n_train": len(x)}
     if config.weights is not None:
-        # The recipe names the file by path only; its digest records which weights were actually used.
-        metrics["weights_sha256"] = file_sha256(config.weights)
+        # Which weights were used: checked against the recipe's digest above when it has one.
+        metrics["weights_sha256"] = config.weights_sha256 or file_sha256(config.weights)
     return TrainedModel(model=model, keep=np.arange(len(x), dtype=np.int64), metrics=metrics)

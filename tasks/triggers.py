@@ -28,6 +28,7 @@ from PIL import Image, ImageDraw, UnidentifiedImageError
 
 from tasks.datasets.synthetic_faces import ALIGNED_EYES
 from tasks.errors import TriggerError
+from tasks.file_identity import file_sha256
 
 YELLOW = (255, 255, 0)
 WHITE = (255, 255, 255)
@@ -329,6 +330,30 @@ def get_trigger(name: str) -> Trigger:
     if name.startswith(PNG_PREFIX):
         return EyeOverlayTrigger(_overlay_from_png(name[len(PNG_PREFIX) :]))
     return TRIGGERS[name]
+
+
+def trigger_file_digest(name: str) -> str | None:
+    """Hex SHA-256 (64 characters) of the file a ``png:<path>`` trigger names; None for a registered trigger.
+
+    The search-space loader computes it once, on the driver, so that the stages stamping the
+    trigger are keyed by the image's bytes, not only its path: editing the PNG in place changes
+    the poison key and everything after it.
+
+    Raises
+    ------
+    TriggerError
+        Naming the path, when the file is missing or cannot be read.
+    """
+    check_trigger_name(name)
+    if not name.startswith(PNG_PREFIX):
+        return None
+    path = name[len(PNG_PREFIX) :]
+    try:
+        return file_sha256(path)
+    except FileNotFoundError:
+        raise TriggerError(path, None, "trigger image not found") from None
+    except OSError as error:
+        raise TriggerError(path, None, f"cannot be read: {error}") from None
 
 
 def triggers_for(dataset: str) -> tuple[str, ...]:
