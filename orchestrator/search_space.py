@@ -18,13 +18,14 @@ from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Fie
 from orchestrator.errors import SearchSpaceError
 from orchestrator.hashing import content_hash
 from tasks.config import StageConfig
-from tasks.datasets import DATASETS, DatasetConfig, class_names
+from tasks.datasets import DATASETS, DatasetConfig, class_names, with_root_listing
 from tasks.defenses import DEFENSES, DefenseSpec
-from tasks.errors import TriggerError
+from tasks.errors import DatasetError, TriggerError
+from tasks.file_identity import file_sha256
 from tasks.models import MODELS, weights_problem
 from tasks.poison import AttackConfig, resolve_class
 from tasks.train import TrainConfig
-from tasks.triggers import PNG_PREFIX, check_trigger_name, get_trigger
+from tasks.triggers import PNG_PREFIX, check_trigger_name, get_trigger, trigger_file_digest
 
 NO_DEFENSE = "none"
 
@@ -72,7 +73,7 @@ class AttackGrid(BaseModel):
     poison_pct: axis(Annotated[float, Field(ge=0, le=100)])
 
 
-TrainGrid = grid_of(TrainConfig, exclude=("model", "seed"))
+TrainGrid = grid_of(TrainConfig, exclude=("model", "seed", "weights_sha256"))  # the digest: see file_digests
 DEFENSE_GRIDS = {name: grid_of(module.Params) for name, module in DEFENSES.items()}
 
 
@@ -291,6 +292,7 @@ def _validated_block(raw: dict, source: str) -> SearchSpace:
         _raise_first(error, source)
     _resolve_paths(space, Path(source).parent)
     _check_files(space, source)
+    space.dataset = _listed_dataset(space.dataset, source)
     space.attack = _resolve_classes(space, source)
     return space
 
@@ -340,6 +342,54 @@ def _check_files(space: SearchSpace, source: str) -> None:
             get_trigger(trigger)
         except TriggerError as error:
             raise SearchSpaceError(source, f"attack.trigger[{position}]", f"{error.source}: {error.message}") from None
+
+
+def _listed_dataset(dataset, source: str):
+    """``dataset`` keyed by its root's content: the digest of the root's file names and sizes, listed now.
+
+    Done once per grid, on the driver; a worker reads the digest from the config and lists nothing
+    (:mod:`tasks.datasets.on_disk` says what the listing sees). Bundled datasets have no root and
+    are returned as they are, so their keys do not change.
+    """
+    try:
+        return with_root_listing(dataset)
+    except DatasetError as error:
+        raise SearchSpaceError(source, "dataset.root", f"{error.source}: {error.message}") from None
+
+
+def file_digests(space: SearchSpace, source: str) -> dict[str, str]:
+    """SHA-256 of every file the space's ``train.weights`` and ``png:`` triggers name, each read once.
+
+    Keys are the values as the configs hold them (an absolute weights path, a ``png:<absolute
+    path>`` trigger name), so a trial's digests are ``digests.get(train.weights)`` and
+    ``digests.get(attack.trigger)`` (None for no weights file and for a registered trigger).
+    Computed on the driver after :func:`_resolve_paths`; the configs carry them to the workers.
+
+    Raises
+    ------
+    SearchSpaceError
+        Naming the field and the file, when a file is missing or cannot be read.
+    """
+    digests: dict[str, str] = {}
+    for position, weights in enumerate(space.train.weights):
+        if weights is None or weights in digests:
+            continue
+        try:
+            digests[weights] = file_sha256(weights)
+        except FileNotFoundError:
+            raise SearchSpaceError(source, f"train.weights[{position}]", f"weights file not found: {weights}") from None
+        except OSError as error:
+            raise SearchSpaceError(source, f"train.weights[{position}]", f"{weights}: cannot be read: {error}") from None
+    for position, trigger in enumerate(space.attack.trigger):
+        if trigger in digests:
+            continue
+        try:
+            digest = trigger_file_digest(trigger)
+        except TriggerError as error:
+            raise SearchSpaceError(source, f"attack.trigger[{position}]", f"{error.source}: {error.message}") from None
+        if digest is not None:
+            digests[trigger] = digest
+    return digests
 
 
 def _resolve_classes(space: SearchSpace, source: str) -> AttackGrid:

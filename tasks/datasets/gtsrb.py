@@ -37,9 +37,9 @@ import pandas as pd
 import pyarrow.fs as pafs
 from pydantic import Field
 
-from tasks.config import StageConfig
 from tasks.datasets.image_dataset import ImageDataset
 from tasks.datasets.image_files import decode_images, list_dir, open_root, read_csv, require_dir
+from tasks.datasets.on_disk import IMAGE_SUFFIXES, OnDiskConfig
 from tasks.datasets.splits import split_stratified
 from tasks.datasets.synthetic_signs import SIGN_NAMES
 from tasks.errors import DatasetError
@@ -51,12 +51,11 @@ ROI_COLUMNS = ["Width", "Height", "Roi.X1", "Roi.Y1", "Roi.X2", "Roi.Y2", "Class
 OFFICIAL_COLUMNS = ["Filename", *ROI_COLUMNS]
 KAGGLE_COLUMNS = [*ROI_COLUMNS, "Path"]
 TEST_CSV = "GT-final_test.csv"
-_IMAGE_SUFFIXES = (".ppm", ".png", ".jpg", ".jpeg", ".bmp")
 # What marks each layout, and its type, in the dataset folder.
 _MARKERS = {"official": ("Final_Training", pafs.FileType.Directory), "kaggle": ("Train.csv", pafs.FileType.File)}
 
 
-class Config(StageConfig):
+class Config(OnDiskConfig):
     """The ``gtsrb`` dataset on disk.
 
     Parameters
@@ -74,6 +73,9 @@ class Config(StageConfig):
         Seed of the tuning split.
     skip_unreadable : bool, default=False
         Drop unreadable or truncated images (counted in the log) instead of failing.
+    root_listing : str or None
+        Digest of the root's file names and sizes, filled in by the search-space loader; see
+        :class:`~tasks.datasets.on_disk.OnDiskConfig`.
     """
 
     name: Literal["gtsrb"] = "gtsrb"
@@ -157,7 +159,7 @@ def _no_images(class_dir: str, label: int, detail: str = "") -> DatasetError:
 def _require_images(filesystem: pafs.FileSystem, class_dir: str, label: int) -> None:
     """DatasetError naming ``class_dir`` unless it holds an image file (an emptied or half-copied class)."""
     files = list_dir(filesystem, class_dir, pafs.FileType.File)
-    if not any(name.lower().endswith(_IMAGE_SUFFIXES) for name in files):
+    if not any(name.lower().endswith(IMAGE_SUFFIXES) for name in files):
         raise _no_images(class_dir, label)
 
 

@@ -21,10 +21,10 @@ from typing import Literal
 import pyarrow.fs as pafs
 from pydantic import Field
 
-from tasks.config import StageConfig
 from tasks.datasets.identity_folders import Fractions, find_person_images, load_people, select_people
 from tasks.datasets.image_dataset import ImageDataset
 from tasks.datasets.image_files import open_root
+from tasks.datasets.on_disk import OnDiskConfig
 from tasks.errors import DatasetError
 
 FOLDERS = ("lfw", "lfw_funneled", "lfw-deepfunneled")
@@ -35,7 +35,7 @@ _MAX_NESTING = 3
 # Aligned face crops: the sunglasses triggers are meant for them (tasks.triggers.triggers_for).
 FACES = True
 
-class Config(StageConfig):
+class Config(OnDiskConfig):
     """The ``lfw`` dataset on disk (any of LFW's alignments: same layout).
 
     Parameters
@@ -53,6 +53,9 @@ class Config(StageConfig):
         Seed of the split.
     skip_unreadable : bool, default=False
         Drop unreadable or truncated images (counted in the log) instead of failing.
+    root_listing : str or None
+        Digest of the root's file names and sizes, filled in by the search-space loader; see
+        :class:`~tasks.datasets.on_disk.OnDiskConfig`.
     """
 
     name: Literal["lfw"] = "lfw"

@@ -218,6 +218,9 @@ def thesis_space(tmp_path, name: str, root, weights=None):
 
 
 def test_thesis_gtsrb_space_is_the_thesis_grid(tmp_path):
+    from tests.tasks.datasets.test_gtsrb import write_official
+
+    write_official(tmp_path / "GTSRB", per_class=1)  # the root is listed when the space is loaded
     space, trials = load_search_space(thesis_space(tmp_path, "thesis_gtsrb", tmp_path / "GTSRB"))
     assert len(trials) == 5 * 9 * 237  # triggers x poison percentages x pipelines
     assert {(t.attack.source, t.attack.target) for t in trials} == {(8, 14)}
@@ -300,7 +303,6 @@ def test_people_are_named_in_a_space_over_data_on_disk(tmp_path):
         load_search_space(bad)
     assert info.value.field == "attack.target[0]"
     missing = write(tmp_path, space.read_text().replace(str(tmp_path), str(tmp_path / "nowhere")), "missing.yaml")
-    from tasks.errors import DatasetError
-
-    with pytest.raises(DatasetError, match="nowhere.*directory not found"):
+    with pytest.raises(SearchSpaceError, match="nowhere.*directory not found") as info:
         load_search_space(missing)  # a user error (exit 2), raised before any work
+    assert info.value.field == "dataset.root"
