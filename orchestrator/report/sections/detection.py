@@ -94,39 +94,43 @@ def _percent(value: float) -> str:
 
 
 def rates_table(counts: pd.DataFrame) -> Table:
-    """Per configuration step: each rate's mean over models with its t interval and n, the pooled
-    counts of TPR and FPR beside them, and the number of models."""
+    """Per configuration step: TPR, FPR and the share removed, each the mean over models with its t
+    interval and n, the pooled counts of TPR and FPR beside them, and the number of models (precision
+    and F1 are in :func:`counts_table`, to keep this table within a page's width)."""
     shown = _keys(counts)
     shown["Models"] = counts["models"].astype(str)
     shown["TPR (%)"] = rate_cells(counts, "tpr")
     shown["TP / poisoned, pooled"] = pooled_cells(counts, "tpr")
     shown["FPR (%)"] = rate_cells(counts, "fpr")
     shown["FP / clean, pooled"] = pooled_cells(counts, "fpr")
-    shown["Precision (%)"] = rate_cells(counts, "precision")
-    shown["F1 (%)"] = rate_cells(counts, "f1")
     shown["Removed (%)"] = rate_cells(counts, "removed_share")
-    rates = [f"{rate}{part}" for rate in ("tpr", "fpr", "precision", "f1", "removed_share")
-             for part in ("", "_lo", "_hi", "_n", "_pooled")]
+    rates = [f"{rate}{part}" for rate in ("tpr", "fpr", "removed_share") for part in ("", "_lo", "_hi", "_n", "_pooled")]
     data = counts[["dataset", "model", "pipeline", "position", "defense", "models", "runs", "tp", "fp", "fn", "tn",
                    *rates]]
     return Table("detection_rates", "Detection rates per filtering configuration: mean over models", shown, data,
                  "Each rate computed per backdoored model, then mean [95 % Student-t interval over models] n = models "
-                 "(not samples); (n = 1): one model, no interval. Pooled: counts summed over all models, hits / "
-                 "total. Removed: share of the training set the step removed. Models: backdoored models (attack "
-                 "settings × seeds) the step ran on.")
+                 "(not samples); (n = 1): one model, no interval; an interval of zero width: every model had the "
+                 "same rate. Pooled: counts summed over all models, hits / total. Removed: share of the training set "
+                 "the step removed. Models: backdoored models (attack settings × seeds) the step ran on; a rate's n "
+                 "can be smaller (a model trained without poisons has no TPR).")
 
 
 def counts_table(counts: pd.DataFrame) -> Table:
-    """The confusion counts each rate comes from."""
+    """The confusion counts summed over models, and precision and F1 as means over models."""
     shown = _keys(counts)
     for column in ("tp", "fp", "fn", "tn"):
         shown[column.upper()] = [f"{value:,}" for value in counts[column]]
+    shown["Precision (%)"] = rate_cells(counts, "precision")
+    shown["F1 (%)"] = rate_cells(counts, "f1")
     shown["Models"] = counts["models"].astype(str)
+    rates = [f"{rate}{part}" for rate in ("precision", "f1") for part in ("", "_lo", "_hi", "_n", "_pooled")]
     data = counts[["dataset", "model", "pipeline", "position", "defense", "tp", "fp", "fn", "tn", "seen", "runs",
-                   "models"]]
-    return Table("detection_counts", "Detection counts per filtering configuration, summed over models", shown, data,
+                   "models", *rates]]
+    return Table("detection_counts", "Detection counts per filtering configuration, summed over models; "
+                 "precision and F1", shown, data,
                  "Summed over every model the configuration ran on: TP + FN = poisoned samples seen, FP + TN = clean "
-                 "samples seen.")
+                 "samples seen. Precision and F1: per model, mean [95 % Student-t interval over models] n = models "
+                 "(a model that removed nothing has no precision).")
 
 
 def roc_figure(context: ReportContext, counts: pd.DataFrame) -> Figure | None:
