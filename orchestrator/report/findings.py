@@ -23,7 +23,14 @@ from orchestrator.errors import StorageError
 from orchestrator.report.figures import colour, panels, percent_axis, points_with_error_bars, poison_axis
 from orchestrator.report.model import ReportContext
 from orchestrator.report.render import markdown_table
-from orchestrator.report.sections.answers import NOT_IN_SWEEP, SweepRuns, ThesisRuns, answers_table, answers_frame
+from orchestrator.report.sections.answers import (
+    NOT_IN_SWEEP,
+    SweepRuns,
+    ThesisRuns,
+    answers_frame,
+    answers_table,
+    family_size,
+)
 from orchestrator.report.sections.settings import (
     NO_DEFENSE,
     POOLED_INTERVAL,
@@ -86,14 +93,22 @@ def write_findings(storage: StorageRoot, name: str, readme: Path, figures_dir: P
 
 def findings_markdown(table: pd.DataFrame, name: str, n_trials: int, n_seeds: int, figures: list[str],
                       partial: str = "") -> str:
-    """The README block: a count of verdicts, the Answers table and the figures (paths relative to the
-    README); ``partial`` (bold, first) says when the sweep is not finished."""
+    """The README block: a count of verdicts, each claim at 95 % and after Holm's adjustment over the
+    claims with a test, the Answers table and the figures (paths relative to the README); ``partial``
+    (bold, first) says when the sweep is not finished."""
     judged = table[table["verdict"] != NOT_IN_SWEEP]
-    counts = judged["verdict"].value_counts()
-    tally = ", ".join(f"{counts.get(verdict, 0)} {verdict.upper()}" for verdict in ("agrees", "disagrees", "inconclusive"))
+
+    def tally(column: str) -> str:
+        counts = judged[column].value_counts()
+        return ", ".join(f"{counts.get(verdict, 0)} {verdict.upper()}" for verdict in ("agrees", "disagrees", "inconclusive"))
+
+    m = family_size(table)
+    holm = (f"; after Holm's adjustment over the {m} with a test (family-wise 5 %): {tally('holm_verdict')}"
+            if m else "; none has a test (2 pairs or more), so Holm's adjustment changes nothing")
     lines = [
         f"{partial}From the `{name}` sweep ({n_trials} trials, {n_seeds} seed{'s' if n_seeds != 1 else ''}; its report's Answers section has the rules "
-        f"and the rows behind each number). Of {len(table)} claims, {len(judged)} are judged: {tally}.",
+        f"and the rows behind each number). Of {len(table)} claims, {len(judged)} are judged, each at 95 %: "
+        f"{tally('verdict')}{holm}.",
         "",
         *markdown_table(answers_table(table).shown),
         "",

@@ -11,6 +11,11 @@ interval) and on the sweep's rows (with a 95 % interval). The verdict follows fr
 A claim reads either paired differences (two runs on the same backdoored model, or two models trained
 alike but for the trigger; Student-t interval of their mean) or two groups of models (faces against
 traffic signs; Welch's interval of the difference of the group means).
+
+Several claims are judged at 95 % each, so some verdict can come out by chance although no effect
+exists. The section says how many claims are judged, and beside each verdict gives the verdict after
+Holm's step-down adjustment (:func:`~orchestrator.report.stats.holm`) at a family-wise 5 % over the
+claims with a test, from the two-sided p-values of the same t statistics as the intervals.
 """
 
 from __future__ import annotations
@@ -33,7 +38,7 @@ from orchestrator.report.sections.settings import (
     quote,
     setting_columns,
 )
-from orchestrator.report.stats import mean_interval, welch_interval
+from orchestrator.report.stats import CONFIDENCE, holm, mean_interval, t_pvalue, welch_interval, welch_pvalue
 
 FACE_DATASETS = ("youtube_faces", "lfw", "synthetic_faces")
 SIGN_DATASETS = ("gtsrb", "synthetic_signs")
@@ -55,7 +60,10 @@ VERDICT_RULE = (
     "when it lies below 0, and INCONCLUSIVE when it contains 0 or when there are fewer than 2 pairs (fewer than "
     f"2 models in a group); 'not in this sweep' when the sweep has no rows to form one pair (one model in each "
     f"group). Defense claims read only backdoored models whose ASR before defense is at least "
-    f"{IMPLANTED_ASR * 100:.0f} %, so that there is a backdoor to remove (the thesis's models had 51–100 %).")
+    f"{IMPLANTED_ASR * 100:.0f} %, so that there is a backdoor to remove (the thesis's models had 51–100 %). "
+    "A claim's p-value is the two-sided p of the same t statistic (Student's for pairs, Welch's for two groups): "
+    "its interval leaves out 0 exactly when p < 0.05.")
+FAMILY_ALPHA = 1 - CONFIDENCE  # Holm's family-wise error rate over the claims with a test
 
 
 class Runs(Protocol):
@@ -147,9 +155,10 @@ def _thesis_runs(chain: tuple[str, ...]) -> pd.DataFrame:
 def defense_parameters(defense: str) -> list[str]:
     """The parameters of ``defense`` as its registry entry declares them (rows carry each as ``dN_<name>``)."""
     # The registry's Params classes are plain pydantic models: importing it does not load TensorFlow.
-    from tasks.defenses import DEFENSES
+    from tasks.registry import registry
 
-    return list(DEFENSES[defense].Params.model_fields) if defense in DEFENSES else []
+    defenses = registry().defenses
+    return list(defenses[defense].Params.model_fields) if defense in defenses else []
 
 
 @dataclass(frozen=True)
@@ -179,6 +188,8 @@ class Judgement:
 
     ``n_first`` counts pairs, or the first group's models; ``n_second`` the second group's models
     (None for a paired claim). Bounds are NaN without an interval; the mean is NaN without data.
+    ``p_value`` is the two-sided p that the statistic is 0, from the interval's t statistic (NaN
+    without an interval: fewer than 2 pairs, or 2 models in a group).
     """
 
     mean: float
@@ -188,6 +199,7 @@ class Judgement:
     n_second: int | None
     verdict: str
     reason: str
+    p_value: float = math.nan
 
 
 @dataclass(frozen=True)
@@ -240,15 +252,26 @@ def decide(lower: float, upper: float, count: int, enough: bool, too_few: str) -
 def judge(evidence: Evidence) -> Judgement:
     """The statistic of ``evidence`` in percentage points with its 95 % interval and verdict."""
     if evidence.paired:
-        mean, lower, upper, n = mean_interval(np.asarray(evidence.first) * 100)
+        values = np.asarray(evidence.first, dtype=float) * 100
+        mean, lower, upper, n = mean_interval(values)
         verdict, reason = decide(lower, upper, n, n >= 2, "fewer than 2 pairs")
-        return Judgement(mean, lower, upper, n, None, verdict, reason)
+        return Judgement(mean, lower, upper, n, None, verdict, reason, t_pvalue(values))
     first, second = (np.asarray(group, dtype=float) * 100 for group in (evidence.first, evidence.second))
     first, second = first[~np.isnan(first)], second[~np.isnan(second)]
     mean, lower, upper, _ = welch_interval(first, second)
     smaller = min(len(first), len(second))
     verdict, reason = decide(lower, upper, smaller, smaller >= 2, "fewer than 2 models in a group")
-    return Judgement(mean, lower, upper, len(first), len(second), verdict, reason)
+    return Judgement(mean, lower, upper, len(first), len(second), verdict, reason, welch_pvalue(first, second))
+
+
+def after_holm(verdict: str, rejected: bool) -> str:
+    """A claim's verdict once Holm's procedure has judged the family: AGREES and DISAGREES stand only
+    where Holm rejects the claim's null hypothesis (statistic = 0), else they become INCONCLUSIVE; an
+    INCONCLUSIVE or 'not in this sweep' verdict stays as it is (Holm never rejects what the claim's
+    own 95 % interval does not)."""
+    if verdict in (AGREES, DISAGREES):
+        return verdict if rejected else INCONCLUSIVE
+    return verdict
 
 
 def paired_differences(frame: pd.DataFrame, unit: list[str], match: list[str], arm: str, first: object,
@@ -499,11 +522,13 @@ def section(context: ReportContext) -> Section | None:
             "'Ours' is the mean with its 95 % interval. Synthetic datasets are analogues: synthetic_signs of "
             "GTSRB, synthetic_faces of YouTube Faces and LFW. " + POOLED_INTERVAL),
         Paragraph(VERDICT_RULE),
+        Paragraph(multiplicity_text(table)),
         answers_table(table),
     ]
     for question, (asked, answered) in QUESTIONS.items():
         rows = table[table["question"] == question]
-        found = "; ".join(f"{row.short}: {row.verdict.upper()} ({_ours_cell(row)}, {_count(row)}; {row.reason})"
+        found = "; ".join(f"{row.short}: {row.verdict.upper()} ({_ours_cell(row)}, {_count(row)}; {row.reason}"
+                          f"{_holm_clause(row)})"
                           if row.verdict != NOT_IN_SWEEP else f"{row.short}: not in this sweep"
                           for row in rows.itertuples())
         blocks.append(Paragraph(f"{question}. {asked} {answered} This sweep: {found}."))
@@ -518,7 +543,9 @@ def answers_frame(ours: Runs, thesis: Runs) -> pd.DataFrame:
     -------
     DataFrame: question, claim_id, short, claim, thesis_tables, statistic, pair, comparison
     (``paired`` or ``two groups``), thesis_value, thesis_n_first, thesis_n_second, mean, lower, upper,
-    n_first, n_second (counts of pairs or of each group's models; NA where paired), verdict, reason, basis
+    n_first, n_second (counts of pairs or of each group's models; NA where paired), verdict, reason, basis,
+    p_value (two-sided, of the interval's t statistic; NaN without a test), holm_p (Holm-adjusted over
+    the claims with a p-value; NaN without one) and holm_verdict (:func:`after_holm`)
     """
     rows = []
     for claim in CLAIMS:
@@ -533,15 +560,55 @@ def answers_frame(ours: Runs, thesis: Runs) -> pd.DataFrame:
             "mean": ours_judged.mean, "lower": ours_judged.lower, "upper": ours_judged.upper,
             "n_first": ours_judged.n_first, "n_second": ours_judged.n_second,
             "verdict": ours_judged.verdict, "reason": ours_judged.reason, "basis": evidence.basis,
+            "p_value": ours_judged.p_value,
         })
     frame = pd.DataFrame(rows)
+    adjusted, rejected = holm(frame["p_value"].to_numpy(dtype=float), FAMILY_ALPHA)
+    frame["holm_p"] = adjusted
+    frame["holm_verdict"] = [after_holm(verdict, bool(keep)) for verdict, keep in zip(frame["verdict"], rejected)]
     for column in ("thesis_n_first", "thesis_n_second", "n_first", "n_second"):
         frame[column] = frame[column].astype("Int64")
     return frame
 
 
+def family_size(table: pd.DataFrame) -> int:
+    """m, the claims Holm's procedure judges as one family: those with a p-value (at least 2 pairs, or
+    2 models in each group)."""
+    return int(table["p_value"].notna().sum())
+
+
+def multiplicity_text(table: pd.DataFrame) -> str:
+    """The paragraph that says how many claims are judged, each at 95 %, what Holm's procedure does with
+    them, and which verdicts it changed."""
+    m = family_size(table)
+    with_rows = int((table["verdict"] != NOT_IN_SWEEP).sum())
+    alpha = f"{FAMILY_ALPHA * 100:.0f} %"
+    if m == 0:
+        return (f"Multiplicity. {with_rows} of {len(table)} claims have rows here, none with a test (each needs at "
+                "least 2 pairs, or 2 models in each group), so no verdict is adjusted.")
+    changed = table[table["verdict"] != table["holm_verdict"]]
+    if changed.empty:
+        effect = "Holm's adjustment changes no verdict here."
+    else:
+        effect = "Holm's adjustment changes " + "; ".join(
+            f"{row.short} ({row.question}) from {row.verdict.upper()} to {row.holm_verdict.upper()} "
+            f"(p {_p_text(row.p_value)}, adjusted {_p_text(row.holm_p)} > 0.05)" for row in changed.itertuples()) + "."
+    chance = 1 - CONFIDENCE**m
+    return (
+        f"Multiplicity. {with_rows} of {len(table)} claims have rows here and {m} of them have a test (at least 2 "
+        f"pairs, or 2 models in each group); each verdict in the column 'Verdict (95 % each)' is taken at 95 % on "
+        f"its own. Were none of the {m} effects real, each would still be called AGREES or DISAGREES with "
+        f"probability {alpha}, and at least one of them with probability up to {100 * chance:.0f} % (1 − 0.95^{m}, "
+        f"for independent claims). The column 'After Holm' judges the {m} claims as one family at a family-wise "
+        f"{alpha}: Holm's step-down procedure (Holm 1979) sorts their p-values, p(1) ≤ … ≤ p({m}), and keeps the "
+        f"verdict of the claim with p(i) only while p(j) ≤ 0.05 / ({m} − j + 1) for every j ≤ i; otherwise the claim "
+        f"becomes INCONCLUSIVE. Column p shows each claim's p-value and, in brackets, its Holm-adjusted p-value, "
+        f"which is compared with 0.05. {effect}")
+
+
 def answers_table(table: pd.DataFrame) -> Table:
     """The Answers table of :func:`answers_frame`'s rows, as the report and ``bdsweep findings`` show it."""
+    m = family_size(table)
     shown = pd.DataFrame({
         "Question": table["question"],
         "Claim (the thesis's answer)": table["claim"],
@@ -549,12 +616,41 @@ def answers_table(table: pd.DataFrame) -> Table:
         "Thesis (pp)": [_thesis_cell(row) for row in table.itertuples()],
         "Ours (pp)": [_ours_cell(row) for row in table.itertuples()],
         "n": [_count(row) for row in table.itertuples()],
-        "Verdict": [row.verdict.upper() if row.verdict != NOT_IN_SWEEP else row.verdict for row in table.itertuples()],
+        "p (Holm-adjusted)": [_p_cell(row) for row in table.itertuples()],
+        "Verdict (95 % each)": [_verdict_cell(row.verdict) for row in table.itertuples()],
+        f"After Holm (family-wise 5 %, m = {m})": [_verdict_cell(row.holm_verdict) for row in table.itertuples()],
     })
     data = table.drop(columns=["short", "statistic", "pair", "basis"])
     return Table("answers", "Answers: the thesis's claims against this sweep's rows", shown, data,
                  "Differences in percentage points, oriented so that the thesis predicts a value above 0; ours: mean "
-                 "[95 % CI]. The verdict follows from our interval by the rule above.")
+                 "[95 % CI]. p: two-sided, of the interval's t statistic; brackets: Holm-adjusted over the m claims "
+                 "with a test. The verdict follows from our interval by the rule above; after Holm it stands only "
+                 "where the adjusted p is at most 0.05.")
+
+
+def _verdict_cell(verdict: str) -> str:
+    return verdict.upper() if verdict != NOT_IN_SWEEP else verdict
+
+
+def _p_text(p: float) -> str:
+    """``0.012``; four decimals near 0.05, where three could round across it; ``<0.001``; ``–`` for NaN."""
+    if pd.isna(p):
+        return "–"
+    if p < 0.001:
+        return "<0.001"
+    return f"{p:.4f}" if abs(p - 0.05) < 0.005 else f"{p:.3f}"
+
+
+def _p_cell(row) -> str:
+    if pd.isna(row.p_value):
+        return "– (no test)" if row.verdict != NOT_IN_SWEEP else "–"
+    return f"{_p_text(row.p_value)} ({_p_text(row.holm_p)})"
+
+
+def _holm_clause(row) -> str:
+    if pd.isna(row.p_value):
+        return ""
+    return f"; p {_p_text(row.p_value)}, after Holm {row.holm_verdict.upper()}"
 
 
 def _method_table(table: pd.DataFrame) -> Table:

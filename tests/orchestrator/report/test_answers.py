@@ -25,8 +25,11 @@ from orchestrator.report.sections.answers import (
     NOT_IN_SWEEP,
     VERDICT_RULE,
     ThesisRuns,
+    after_holm,
     answers_frame,
+    answers_table,
     decide,
+    multiplicity_text,
 )
 from orchestrator.report.stats import mean_interval, welch_interval
 from tests.orchestrator.report.test_render import build_generated_report
@@ -206,10 +209,96 @@ def test_the_whole_report_holds_the_answers_right_after_the_sweep(tmp_path):
     assert verdicts <= {AGREES, DISAGREES, INCONCLUSIVE, NOT_IN_SWEEP} and len(verdicts - {NOT_IN_SWEEP}) >= 1
 
     page, markdown = html.unescape(files.html.read_text()), files.markdown.read_text()
-    assert 'id="table-answers"' in page and "#table-answers td:last-child" in page
+    assert 'id="table-answers"' in page and "#table-answers td:nth-last-child(-n+2)" in page
     assert VERDICT_RULE in page and VERDICT_RULE in markdown
-    for cell in table.shown["Verdict"]:
+    assert multiplicity_text(table.data) in page and "Holm 1979" in markdown
+    for cell in [*table.shown["Verdict (95 % each)"], *table.shown.iloc[:, -1]]:
         assert cell in page and cell in markdown
     summary = pd.read_parquet(out / "summary" / "answers.parquet")
     assert summary["verdict"].tolist() == table.data["verdict"].tolist()
+    assert summary["holm_verdict"].tolist() == table.data["holm_verdict"].tolist()
     assert summary["claim_id"].tolist() == [claim.id for claim in CLAIMS]
+
+
+# Multiplicity ------------------------------------------------------------------------------------
+
+# Three claims judged together, each read from its own models: a strong effect (30 pp on 6 pairs,
+# p ≈ 0.00002), a weak one (5 pp, p ≈ 0.041: its interval [0.3, 9.7] lies above 0) and none (p = 1).
+FAMILY = {"rq1_size": 0.3, "rq1_colour_faces": 0.05, "rq4_order": 0.0}
+
+
+def family_rows() -> list[dict]:
+    return [row for claim_id, effect in FAMILY.items() for row in planted_rows(claim_id, effect)]
+
+
+def planted_differences(effect: float) -> np.ndarray:
+    """The claim's paired differences in pp as :func:`planted_rows` plants them: one per model."""
+    return 100 * np.array([effect + JITTER[seed] for _ in POISON_PCTS for seed in SEEDS])
+
+
+@pytest.mark.filterwarnings("ignore:Precision loss")  # the sign group of rq2_ac is constant
+def test_p_values_come_from_the_same_t_statistics_as_the_intervals():
+    table = judged(family_rows())
+    for claim_id, effect in FAMILY.items():
+        expected = stats.ttest_1samp(planted_differences(effect), 0.0)
+        assert table.loc[claim_id, "p_value"] == pytest.approx(expected.pvalue, abs=1e-9)
+        interval = expected.confidence_interval()
+        assert (table.loc[claim_id, "lower"], table.loc[claim_id, "upper"]) == pytest.approx((interval.low, interval.high))
+    # A two-group claim: Welch's test, as its interval.
+    rq2 = judged(planted_rows("rq2_ac", 0.05)).loc["rq2_ac"]
+    faces = 100 * (IMPLANTED - (BASE_ASR - np.array([0.05 + JITTER[seed] for _ in POISON_PCTS for seed in SEEDS])))
+    signs = np.full(len(faces), 100 * (IMPLANTED - BASE_ASR))
+    assert rq2["p_value"] == pytest.approx(stats.ttest_ind(faces, signs, equal_var=False).pvalue)
+
+
+def test_holm_turns_a_claim_significant_alone_inconclusive_in_the_family():
+    table = judged(family_rows())
+    # Alone, the weak claim's interval lies above 0: AGREES at 95 %.
+    assert table.loc["rq1_colour_faces", "verdict"] == AGREES
+    assert table.loc["rq1_colour_faces", "p_value"] < 0.05
+    # In the family of 3: p(1) ≈ 0.00002 ≤ 0.05 / 3 is kept; p(2) ≈ 0.041 > 0.05 / 2 is not, nor anything after.
+    assert table.loc["rq1_colour_faces", "holm_verdict"] == INCONCLUSIVE
+    assert table.loc["rq1_colour_faces", "holm_p"] == pytest.approx(2 * table.loc["rq1_colour_faces", "p_value"])
+    assert table.loc["rq1_size", ["verdict", "holm_verdict"]].tolist() == [AGREES, AGREES]
+    assert table.loc["rq1_size", "holm_p"] == pytest.approx(3 * table.loc["rq1_size", "p_value"])
+    assert table.loc["rq4_order", ["verdict", "holm_verdict"]].tolist() == [INCONCLUSIVE, INCONCLUSIVE]
+    # Judged on its own (a family of one), the weak claim keeps its verdict.
+    alone = judged(planted_rows("rq1_colour_faces", 0.05)).loc["rq1_colour_faces"]
+    assert (alone["verdict"], alone["holm_verdict"]) == (AGREES, AGREES)
+
+
+def test_the_section_states_the_multiplicity_and_what_holm_changed():
+    table = judged(family_rows()).reset_index()
+    text = multiplicity_text(table)
+    assert "3 of 11 claims have rows here and 3 of them have a test" in text
+    assert "at 95 % on its own" in text and "family-wise 5 %" in text and "Holm 1979" in text
+    assert "colour on faces (RQ1) from AGREES to INCONCLUSIVE (p 0.041, adjusted 0.082 > 0.05)" in text
+    shown = answers_table(table).shown.set_index("Claim (the thesis's answer)")
+    assert list(shown.columns[-3:]) == ["p (Holm-adjusted)", "Verdict (95 % each)",
+                                        "After Holm (family-wise 5 %, m = 3)"]
+    weak = shown.iloc[table.index[table["claim_id"] == "rq1_colour_faces"][0]]
+    assert (weak["p (Holm-adjusted)"], weak["Verdict (95 % each)"], weak.iloc[-1]) == (
+        "0.041 (0.082)", "AGREES", "INCONCLUSIVE")
+    assert shown.iloc[table.index[table["claim_id"] == "rq2_ac"][0]]["p (Holm-adjusted)"] == "–"
+
+
+def test_a_claim_without_a_test_stays_out_of_the_family():
+    # One pair: no interval, no p-value; the other two claims form a family of 2.
+    rows = planted_rows("rq1_size", 0.3) + planted_rows("rq1_colour_faces", 0.05) + planted_rows(
+        "rq4_order", 0.3, poison_pcts=[8], seeds=[0])
+    table = judged(rows)
+    assert math.isnan(table.loc["rq4_order", "p_value"]) and math.isnan(table.loc["rq4_order", "holm_p"])
+    assert table.loc["rq4_order", "holm_verdict"] == INCONCLUSIVE
+    # With m = 2 the weak claim's p(2) ≈ 0.041 ≤ 0.05 / 1: Holm keeps it.
+    assert table.loc["rq1_colour_faces", "holm_verdict"] == AGREES
+    text = multiplicity_text(table.reset_index())
+    assert "3 of 11 claims have rows here and 2 of them have a test" in text and "changes no verdict" in text
+    assert answers_table(table.reset_index()).shown.loc[table.index.get_loc("rq4_order"), "p (Holm-adjusted)"] == (
+        "– (no test)")
+
+
+@pytest.mark.parametrize("verdict, rejected, after", [
+    (AGREES, True, AGREES), (AGREES, False, INCONCLUSIVE), (DISAGREES, True, DISAGREES),
+    (DISAGREES, False, INCONCLUSIVE), (INCONCLUSIVE, True, INCONCLUSIVE), (NOT_IN_SWEEP, False, NOT_IN_SWEEP)])
+def test_holm_only_withdraws_verdicts(verdict, rejected, after):
+    assert after_holm(verdict, rejected) == after

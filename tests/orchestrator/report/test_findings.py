@@ -8,7 +8,7 @@ from scipy import stats
 from typer.testing import CliRunner
 
 from orchestrator.cli import app
-from orchestrator.report.findings import END, START, defense_effects, short_pipeline
+from orchestrator.report.findings import END, START, defense_effects, findings_markdown, short_pipeline
 from orchestrator.report.model import ReportContext, SweepFacts
 from tests.orchestrator.report.test_sweep_report import recorded, write_rows
 from tests.report_rows import connect_rows, synthetic_rows
@@ -30,6 +30,7 @@ def test_findings_replace_only_the_marked_block_and_write_two_png_figures(tmp_pa
     assert text.endswith(END + "\n\n## After\n\nStays too.\n") and "stale text" not in text
     block = text.split(START)[1].split(END)[0]
     assert "From the `paper` sweep (16 trials, 2 seeds;" in block
+    assert "are judged, each at 95 %:" in block and "Holm" in block
     # The Answers table: a header, its rule and one line per claim of the report's Answers section.
     assert sum(line.startswith("| RQ") for line in block.splitlines()) == 11
     for name in ("asr_by_trigger.png", "defenses.png"):
@@ -116,3 +117,16 @@ def test_defense_effects_are_paired_per_backdoored_model():
 ])
 def test_short_pipeline_labels(pipeline, label):
     assert short_pipeline(pipeline) == label
+
+
+def test_the_findings_count_verdicts_at_95_percent_each_and_after_holm():
+    # The planted family of section Answers' tests: a strong, a weak (p ≈ 0.041) and a null claim.
+    from tests.orchestrator.report.test_answers import family_rows, judged
+
+    table = judged(family_rows()).reset_index()
+    block = findings_markdown(table, "planted", 36, 3, [])
+    assert ("Of 11 claims, 3 are judged, each at 95 %: 2 AGREES, 0 DISAGREES, 1 INCONCLUSIVE; after Holm's "
+            "adjustment over the 3 with a test (family-wise 5 %): 1 AGREES, 0 DISAGREES, 2 INCONCLUSIVE.") in block
+    header = next(line for line in block.splitlines() if line.startswith("| Question"))
+    assert "| p (Holm-adjusted) | Verdict (95 % each) | After Holm (family-wise 5 %, m = 3) |" in header
+    assert "| 0.041 (0.082) | AGREES | INCONCLUSIVE |" in block
