@@ -52,7 +52,7 @@ class Record(Protocol):
 
 Step = Callable[..., tuple[Ref, Record]]  # step(label, stage: Stage, config, *parent refs) -> (ref, record)
 
-DATASET = Stage("dataset", 1, load_dataset, ImageDataset)
+DATASET = Stage("dataset", 1, load_dataset, ImageDataset, identity="fingerprint", view=ImageDataset.content)
 TRAIN = Stage("train", 1, train_model, TrainedModel)
 
 

@@ -74,6 +74,15 @@ class ImageDataset:
         digest.update(json.dumps(self.class_names).encode())
         return digest.hexdigest()[:16]
 
+    def content(self) -> "ImageDataset":
+        """What :attr:`fingerprint` covers, and so all a stage keyed by it may read: the whole dataset.
+
+        The dataset stage's children are keyed by the fingerprint, not by the dataset's recipe
+        (:class:`~tasks.stage.Stage` ``view``): images decoded to the same arrays from other files
+        (re-encoded, copied, another root) feed the same poison, train and defense artifacts.
+        """
+        return self
+
     def save(self, directory: Path) -> None:
         for split in _SPLITS:
             np.save(directory / f"x_{split}.npy", getattr(self, f"x_{split}"))
