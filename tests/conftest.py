@@ -73,3 +73,29 @@ def s3_root(s3_server, request) -> str:
     filesystem, _ = pafs.FileSystem.from_uri(f"s3://{bucket}?{query}&allow_bucket_creation=true")
     filesystem.create_dir(bucket)
     return f"s3://{bucket}/runs?{query}"
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+    """A local Ray on 127.0.0.1, started as ``bdsweep run`` starts it, shared by a module's Ray tests.
+
+    ``launch`` (and ``bdsweep run`` through typer's runner) then runs on it without starting or
+    stopping a Ray of its own. Stopped after the module's last test; every raylet and GCS server it
+    started must be gone then. Its workers take the environment as it is when it starts: a module
+    whose sweeps need S3 credentials requests ``s3_server`` before this fixture.
+    """
+    from orchestrator.ray_runtime import keep_local_ray_on_loopback, start_ray
+    from tests.ray_processes import children, ray_processes, wait_until_gone
+
+    keep_local_ray_on_loopback()
+    import ray
+
+    assert not ray.is_initialized(), "another test left its Ray connected"
+    start_ray()
+    started = children(os.getpid()) & ray_processes()  # not another Ray that runs on this machine meanwhile
+    assert started, "ray.init started no raylet or GCS server of its own"
+    try:
+        yield ray
+    finally:
+        ray.shutdown()
+    assert wait_until_gone(started), "the module's raylet or GCS server outlived ray.shutdown()"

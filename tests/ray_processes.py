@@ -24,6 +24,20 @@ def ray_processes() -> set[int]:
     return pids
 
 
+def children(parent: int) -> set[int]:
+    """Pids of the live processes whose parent is ``parent`` (``ray.init`` starts its GCS server and raylet so)."""
+    pids = set()
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == parent and fields[0] != "Z":
+                pids.add(int(entry.name))
+    return pids
+
+
 def session_processes(session: int) -> set[int]:
     """Pids of the live processes in the session ``session`` (the pid of a command started with ``start_new_session``)."""
     pids = set()
@@ -59,7 +73,11 @@ def stop_session(session: int, grace: float = 10) -> None:
 
 
 def wait_until_gone(pids: set[int], timeout: float = 60) -> bool:
-    """True once none of ``pids`` runs; after ``timeout`` s kills the rest (leaving nothing behind) and returns False."""
+    """True once none of ``pids`` runs; after ``timeout`` s kills the rest (leaving nothing behind) and returns False.
+
+    ``pids`` must be processes the test started (its own children, or its driver's session): other
+    Ray instances on the machine are not the test's to stop.
+    """
     alive = lambda: pids & ray_processes()  # noqa: E731
     deadline = time.monotonic() + timeout
     while alive():
@@ -72,3 +90,26 @@ def wait_until_gone(pids: set[int], timeout: float = 60) -> bool:
             return False
         time.sleep(0.2)
     return True
+
+
+def ray_workers(pids: set[int]) -> set[int]:
+    """Those of ``pids`` that are Ray worker processes: they run tasks and actors (a Tune trial), so
+    they write to the storage root. Ray titles them ``ray::IDLE`` or ``ray::<actor or task>``;
+    Ray's own agents (``ray::DashboardAgent``, ``ray::RuntimeEnvAgent``) are not workers."""
+    workers = set()
+    for pid in pids:
+        try:
+            title = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[0].decode(errors="replace")
+        except OSError:
+            continue
+        if title.startswith("ray::") and not title.endswith("Agent"):
+            workers.add(pid)
+    return workers
+
+
+def wait_for_workers_to_end(session: int, timeout: float) -> set[int]:
+    """Wait until no Ray worker of the session ``session`` runs, at most ``timeout`` s; returns those still running then."""
+    deadline = time.monotonic() + timeout
+    while (running := ray_workers(session_processes(session))) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return running

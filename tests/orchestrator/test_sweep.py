@@ -1,21 +1,27 @@
-"""End to end: a small sweep on real Ray (127.0.0.1), real Keras, real ART, real Parquet."""
+"""Sweeps end to end: `bdsweep run` on real Ray (127.0.0.1), real Keras, real ART, real Parquet, on one
+Ray instance shared by this module's Ray tests; what chained pipelines compute, in process (tests/harness.py)."""
 
+import subprocess
+import sys
 import textwrap
+from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
 from orchestrator.cli import app
 from orchestrator.results import query
+from tests.harness import run_space as run_in_process
 
-pytestmark = [pytest.mark.slow, pytest.mark.ray]
+pytestmark = pytest.mark.slow
+REPOSITORY = Path(__file__).resolve().parents[2]
 
 SPACE = """
 name: e2e
 dataset: {name: synthetic_signs, per_class: 12, test_per_class: 4}
 model: gtsrb_cnn
 train: {epochs: 1, batch_size: 32}
-attack: {source: 8, target: 14, trigger: [yellow_square, big_yellow_square], poison_pct: [10, 50]}
+attack: {source: 8, target: 14, trigger: [yellow_square, big_yellow_square], poison_pct: 50}
 seeds: [0]
 defenses:
   - none
@@ -35,27 +41,36 @@ def snapshot(directory):
     return {p.relative_to(directory): (p.read_bytes(), p.stat().st_mtime_ns) for p in directory.glob("**/*.parquet")}
 
 
-def test_sweep_runs_every_trial_and_trains_each_model_once(tmp_path):
+@pytest.mark.ray
+def test_sweep_runs_every_trial_trains_each_model_once_and_writes_its_report(tmp_path, local_ray):
     space, storage = tmp_path / "space.yaml", tmp_path / "runs"
     space.write_text(textwrap.dedent(SPACE))
     runner = CliRunner()
 
     result = runner.invoke(app, ["run", str(space), "--storage", str(storage), "--max-concurrent", "2"])
     assert result.exit_code == 0, result.output
-    assert "12 result rows in" in result.output and str((storage / "e2e" / "results").resolve()) in result.output
+    assert "6 result rows in" in result.output and str((storage / "e2e" / "results").resolve()) in result.output
+    # The sweep ends with its report, and says where it is.
+    report = storage / "e2e" / "report"
+    assert f"report: {(report / 'index.html').resolve()}" in result.output.splitlines()
+    assert "partial" not in result.output
+    html = (report / "index.html").read_text()
+    assert html.startswith("<!DOCTYPE html>") and "ac(cluster_analysis=distance)" in html
+    assert "ac(cluster_analysis=distance)" in (report / "report.md").read_text()
+    assert list((report / "summary").glob("*.parquet")) and list((report / "figures").glob("*.svg"))
 
     rows = query(storage, "SELECT * FROM results")
-    assert len(rows) == 12 and rows["trial_id"].is_unique
-    # Each unique stage was computed by exactly one trial and reused by the others.
-    assert rows["train_computed"].sum() == 4  # 2 triggers x 2 poison percentages
-    assert rows["poison_computed"].sum() == 4
+    assert len(rows) == 6 and rows["trial_id"].is_unique
+    # Each unique stage was computed by exactly one trial and reused by the others, two at a time.
+    assert rows["train_computed"].sum() == 2  # one model per trigger
+    assert rows["poison_computed"].sum() == 2
     assert rows["dataset_computed"].sum() == 1
-    assert rows["evaluate_before_computed"].sum() == 4
-    assert rows["d1_detection_computed"].sum() == 8  # and at most 8 retrainings: fewer where two keep alike
+    assert rows["evaluate_before_computed"].sum() == 2
+    assert rows["d1_detection_computed"].sum() == 4  # and at most 4 retrainings: fewer where two keep alike
     retrained = rows[rows["d1_retrain_computed"].notna()]
-    assert retrained["d1_retrain_computed"].sum() == retrained["d1_retrain_key"].nunique() <= 8
-    assert rows["d1_activations_computed"].sum() == 4  # smaller and distance share each model's activations
-    assert len(list((storage / "cache" / "train").glob("*/manifest.json"))) == 4
+    assert retrained["d1_retrain_computed"].sum() == retrained["d1_retrain_key"].nunique() <= 4
+    assert rows["d1_activations_computed"].sum() == 2  # smaller and distance share each model's activations
+    assert len(list((storage / "cache" / "train").glob("*/manifest.json"))) == 2
     assert set(rows["pipeline"]) == {"none", "ac(cluster_analysis=smaller)", "ac(cluster_analysis=distance)"}
     ac = rows[rows["n_defenses"] == 1]
     assert (ac["d1_n_poisoned"] == ac["n_poisoned"]).all()
@@ -76,7 +91,7 @@ def test_sweep_runs_every_trial_and_trains_each_model_once(tmp_path):
         runner.invoke(app, ["resume", "e2e", "--storage", str(storage)]),
     ):
         assert again.exit_code == 0, again.output
-        assert "12 trials (0 to run, 12 already have results)" in again.output
+        assert "6 trials (0 to run, 6 already have results)" in again.output
     assert snapshot(storage / "e2e" / "results") == before
     assert sorted((storage / "cache").glob("*/*/manifest.json")) == manifests
 
@@ -86,38 +101,75 @@ def test_sweep_runs_every_trial_and_trains_each_model_once(tmp_path):
     assert printed.exit_code == 0, printed.output
     lines = printed.output.strip().splitlines()
     assert lines[0].split() == ["trigger", "poison_pct", "pipeline", "clean_acc_after", "asr_after"]
-    assert len(lines) == 13
+    assert len(lines) == 7
 
     status = runner.invoke(app, ["status", "e2e", "--storage", str(storage)])
-    assert "12 trials: 12 done, 0 running, 0 errored, 0 pending" in status.output
-    # Each unique stage computed once: 12 trials x 4 stages + 8 defended trials x 4 (activations, detection,
+    assert "6 trials: 6 done, 0 running, 0 errored, 0 pending" in status.output
+    # Each unique stage computed once: 6 trials x 4 stages + 4 defended trials x 4 (activations, detection,
     # retrain, evaluate), less a retraining where a detection kept every sample.
     rows = query(storage, "SELECT * FROM results")
-    computed, in_all = int(rows["n_stages_computed"].sum()), int(rows.filter(like="_computed").notna().sum().sum()) - 12
-    assert computed <= 41 and 72 <= in_all <= 80
+    computed, in_all = int(rows["n_stages_computed"].sum()), int(rows.filter(like="_computed").notna().sum().sum()) - 6
+    assert computed <= 21 and 36 <= in_all <= 40
     assert f"stages: {computed} computed, {in_all - computed} reused" in status.output
 
 
-def test_failed_trial_is_reported_with_its_error_and_others_still_finish(tmp_path):
+@pytest.mark.ray
+def test_a_no_cache_sweep_computes_each_trial_alone_and_a_failed_trial_is_reported_while_others_finish(
+        tmp_path, local_ray):
+    storage = tmp_path / "runs"
     result = run_space(tmp_path, """
-        name: failing
-        dataset: {name: synthetic_signs, per_class: 12, test_per_class: 1}
+        name: naive
+        dataset: {name: synthetic_signs, per_class: 12, test_per_class: 2}
         model: gtsrb_cnn
         train: {epochs: 1}
-        attack: {source: 8, target: 14, trigger: yellow_square, poison_pct: 50}
-        defenses: [none, {ac: {layer: no_such_layer}}]
-    """)
+        attack: {source: 8, target: 14, trigger: big_yellow_square, poison_pct: 50}
+        defenses: [none, {ss: {retrain: none}}, {ac: {layer: no_such_layer}}]
+        resources: {cpu: 1}
+    """, "--no-cache", "--max-failures", "0")
     assert result.exit_code == 1, result.output
-    assert "FAILED yellow_square 50% seed=0 ac(layer=no_such_layer)" in result.output
+    assert "FAILED big_yellow_square 50% seed=0 ac(layer=no_such_layer)" in result.output
     assert "no_such_layer" in result.output.split("FAILED", 1)[1].splitlines()[0]
-    assert "1 trial(s) failed; `bdsweep resume failing` retries them" in result.output
-    assert len(query(tmp_path / "runs", "SELECT * FROM results")) == 1
-    status = CliRunner().invoke(app, ["status", "failing", "--storage", str(tmp_path / "runs")])
-    assert "2 trials: 1 done, 0 running, 1 errored, 0 pending" in status.output
+    assert "1 trial(s) failed; `bdsweep resume naive` retries them" in result.output
+    rows = query(storage, "SELECT * FROM results")
+    # The two others finished; both trained the same model, each for itself, and kept nothing in the shared store.
+    assert len(rows) == 2 and rows["train_computed"].all() and rows["dataset_computed"].all()
+    assert not list((storage / "cache").glob("*/*/manifest.json"))
+    status = CliRunner().invoke(app, ["status", "naive", "--storage", str(storage)])
+    assert "3 trials: 2 done, 0 running, 1 errored, 0 pending" in status.output
 
+
+@pytest.mark.ray
+def test_a_local_sweep_starts_its_own_ray_even_after_a_ray_start_on_this_machine(tmp_path):
+    # `ray start` records its cluster in /tmp/ray/ray_current_cluster and a plain ray.init() joins it,
+    # even once that cluster is gone; the driver's start_ray must not. In a fresh interpreter: this
+    # one may hold the module's Ray already.
+    from tests.ray_processes import ray_processes, wait_until_gone
+
+    record = Path("/tmp/ray/ray_current_cluster")
+    kept = record.read_text() if record.exists() else None
+    record.parent.mkdir(parents=True, exist_ok=True)
+    record.write_text("127.0.0.1:9\n")  # nothing listens there
+    before = ray_processes()
+    try:
+        done = subprocess.run([sys.executable, "-c", (
+            "from orchestrator.ray_runtime import keep_local_ray_on_loopback, start_ray\n"
+            "keep_local_ray_on_loopback()\n"
+            "import ray\n"
+            "start_ray()\n"
+            "print(ray.get_runtime_context().gcs_address, ray.util.get_node_ip_address())\n"
+            "ray.shutdown()\n")], capture_output=True, text=True, cwd=REPOSITORY, timeout=240)
+    finally:
+        record.write_text(kept) if kept is not None else record.unlink()
+    assert done.returncode == 0, done.stdout + done.stderr
+    gcs, node_ip = done.stdout.split()[-2:]
+    assert gcs.startswith("127.0.0.1:") and gcs != "127.0.0.1:9" and node_ip == "127.0.0.1"
+    assert wait_until_gone(ray_processes() - before), "the Ray it started outlived it"
+
+
+# -- what chained pipelines compute: in process, no Ray --------------------------------------------
 
 def test_chained_defenses_record_every_stage(tmp_path):
-    result = run_space(tmp_path, """
+    sweep = run_in_process("""
         name: chain
         dataset: {name: synthetic_signs, per_class: 12, test_per_class: 2}
         model: gtsrb_cnn
@@ -126,9 +178,9 @@ def test_chained_defenses_record_every_stage(tmp_path):
         defenses:
           - [ss: {expected_pp_poison: 0.1, retrain: finetune}, ac: {retrain: none}]
           - [ss: {expected_pp_poison: 0.5, eps_multiplier: 2}, perfect_filter: {retrain: none}]
-    """)
-    assert result.exit_code == 0, result.output
-    rows = query(tmp_path / "runs", "SELECT * FROM results ORDER BY pipeline").to_dict("records")
+    """, tmp_path)
+    assert not sweep.errors, sweep.errors
+    rows = sweep.frame().sort_values("pipeline").to_dict("records")
     first, everything = rows  # ordered by pipeline: pp 0.1 sorts before pp 0.5
     assert first["pipeline"].startswith("ss(") and ">ac(" in first["pipeline"]
     n_train = 11 * 43
@@ -145,7 +197,7 @@ def test_chained_defenses_record_every_stage(tmp_path):
 
 
 def test_ac_then_fp_and_fp_then_ac_both_run(tmp_path):
-    result = run_space(tmp_path, """
+    sweep = run_in_process("""
         name: orders
         dataset: {name: synthetic_signs, per_class: 12, test_per_class: 2}
         model: gtsrb_cnn
@@ -154,52 +206,11 @@ def test_ac_then_fp_and_fp_then_ac_both_run(tmp_path):
         defenses:
           - [ac: {cluster_analysis: smaller, retrain: finetune}, fp: {threshold: 0.04, epochs: 1}]
           - [fp: {threshold: 0.04, epochs: 1}, ac: {cluster_analysis: smaller, retrain: finetune}]
-    """)
-    assert result.exit_code == 0, result.output
-    rows = query(tmp_path / "runs", "SELECT * FROM results").set_index("d1_name")
+    """, tmp_path)
+    assert not sweep.errors, sweep.errors
+    rows = sweep.frame().set_index("d1_name")
     assert set(rows.index) == {"ac", "fp"}
     assert rows.loc["ac", "d2_name"] == "fp" and rows.loc["fp", "d2_name"] == "ac"
     assert rows.loc["ac", "d2_layer_width"] == 128 and rows.loc["fp", "d1_layer_width"] == 128
     assert rows.loc["ac", "d1_removed_total"] > 0 and rows.loc["fp", "d2_removed_total"] > 0
     assert len(rows.loc["fp", "d1_tune_acc_curve"]) == 128
-
-
-def test_local_sweep_starts_its_own_ray_even_after_a_ray_start_on_this_machine(tmp_path):
-    # `ray start` records its cluster in /tmp/ray/ray_current_cluster and a plain ray.init() joins it,
-    # even once that cluster is gone; a local sweep must not.
-    from pathlib import Path
-
-    record = Path("/tmp/ray/ray_current_cluster")
-    kept = record.read_text() if record.exists() else None
-    record.parent.mkdir(parents=True, exist_ok=True)
-    record.write_text("127.0.0.1:9\n")  # nothing listens there
-    try:
-        result = run_space(tmp_path, """
-            name: own_ray
-            dataset: {name: synthetic_signs, per_class: 4, test_per_class: 1}
-            model: gtsrb_cnn
-            train: {epochs: 1}
-            attack: {source: 8, target: 14, trigger: yellow_square, poison_pct: 50}
-        """)
-    finally:
-        record.write_text(kept) if kept is not None else record.unlink()
-    assert result.exit_code == 0, result.output
-    assert "1 result rows in" in result.output
-
-
-def test_no_cache_computes_every_trials_whole_pipeline_alone(tmp_path):
-    storage = tmp_path / "runs"
-    result = run_space(tmp_path, """
-        name: naive
-        dataset: {name: synthetic_signs, per_class: 12, test_per_class: 2}
-        model: gtsrb_cnn
-        train: {epochs: 1}
-        attack: {source: 8, target: 14, trigger: big_yellow_square, poison_pct: 50}
-        defenses: [none, {ss: {retrain: none}}]
-        resources: {cpu: 1}
-    """, "--no-cache")
-    assert result.exit_code == 0, result.output
-    rows = query(storage, "SELECT * FROM results")
-    # Both trials trained the same model, each for itself, and kept nothing in the shared store.
-    assert len(rows) == 2 and rows["train_computed"].all() and rows["dataset_computed"].all()
-    assert not list((storage / "cache").glob("*/*/manifest.json"))
