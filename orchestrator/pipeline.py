@@ -27,28 +27,56 @@ from tasks.stage import Stage
 
 @dataclass(frozen=True)
 class PlannedRef:
-    """An artifact a plan names but does not compute: its key stands for its content too."""
+    """An artifact a plan names but does not compute: its key, and what children are keyed by (the
+    key, or the stored content digest of a stage that declares one)."""
 
     key: str
+    content: str | None = None
 
     @property
     def identity(self) -> str:
-        return self.key
+        return self.content or self.key
 
 
-def stage_keys(trial: TrialSpec) -> dict[str, tuple[str, str]]:
+class StoredContents:
+    """The content digests (``Stage.identity``) of artifacts already stored, read once each.
+
+    A stage keyed by its parent's content (every child of ``dataset``, keyed by the arrays'
+    fingerprint) can be planned only when that parent is stored; otherwise its key is a guess.
+    """
+
+    def __init__(self, store: ArtifactStore):
+        self.store, self.stored = store, store.stored_keys()
+        self._read: dict[tuple[str, str], str | None] = {}
+
+    def content(self, stage: Stage, key: str) -> str | None:
+        if stage.identity is None or (stage.name, key) not in self.stored:
+            return None
+        if (stage.name, key) not in self._read:
+            try:
+                metrics = self.store.manifest(stage, key)["metrics"]
+                self._read[stage.name, key] = f"{stage.name}:{metrics[stage.identity]}"
+            except (OSError, ValueError, KeyError):  # damaged: it will be computed again
+                self._read[stage.name, key] = None
+        return self._read[stage.name, key]
+
+
+def stage_keys(trial: TrialSpec, stored: StoredContents | None = None) -> dict[str, tuple[str, str]]:
     """``{label: (stage name, artifact key)}`` for every step of ``trial``, computing nothing.
 
     An upper bound: a stage keyed by what an earlier one decided (a retraining by the samples a
     detection kept) is counted once per decision recipe, though many recipes may decide alike, and a
-    retraining that turns out to be unnecessary (nothing kept, or everything) is counted too.
+    retraining that turns out to be unnecessary (nothing kept, or everything) is counted too. With
+    ``stored``, a child of a stored artifact keyed by content (every stage after ``dataset``) gets
+    the key it will have; without, or before its parent is stored, a key that names its recipe.
     """
     keys: dict[str, tuple[str, str]] = {}
 
     def plan(label: str, stage: Stage, config, *parents: PlannedRef):
         key = ArtifactStore.key(stage, config, [parent.identity for parent in parents])
         keys[label] = (stage.name, key)
-        return PlannedRef(key), StageRecord(stage.name, key, False, 0.0, {})
+        content = stored.content(stage, key) if stored is not None else None
+        return PlannedRef(key, content), StageRecord(stage.name, key, False, 0.0, {})
 
     walk_trial(trial.dataset, trial.attack, trial.train, trial.defenses, plan)
     return keys

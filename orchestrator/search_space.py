@@ -19,11 +19,11 @@ from orchestrator.errors import SearchSpaceError
 from orchestrator.hashing import content_hash
 from tasks.config import StageConfig
 from tasks.datasets import DATASETS, DatasetConfig, class_names, with_root_listing
-from tasks.defenses import DEFENSES, DefenseSpec
 from tasks.errors import DatasetError, TriggerError
 from tasks.file_identity import file_sha256
 from tasks.models import MODELS, weights_problem
-from tasks.poison import AttackConfig, resolve_class
+from tasks.poison import AttackConfig, attack_spec, resolve_class
+from tasks.registry import AttackSpec, DefenseSpec, MethodSpec, check_pipeline, registry
 from tasks.train import TrainConfig
 from tasks.triggers import PNG_PREFIX, check_trigger_name, get_trigger, trigger_file_digest
 
@@ -64,17 +64,30 @@ def expand_grid(grid: BaseModel) -> list[dict[str, Any]]:
 ClassRef = Annotated[int, Field(ge=0)] | str
 
 
+def _trigger_entry(entry: Any) -> Any:
+    # A png: trigger's file name is checked here (it ends in .png); the file is read later, once.
+    if isinstance(entry, str) and entry.startswith(PNG_PREFIX):
+        check_trigger_name(entry)
+    return entry
+
+
 class AttackGrid(BaseModel):
+    """``attack``: classes, attacks and amounts; each ``trigger`` entry is an attack (see :func:`parse_methods`)."""
+
     model_config = ConfigDict(extra="forbid")
 
     source: axis(ClassRef)
     target: axis(ClassRef)
-    trigger: axis(Annotated[str, AfterValidator(check_trigger_name)])
+    trigger: axis(Annotated[str | dict[str, Any], AfterValidator(_trigger_entry)])
     poison_pct: axis(Annotated[float, Field(ge=0, le=100)])
 
 
 TrainGrid = grid_of(TrainConfig, exclude=("model", "seed", "weights_sha256"))  # the digest: see file_digests
-DEFENSE_GRIDS = {name: grid_of(module.Params) for name, module in DEFENSES.items()}
+
+
+def method_grids(kind: str) -> dict[str, type[BaseModel]]:
+    """``{name: grid model}`` of every registered method of ``kind`` (``attacks`` or ``defenses``)."""
+    return {name: grid_of(method.Params) for name, method in getattr(registry(), kind).items()}
 
 
 class Resources(BaseModel):
@@ -132,9 +145,9 @@ def _field_path(loc: tuple) -> str:
     return path
 
 
-def _raise_first(error: ValidationError, source: str, prefix: tuple = ()) -> None:
+def _raise_first(error: ValidationError, source: str, prefix: tuple = (), drop: tuple = ()) -> None:
     detail = error.errors()[0]
-    loc = prefix + tuple(detail["loc"])
+    loc = prefix + tuple(part for part in detail["loc"] if part not in drop)
     # A discriminated union puts the tag in the path (dataset.synthetic_signs.per_class): drop it.
     if len(loc) > 1 and loc[0] == "dataset" and loc[1] in DATASETS:
         loc = loc[:1] + loc[2:]
@@ -148,61 +161,69 @@ def _raise_first(error: ValidationError, source: str, prefix: tuple = ()) -> Non
     raise SearchSpaceError(source, _field_path(loc) or None, message) from None
 
 
-def _parse_step(step: Any, source: str, loc: tuple) -> list[tuple[str, dict, dict]]:
-    """All (name, params, given) variants of one defense step such as ``{ac: {cluster_analysis: [a, b]}}``."""
-    if isinstance(step, str):
-        name, given = step, {}
-    elif isinstance(step, dict) and len(step) == 1:
-        name, given = next(iter(step.items()))
+def _parse_method(entry: Any, spec_class: type[MethodSpec], source: str, loc: tuple) -> list[MethodSpec]:
+    """Every configuration of one method entry such as ``{ac: {cluster_analysis: [a, b]}}``.
+
+    An entry is a name or a one-key mapping ``{name: {param: value or list of values}}``; lists are
+    axes. Returns one validated spec per combination, in grid order.
+    """
+    noun = spec_class._noun
+    if isinstance(entry, str):
+        name, given = entry, {}
+    elif isinstance(entry, dict) and len(entry) == 1:
+        name, given = next(iter(entry.items()))
         given = {} if given is None else given
     else:
-        raise SearchSpaceError(source, _field_path(loc), "a defense is a name or a one-key mapping {name: {param: value}}")
-    if name not in DEFENSE_GRIDS:
-        known = ", ".join(sorted(DEFENSE_GRIDS))
-        raise SearchSpaceError(source, _field_path(loc), f"unknown defense {name!r}; known: {known} (or none alone)")
+        raise SearchSpaceError(source, _field_path(loc), f"{noun}: a name or a one-key mapping {{name: {{param: value}}}}")
+    grids = method_grids(spec_class._group)
+    if name not in grids:
+        known = ", ".join(sorted(grids))
+        extra = " (or none alone)" if spec_class is DefenseSpec else ""
+        raise SearchSpaceError(source, _field_path(loc), f"unknown {noun} {name!r}; known: {known}{extra}")
     if not isinstance(given, dict):
-        raise SearchSpaceError(source, _field_path(loc + (name,)), "defense parameters must be a mapping")
+        raise SearchSpaceError(source, _field_path(loc + (name,)), f"{noun} parameters must be a mapping")
     try:
-        grid = DEFENSE_GRIDS[name].model_validate(given)
+        grid = grids[name].model_validate(given)
     except ValidationError as error:
         _raise_first(error, source, loc + (name,))
-    variants = []
+    specs = []
     for params in expand_grid(grid):
         try:  # what one field's type cannot say: rules across fields, a defense named inside another
-            DEFENSES[name].Params(**params)
+            specs.append(spec_class(name=name, params=params))
         except ValidationError as error:
-            _raise_first(error, source, loc + (name,))
-        shown = {key: params[key] for key in given}
-        variants.append((name, params, shown))
-    return variants
+            _raise_first(error, source, loc + (name,), drop=("params",))
+    return specs
 
 
-def parse_defenses(entries: list[Any], source: str) -> list[tuple[tuple[DefenseSpec, ...], str]]:
-    """Expand the ``defenses`` list into (pipeline, label) pairs.
+def parse_defenses(entries: list[Any], source: str) -> list[tuple[DefenseSpec, ...]]:
+    """Expand the ``defenses`` list into pipelines (tuples of :class:`DefenseSpec`).
 
     An entry is ``none``, one defense (``ac`` or ``{ac: {...}}``), or a list of defenses applied in
-    order; lists inside a defense's parameters are axes.
+    order; lists inside a defense's parameters are axes. An input filter may only stand last.
     """
     pipelines = []
     for index, entry in enumerate(entries):
         if entry == NO_DEFENSE:
-            pipelines.append(((), NO_DEFENSE))
+            pipelines.append(())
             continue
         steps = entry if isinstance(entry, list) else [entry]
         if not steps:
             raise SearchSpaceError(source, f"defenses[{index}]", "an empty pipeline; write 'none' for no defense")
         prefix = ("defenses", index) if not isinstance(entry, list) else None
         per_step = [
-            _parse_step(step, source, prefix or ("defenses", index, position)) for position, step in enumerate(steps)
+            _parse_method(step, DefenseSpec, source, prefix or ("defenses", index, position))
+            for position, step in enumerate(steps)
         ]
         for chain in itertools.product(*per_step):
-            specs = tuple(DefenseSpec(name=name, params=params) for name, params, _ in chain)
-            label = ">".join(
-                name + ("(" + ",".join(f"{k}={v}" for k, v in shown.items()) + ")" if shown else "")
-                for name, _, shown in chain
-            )
-            pipelines.append((specs, label))
+            if problem := check_pipeline(list(chain)):
+                raise SearchSpaceError(source, f"defenses[{index}]", problem)
+            pipelines.append(tuple(chain))
     return pipelines
+
+
+def pipeline_label(defenses: tuple[DefenseSpec, ...]) -> str:
+    """The canonical label of a pipeline: each defense's label (non-default parameters shown), ``>`` between."""
+    return ">".join(spec.label() for spec in defenses) or NO_DEFENSE
 
 
 def load_search_space(path: str | Path) -> tuple[SearchSpace, list[TrialSpec]]:
@@ -323,7 +344,8 @@ def _resolve_paths(space: SearchSpace, base: Path) -> None:
 
     space.train.weights = [None if w is None else absolute(w) for w in space.train.weights]
     space.attack.trigger = [
-        PNG_PREFIX + absolute(t[len(PNG_PREFIX) :]) if t.startswith(PNG_PREFIX) else t for t in space.attack.trigger
+        PNG_PREFIX + absolute(t[len(PNG_PREFIX) :]) if isinstance(t, str) and t.startswith(PNG_PREFIX) else t
+        for t in space.attack.trigger
     ]
 
 
@@ -338,6 +360,8 @@ def _check_files(space: SearchSpace, source: str) -> None:
         if weights is not None and not Path(weights).is_file():
             raise SearchSpaceError(source, f"train.weights[{position}]", f"weights file not found: {weights}")
     for position, trigger in enumerate(space.attack.trigger):
+        if not (isinstance(trigger, str) and trigger.startswith(PNG_PREFIX)):
+            continue  # a registered attack: checked with its parameters in expand_trials
         try:
             get_trigger(trigger)
         except TriggerError as error:
@@ -381,7 +405,7 @@ def file_digests(space: SearchSpace, source: str) -> dict[str, str]:
         except OSError as error:
             raise SearchSpaceError(source, f"train.weights[{position}]", f"{weights}: cannot be read: {error}") from None
     for position, trigger in enumerate(space.attack.trigger):
-        if trigger in digests:
+        if not isinstance(trigger, str) or trigger in digests:
             continue
         try:
             digest = trigger_file_digest(trigger)
@@ -406,19 +430,33 @@ def _resolve_classes(space: SearchSpace, source: str) -> AttackGrid:
     return space.attack.model_copy(update=resolved)
 
 
+def attack_specs(space: SearchSpace, digests: dict[str, str], source: str) -> list[AttackSpec]:
+    """Every attack configuration of ``attack.trigger``: each entry's parameter axes expanded, a
+    ``png:`` trigger's file digest (``digests``, see :func:`file_digests`) among its parameters."""
+    specs = []
+    for position, entry in enumerate(space.attack.trigger):
+        if isinstance(entry, str) and entry.startswith(PNG_PREFIX):
+            entry = {"png": {**attack_spec(entry)["params"], "sha256": digests.get(entry)}}
+        specs += _parse_method(entry, AttackSpec, source, ("attack", "trigger", position))
+    return specs
+
+
 def expand_trials(space: SearchSpace, pipelines, source: str) -> list[TrialSpec]:
     """The cross product of a validated space's axes and pipelines, duplicates removed."""
+    digests = file_digests(space, source)
+    attack_axes = space.attack.model_dump(exclude={"trigger"})
     trials: dict[str, TrialSpec] = {}
-    for model, train, attack, seed, (defenses, label) in itertools.product(
-        space.model, expand_grid(space.train), expand_grid(space.attack), space.seeds, pipelines
+    for model, train, source_class, target, trigger, poison_pct, seed, defenses in itertools.product(
+        space.model, expand_grid(space.train), attack_axes["source"], attack_axes["target"],
+        attack_specs(space, digests, source), attack_axes["poison_pct"], space.seeds, pipelines,
     ):
         try:
             trial = TrialSpec(
                 dataset=space.dataset,
-                attack=AttackConfig(**attack, seed=seed),
-                train=TrainConfig(model=model, **train, seed=seed),
+                attack=AttackConfig(source=source_class, target=target, trigger=trigger, poison_pct=poison_pct, seed=seed),
+                train=TrainConfig(model=model, **train, seed=seed, weights_sha256=digests.get(train["weights"])),
                 defenses=defenses,
-                pipeline=label,
+                pipeline=pipeline_label(defenses),
             )
         except ValidationError as error:  # each field was checked as an axis already; kept as a safety net
             _raise_first(error, source)

@@ -39,6 +39,7 @@ import numpy as np
 from orchestrator.hashing import content_hash
 from orchestrator.lease import BEAT_SECONDS, lease
 from orchestrator.storage import StorageRoot
+from tasks.file_identity import file_sha256
 from tasks.stage import Stage
 
 MANIFEST = "manifest.json"
@@ -92,17 +93,9 @@ class ArtifactRef:
 def file_digests(directory: Path) -> dict[str, dict]:
     """``{relative path: {"size": bytes, "sha256": hex}}`` for every file under ``directory`` but the manifest."""
     return {
-        path.relative_to(directory).as_posix(): {"size": path.stat().st_size, "sha256": _sha256(path)}
+        path.relative_to(directory).as_posix(): {"size": path.stat().st_size, "sha256": file_sha256(path)}
         for path in sorted(directory.rglob("*")) if path.is_file() and path.name != MANIFEST
     }
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while chunk := handle.read(_CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def artifact_damage(directory: Path, manifest: dict, *, checksums: bool) -> str | None:
@@ -116,7 +109,7 @@ def artifact_damage(directory: Path, manifest: dict, *, checksums: bool) -> str 
         path.relative_to(directory).as_posix(): path.stat().st_size
         for path in directory.rglob("*") if path.is_file() and path.name != MANIFEST
     }
-    return damage_of(present, manifest, (lambda name: _sha256(directory / name)) if checksums else None)
+    return damage_of(present, manifest, (lambda name: file_sha256(directory / name)) if checksums else None)
 
 
 def damage_of(present: dict[str, int], manifest: dict, sha256: Callable[[str], str] | None) -> str | None:

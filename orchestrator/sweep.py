@@ -24,7 +24,7 @@ import pyarrow.fs as pafs
 import yaml
 
 from orchestrator.errors import StorageError
-from orchestrator.pipeline import stage_keys
+from orchestrator.pipeline import StoredContents, stage_keys
 from orchestrator.ray_runtime import keep_local_ray_on_loopback, start_ray
 from orchestrator.results import RESULTS, finished_trial_ids
 from orchestrator.search_space import Resources, TrialSpec
@@ -76,12 +76,12 @@ def plan_sweep(trials: list[TrialSpec], storage: str | Path | StorageRoot, name:
     storage = open_storage(storage)
     _check_same_space(storage, name, trials)
     done = finished_trial_ids(storage, name)
+    stored = StoredContents(artifact_store(storage))
     unique: dict[str, str] = {}
     for trial in trials:
-        for stage, key in stage_keys(trial).values():
+        for stage, key in stage_keys(trial, stored).values():
             unique[key] = stage
-    stored = artifact_store(storage).stored_keys()
-    cached = Counter(stage for key, stage in unique.items() if (stage, key) in stored)
+    cached = Counter(stage for key, stage in unique.items() if (stage, key) in stored.stored)
     return SweepPlan(
         name=name,
         storage=storage,

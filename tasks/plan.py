@@ -221,3 +221,15 @@ def walk_trial(dataset, attack: AttackConfig, train: TrainConfig, defenses: Sequ
             calibration, config = graph.input_filter
             step("evaluate_after", EVALUATE, EvaluateConfig(input_filter=config), data, poison, graph.model, calibration)
     return positions
+
+
+def known_stages() -> dict[str, Stage]:
+    """Every stage a trial may run, by name: the generic ones and every registered method's own."""
+    from tasks.registry import registry
+
+    generic = (DATASET, POISON, TRAIN, EVALUATE, ACTIVATIONS, DETECTION, RETRAIN, REPAIR, INSPECTION,
+               INSPECTION_REPAIR, CALIBRATION)
+    stages = {stage.name: stage for stage in generic}
+    for method in registry().methods():
+        stages.update({stage.name: stage for stage in method.stages})
+    return stages

@@ -162,7 +162,7 @@ class PoisonedDataset:
         y = np.array(dataset.y_train[rows], dtype=np.int64)
         # Where each changed image sits among the requested rows, if it is one of them.
         position = np.minimum(np.searchsorted(rows, self.index), max(len(rows) - 1, 0))
-        present = (rows[position] == self.index) if len(rows) else np.zeros(0, dtype=bool)
+        present = (rows[position] == self.index) if len(rows) else np.zeros(len(self.index), dtype=bool)
         x[position[present]] = self.x_changed[present]
         y[position[present]] = self.y_changed[present]
         is_poison = np.zeros(len(rows), dtype=bool)

@@ -22,7 +22,8 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.pipeline import stage_keys
+from orchestrator.pipeline import StoredContents, stage_keys
+from orchestrator.store import ArtifactStore
 from orchestrator.search_space import load_search_space
 from tests.ray_processes import ray_processes, session_processes, stop_session, wait_for_workers_to_end
 
@@ -147,9 +148,11 @@ def test_resume_after_the_driver_is_killed_leaves_one_row_per_trial_and_recomput
     keys_before = {path.name for path in artifacts_before}
     by_id = {t.trial_id: t for t in trials}
     recomputed = []
+    # Stages after the dataset are keyed by its fingerprint: the stored artifacts tell the keys.
+    stored = StoredContents(ArtifactStore(storage / "cache"))
     for path in rows(storage) - rows_before:
         row = pq.read_table(path).to_pylist()[0]
-        for label, (_, key) in stage_keys(by_id[row["trial_id"]]).items():
+        for label, (_, key) in stage_keys(by_id[row["trial_id"]], stored).items():
             if row[f"{label}_computed"] and key in keys_before:
                 recomputed.append(label)
     assert recomputed == []

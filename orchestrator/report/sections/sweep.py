@@ -129,14 +129,17 @@ def stage_kind(label: str) -> str:
     """The kind of stage a result-column label names: ``d2_activations`` → ``activations``,
     ``d1_judge_retrain`` → ``retrain``, ``evaluate_after`` → ``evaluate``; in older rows ``d1`` and
     ``d1_defense`` → ``defense``."""
-    from tasks.plan import stage_of
+    from tasks.plan import known_stages
 
     if re.fullmatch(r"d\d+(?:_defense)?", label):
         return "defense"
-    try:
-        return stage_of(label)
-    except ValueError:
-        return label
+    if label.startswith("evaluate_"):
+        return "evaluate"
+    # A step's label ends with its stage's name (d1_judge_retrain: retrain); the longest match wins.
+    for name in sorted(known_stages(), key=len, reverse=True):
+        if label == name or label.endswith(f"_{name}"):
+            return name
+    return label
 
 
 def compute_table(context: ReportContext) -> Table | None:

@@ -2,11 +2,21 @@ import numpy as np
 import pytest
 from pydantic import ValidationError
 
-from tasks.registry import DefenseSpec, perfect_filter, random_filter
-from tasks.defenses.filtering import DefenseData, Detection
+from tasks.defenses import random_filter
+from tasks.defenses.filtering import Detection
+from tasks.defenses.perfect_filter import PerfectFilter
+from tasks.defenses.random_filter import RandomFilter
+from tasks.methods import Context, DefenseData
+from tasks.registry import DefenseSpec
 from tasks.train import TrainConfig, TrainedModel
 
 TRAIN = TrainConfig(model="gtsrb_cnn", seed=3)
+
+
+def detect(method, params, data, *prepared):
+    """``method.detect`` with the context a trial seeded 3 gives it; ``(flagged, metrics, scores)``."""
+    detected = method.detect(params, data, Context(seed=TRAIN.seed, train=TRAIN, prepared=prepared))
+    return detected.flagged, detected.metrics, detected.scores
 
 
 def data_with(is_poison):
@@ -17,7 +27,7 @@ def data_with(is_poison):
 
 def test_perfect_filter_removes_exactly_the_poison():
     data = data_with([0, 1, 0, 1, 0])
-    flagged, _, _ = perfect_filter.detect(perfect_filter.Params(), data, TRAIN)
+    flagged, _, _ = detect(PerfectFilter(), PerfectFilter.Params(), data)
     detection = Detection.of(np.arange(5), flagged, data.is_poison, n_train=5)
     assert detection.keep.tolist() == [0, 2, 4]
     assert detection.metrics["tpr"] == 1.0 and detection.metrics["fpr"] == 0.0 and detection.metrics["n_kept"] == 3
@@ -26,8 +36,8 @@ def test_perfect_filter_removes_exactly_the_poison():
 def test_random_filter_removes_the_fraction_with_the_seed():
     data = data_with(np.zeros(100))
     params = random_filter.Params(fraction=0.25, retrain="none")
-    flagged, _, _ = random_filter.detect(params, data, TRAIN)
-    again, _, _ = random_filter.detect(params, data, TRAIN)
+    flagged, _, _ = detect(RandomFilter(), params, data)
+    again, _, _ = detect(RandomFilter(), params, data)
     assert flagged.sum() == 25 and (flagged == again).all()
 
 
@@ -36,8 +46,8 @@ def test_random_filter_same_as_removes_as_many_as_the_named_defense_flagged():
     params = random_filter.Params(same_as={"ac": {"cluster_analysis": "smaller"}}, retrain="none")
     # The named defense's detection kept 63 of the 100 samples it saw.
     named = Detection(keep=np.sort(np.random.default_rng(0).choice(100, 63, replace=False)))
-    flagged, _, _ = random_filter.detect(params, data, TRAIN, named)
-    again, _, _ = random_filter.detect(params, data, TRAIN, named)
+    flagged, _, _ = detect(RandomFilter(), params, data, named)
+    again, _, _ = detect(RandomFilter(), params, data, named)
     kept = ~flagged
     assert flagged.sum() == 37 and (flagged == again).all()
     assert not np.array_equal(np.flatnonzero(kept), named.keep)  # random, not the defense's own choice

@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-from tasks.defenses.data_provenance import ATTACKER_CAMERA, Params, SegmentGains, camera_ids, detect, segment_gains
-from tasks.defenses.filtering import DefenseData
+from tasks.defenses.data_provenance import ATTACKER_CAMERA, DataProvenance, Params, SegmentGains, camera_ids, segment_gains
+from tasks.methods import Context, DefenseData
 from tasks.train import TrainConfig
 from tasks.datasets import load_dataset
 from tasks.datasets.synthetic_signs import Config
@@ -29,9 +29,11 @@ def test_a_camera_with_random_labels_is_flagged(mode):
     params = Params(mode=mode, eps=0.0, retrain="none")
     gains = segment_gains(params, data, camera_ids(bad, seed=0), train)
     assert max(gains, key=gains.get) == ATTACKER_CAMERA, gains
-    flagged, metrics, scores = detect(params, data, train, SegmentGains(gains))
+    context = Context(seed=train.seed, train=train, prepared=(SegmentGains(gains),))
+    detected = DataProvenance().detect(params, data, context)
+    flagged, metrics, scores = detected.flagged, detected.metrics, detected.scores
     assert ATTACKER_CAMERA in map(int, metrics["removed_cameras"].split(","))
     assert flagged[bad].all() and scores[bad].max() == max(gains.values())
     # eps only thresholds the gains: one set of judging models serves every eps.
-    flagged_loosely, _, _ = detect(Params(mode=mode, eps=1.0), data, train, SegmentGains(gains))
+    flagged_loosely = DataProvenance().detect(Params(mode=mode, eps=1.0), data, context).flagged
     assert not flagged_loosely.any()
