@@ -28,20 +28,31 @@ resources: {{cpu: 1}}
 """
 
 
-@pytest.fixture
-def cluster():
-    """A head and two worker nodes, one CPU each, all on 127.0.0.1; shut down after the test."""
+@pytest.fixture(scope="module")
+def cluster(s3_server):
+    """A head and two worker nodes, one CPU each, all on 127.0.0.1, shared by the module's tests (the
+    one that removes a node runs last); shut down after them, every raylet and GCS server with it.
+
+    The S3 server comes first: the nodes' workers take its credentials from the environment.
+    """
+    import os
+
+    import ray
     from ray.cluster_utils import Cluster
+
+    from tests.ray_processes import children, ray_processes, wait_until_gone
 
     cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "node_ip_address": "127.0.0.1"})
     workers = [cluster.add_node(num_cpus=1, node_ip_address="127.0.0.1") for _ in range(2)]
     cluster.wait_for_nodes()
     cluster.workers = workers
-    yield cluster
-    import ray
-
-    ray.shutdown()
-    cluster.shutdown()
+    started = children(os.getpid()) & ray_processes()
+    try:
+        yield cluster
+    finally:
+        ray.shutdown()
+        cluster.shutdown()
+    assert wait_until_gone(started), "a node's raylet or the GCS server outlived the cluster's shutdown"
 
 
 def plan_space(tmp_path, name: str, storage=None):
@@ -55,7 +66,6 @@ def plan_space(tmp_path, name: str, storage=None):
 
 @pytest.mark.parametrize("where", ["local", "s3"])
 def test_sweep_spreads_over_nodes_and_computes_each_shared_stage_once(tmp_path, where, s3_root, cluster):
-    # s3_root comes before cluster: the nodes' workers take the S3 credentials from the environment.
     storage = s3_root if where == "s3" else tmp_path / "runs"
     plan = plan_space(tmp_path, "nodes", storage)
     lines: list[str] = []
@@ -94,7 +104,7 @@ def test_sweep_completes_when_a_worker_node_is_removed_mid_sweep(tmp_path, clust
     worker = cluster.workers[0]
 
     def remove_the_worker_while_a_trial_runs_there():
-        deadline = time.monotonic() + 600
+        deadline = time.monotonic() + 200
         while not running_on(plan, worker.node_id) and time.monotonic() < deadline:
             time.sleep(0.05)
         # The trial dies with its node and is retried on another one.
@@ -155,7 +165,7 @@ def test_sweep_asking_for_gpus_makes_the_autoscaler_add_workers(tmp_path):
 
     import yaml
 
-    from tests.ray_processes import ray_processes, session_processes, stop_session, wait_until_gone
+    from tests.ray_processes import session_processes, stop_session
 
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -168,7 +178,6 @@ def test_sweep_asking_for_gpus_makes_the_autoscaler_add_workers(tmp_path):
     env = {**os.environ, "RAY_FAKE_CLUSTER": "1", "AUTOSCALER_UPDATE_INTERVAL_S": "1",
            "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(16)}
     ray_bin = os.path.join(os.path.dirname(sys.executable), "ray")
-    before = ray_processes()
     # In a session of its own, so that exactly this cluster can be stopped, nodes the autoscaler added included.
     # (Its output goes to a file: the daemons it starts keep a pipe open.)
     head_log = tmp_path / "ray_start.log"
@@ -183,7 +192,7 @@ def test_sweep_asking_for_gpus_makes_the_autoscaler_add_workers(tmp_path):
         sweep = subprocess.run(
             [sys.executable, "-m", "orchestrator.cli", "run", str(space), "--storage", str(tmp_path / "runs"),
              "--address", f"127.0.0.1:{port}"],
-            env=env, capture_output=True, text=True, timeout=900,
+            env=env, capture_output=True, text=True, timeout=240,
         )
         assert sweep.returncode == 0, sweep.stdout + sweep.stderr
         nodes = subprocess.run(
@@ -193,7 +202,7 @@ def test_sweep_asking_for_gpus_makes_the_autoscaler_add_workers(tmp_path):
         )
     finally:
         stop_session(head.pid)
-    assert not session_processes(head.pid) and wait_until_gone(ray_processes() - before)
+    assert not session_processes(head.pid)
 
     gpu_nodes = {node_id for node_id, gpus in json.loads(nodes.stdout.strip().splitlines()[-1]) if gpus >= 1}
     rows = query(tmp_path / "runs", "SELECT * FROM results")

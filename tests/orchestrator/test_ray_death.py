@@ -53,7 +53,7 @@ class Driver:
         for reader in self.readers:
             reader.start()
 
-    def wait_for_line(self, text: str, timeout: float = 300) -> None:
+    def wait_for_line(self, text: str, timeout: float = 150) -> None:
         deadline = time.monotonic() + timeout
         while not any(text in line for line in self.stdout):
             assert self.process.poll() is None, f"the driver ended first:\n{self.output()}"

@@ -168,7 +168,7 @@ def test_the_cache_keeps_the_most_recently_used_entries_within_its_count_and_byt
     assert len(small) == 2 and small.get(key("a"), a[0]) is store_module.NOT_LOADED
 
 
-# -- real Ray: one worker process for trial after trial ---------------------------------------------
+# -- real Ray (one instance for the module's sweeps): one worker process for trial after trial -----
 
 SPACE = """
 name: reuse
@@ -227,7 +227,8 @@ CIRCUMSTANCES = ("_seconds", "_computed", "finished_at", "worker_pid", "node_id"
 
 @pytest.mark.slow
 @pytest.mark.ray
-def test_trials_on_one_slot_run_in_one_worker_and_measure_what_a_process_per_trial_measures(tmp_path, monkeypatch):
+def test_trials_on_one_slot_run_in_one_worker_and_measure_what_a_process_per_trial_measures(tmp_path, monkeypatch,
+                                                                                           local_ray):
     shared = run_sweep(tmp_path, "shared")
     assert shared["worker_pid"].nunique() == 1
 
@@ -242,7 +243,7 @@ def test_trials_on_one_slot_run_in_one_worker_and_measure_what_a_process_per_tri
 
 @pytest.mark.slow
 @pytest.mark.ray
-def test_a_trial_that_raised_is_retried_in_another_process(tmp_path, monkeypatch):
+def test_a_trial_that_raised_is_retried_in_another_process(tmp_path, monkeypatch, local_ray):
     import orchestrator.sweep
 
     monkeypatch.setattr(orchestrator.sweep, "run_trial_in_tune", fail_once_then_run)
