@@ -107,6 +107,7 @@ def run(
     from orchestrator.sweep import check_not_started, plan_sweep, record_sweep
 
     with _reported(storage):
+        _methods()  # every plugin loads, and fits beside the others, before anything else happens
         space, trials = load_search_space(space_file)
         if not (resume or dry_run):
             check_not_started(storage, name or space.name)
@@ -130,6 +131,7 @@ def resume(
     from orchestrator.sweep import recorded_sweep
 
     with _reported(storage):
+        _methods()
         plan = recorded_sweep(storage, name)
     typer.echo(plan.describe())
     _launch(plan, max_concurrent, address, max_failures, resume=True)
@@ -253,6 +255,38 @@ def triggers(
     typer.echo(f"wrote {gallery.path} ({len(gallery.triggers)} triggers x {len(gallery.sample_index)} images)")
     if placed:
         typer.echo(f"placement: {placed}")
+
+
+def _methods():
+    """The method registry, built-ins and plugins (RegistryError, exit 2, when a plugin does not load)."""
+    from tasks.registry import registry
+
+    return registry()
+
+
+LIST_KINDS = ("attacks", "defenses", "datasets", "models")
+
+
+@app.command("list")
+def list_methods(
+    what: Optional[str] = typer.Argument(None, help="attacks, defenses, datasets or models (default: all)."),
+) -> None:
+    """Every method a search space can name: its kind, parameters (type, default), metrics and package."""
+    from orchestrator.method_list import describe_datasets, describe_methods, describe_models
+
+    if what is not None and what not in LIST_KINDS:
+        raise typer.BadParameter(f"one of {', '.join(LIST_KINDS)}", param_hint="WHAT")
+    try:
+        registry = _methods()
+    except UserError as error:
+        _fail(error)
+    parts = {
+        "attacks": lambda: describe_methods("attacks (attack.trigger)", registry.attacks.values()),
+        "defenses": lambda: describe_methods("defenses", registry.defenses.values()),
+        "datasets": describe_datasets,
+        "models": describe_models,
+    }
+    typer.echo("\n".join(parts[kind]() for kind in ([what] if what else LIST_KINDS)).rstrip())
 
 
 cluster_app = typer.Typer(no_args_is_help=True, help="Ray cluster-launcher files.")

@@ -405,8 +405,8 @@ def file_digests(space: SearchSpace, source: str) -> dict[str, str]:
         except OSError as error:
             raise SearchSpaceError(source, f"train.weights[{position}]", f"{weights}: cannot be read: {error}") from None
     for position, trigger in enumerate(space.attack.trigger):
-        if not isinstance(trigger, str) or trigger in digests:
-            continue
+        if not (isinstance(trigger, str) and trigger.startswith(PNG_PREFIX)) or trigger in digests:
+            continue  # only a png: trigger names a file
         try:
             digest = trigger_file_digest(trigger)
         except TriggerError as error:

@@ -110,10 +110,13 @@ class Method(ABC):
 
     def label(self, params: StageConfig) -> str:
         """The readable, canonical name of one configuration: ``name(k=v,...)`` with every parameter
-        that differs from its default, in declaration order; the name alone when none does."""
+        that differs from its default, the method's own parameters first, then those its Params
+        inherits (a filter's ``retrain``), each in declaration order; the name alone when none does."""
+        fields = type(params).model_fields
+        inherited = {name for base in type(params).__mro__[1:] for name in getattr(base, "model_fields", {})}
         shown = []
-        for key, info in type(params).model_fields.items():
-            value = getattr(params, key)
+        for key in sorted(fields, key=lambda name: name in inherited):  # stable: declaration order within each
+            info, value = fields[key], getattr(params, key)
             if info.is_required() or value != info.default:
                 shown.append(f"{key}={_label_value(value)}")
         return self.name + (f"({','.join(shown)})" if shown else "")

@@ -23,6 +23,7 @@ installed version differs from the driver's refuses the trial (:class:`PluginVer
 from __future__ import annotations
 
 import functools
+import json
 import importlib.metadata
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -210,6 +211,10 @@ class MethodSpec(StageConfig):
         if self.origin is None:
             object.__setattr__(self, "origin", origin_of(method))
         return self
+
+    def __hash__(self) -> int:
+        # Frozen, but params is a dict: hash the canonical form, so specs can be set members and keys.
+        return hash((type(self).__name__, self.name, json.dumps(self.params, sort_keys=True), self.origin))
 
     def method(self) -> Method:
         """The registered method, checked to be the version the trial was planned with."""

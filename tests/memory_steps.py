@@ -35,9 +35,11 @@ class MemorySteps:
         self.by_key: dict[str, MemoryRef] = {}
         self.refs: dict[str, MemoryRef] = {}
         self.computed: list[str] = []
+        self.parent_identities: dict[str, list[str]] = {}  # what each label's key was made from
 
     def __call__(self, label: str, stage, config, *parents):
-        key = ArtifactStore.key(stage, config, [parent.identity for parent in parents])
+        self.parent_identities[label] = [parent.identity for parent in parents]
+        key = ArtifactStore.key(stage, config, self.parent_identities[label])
         ref = self.by_key.get(key)
         computed = ref is None
         if computed:

@@ -19,7 +19,7 @@ from orchestrator.search_space import load_search_space
 from tasks.runtime import configure_tensorflow
 
 space, trials = load_search_space(sys.argv[1])
-trial = next(t for t in trials if t.attack.trigger == sys.argv[2] and t.attack.poison_pct == float(sys.argv[3])
+trial = next(t for t in trials if t.attack.label == sys.argv[2] and t.attack.poison_pct == float(sys.argv[3])
              and not t.defenses)
 configure_tensorflow(space.resources.cpu)
 from tasks.datasets import load_dataset

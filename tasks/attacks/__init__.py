@@ -38,7 +38,8 @@ class PngParams(StageConfig):
     """A user's RGBA overlay file, placed over the eyes like the sunglasses."""
 
     path: str = Field(description="absolute path of a .png file (relative paths resolve from the space file)")
-    sha256: str | None = Field(None, description="the file's SHA-256, filled in when the space is loaded")
+    sha256: str | None = Field(None, description="the file's SHA-256, filled in when the space is loaded",
+                               json_schema_extra={"filled_by_loader": True})
 
     @field_validator("path")
     @classmethod

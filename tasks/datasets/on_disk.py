@@ -41,6 +41,7 @@ class OnDiskConfig(StageConfig):
     root_listing: str | None = Field(
         None, pattern=r"^[0-9a-f]{16}$",
         description="digest of the root's file names and sizes, computed when the search space is loaded",
+        json_schema_extra={"filled_by_loader": True},
     )
 
     @model_serializer(mode="wrap")

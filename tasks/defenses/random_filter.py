@@ -97,7 +97,7 @@ class RandomFilter(TrainingSetFilter):
         copied = DefenseSpec(name=name, params={**named, "retrain": "full"}).label()
         rest = super().label(params.model_copy(update={"same_as": None}))
         inner = rest[len(self.name) + 1 : -1] if rest != self.name else ""
-        return f"{self.name}({','.join(filter(None, [inner, f'same_as={copied}']))})"
+        return f"{self.name}({','.join(filter(None, [f'same_as={copied}', inner]))})"
 
     def prepare(self, params: Params, graph, label: str) -> tuple:
         """With ``same_as``, the named defense's detection first (``<label>_same_as_...``), its own

@@ -28,9 +28,9 @@ def write(tmp_path, text, name="space.yaml"):
 def test_quickstart_shape_expands_to_full_cross_product(tmp_path):
     space, trials = load_search_space(write(tmp_path, BASE))
     assert len(trials) == 2 * 2 * 3
-    assert {t.pipeline for t in trials} == {"none", "ac(cluster_analysis=smaller)", "ac(cluster_analysis=distance)"}
+    assert {t.pipeline for t in trials} == {"none", "ac", "ac(cluster_analysis=distance)"}
     assert len({t.trial_id for t in trials}) == len(trials)
-    assert {(t.attack.trigger, t.attack.poison_pct) for t in trials} == {
+    assert {(t.attack.label, t.attack.poison_pct) for t in trials} == {
         (trigger, pct) for trigger in ("yellow_square", "big_yellow_square") for pct in (4, 10)
     }
 
@@ -42,8 +42,8 @@ def test_defense_chains_and_train_axes_multiply(tmp_path):
     assert len(trials) == 2 * 2 * 2 * (1 + 2 + 2)
     chains = {t.pipeline for t in trials if len(t.defenses) == 2}
     assert chains == {
-        "ac(cluster_analysis=smaller)>ac(cluster_analysis=smaller)",
-        "ac(cluster_analysis=smaller)>ac(cluster_analysis=distance)",
+        "ac>ac",
+        "ac>ac(cluster_analysis=distance)",
     }
 
 
@@ -161,7 +161,7 @@ def test_relative_weights_and_png_paths_are_taken_from_the_space_file(tmp_path, 
     monkeypatch.chdir("/")
     _, trials = load_search_space(write_faces_space(tmp_path))
     assert {t.train.weights for t in trials} == {str((tmp_path / "weights" / "vgg_face.h5").resolve())}
-    assert {t.attack.trigger for t in trials} == {"green_sunglasses", f"png:{(tmp_path / 'glasses.png').resolve()}"}
+    assert {t.attack.label for t in trials} == {"green_sunglasses", f"png:{(tmp_path / 'glasses.png').resolve()}"}
 
 
 @pytest.mark.parametrize(
@@ -224,7 +224,7 @@ def test_thesis_gtsrb_space_is_the_thesis_grid(tmp_path):
     space, trials = load_search_space(thesis_space(tmp_path, "thesis_gtsrb", tmp_path / "GTSRB"))
     assert len(trials) == 5 * 9 * 237  # triggers x poison percentages x pipelines
     assert {(t.attack.source, t.attack.target) for t in trials} == {(8, 14)}
-    assert {t.pipeline.split("(")[0] for t in trials} == {
+    assert {t.pipeline.split("(")[0].split(">")[0] for t in trials} == {
         "none", "perfect_filter", "random_filter", "ac", "ss", "dp", "fp"
     }
     assert {tuple(d.name for d in t.defenses) for t in trials if len(t.defenses) == 2} == {
@@ -261,7 +261,7 @@ def test_thesis_youtube_faces_space_resolves_people_on_disk(tmp_path):
     assert len(trials) == 2 * 2 * FACE_PIPELINES
     assert_every_thesis_defense(trials)
     assert {(t.attack.source, t.attack.target) for t in trials} == {(0, 1)}  # sorted names
-    assert {t.attack.trigger for t in trials} == {"green_sunglasses", "black_sunglasses"}
+    assert {t.attack.label for t in trials} == {"green_sunglasses", "black_sunglasses"}
     assert {(t.train.model, t.train.optimizer, t.train.learning_rate, t.train.epochs) for t in trials} == {
         ("deepid", "adadelta", 0.1, 10)
     }

@@ -33,7 +33,7 @@ def recorded_trials(tmp_path):
 def row_of(trial, **metrics):
     return {
         "sweep": "states", "trial_id": trial.trial_id, "dataset": trial.dataset.name, "model": trial.train.model,
-        "trigger": trial.attack.trigger, "poison_pct": trial.attack.poison_pct, "pipeline": trial.pipeline,
+        "trigger": trial.attack.label, "poison_pct": trial.attack.poison_pct, "pipeline": trial.pipeline,
         "seed": trial.attack.seed, "train_computed": True, "poison_computed": False, **metrics,
     }
 

@@ -82,8 +82,8 @@ def test_fine_pruning_and_both_orders_run_on_the_face_models(tmp_path, model, tr
     for layer, width in widths.items():
         alone = rows.loc[f"fp(layer={layer},threshold=0.04,epochs=1)"]
         assert alone["d1_layer_width"] == width and 0 <= alone["d1_pruned_channels"] < width
-    ac_fp = rows.loc["ac(cluster_analysis=smaller)>fp(layer=second_to_last_conv,threshold=0.04,epochs=1)"]
-    fp_ac = rows.loc["fp(layer=second_to_last_conv,threshold=0.04,epochs=1)>ac(cluster_analysis=smaller)"]
+    ac_fp = rows.loc["ac>fp(layer=second_to_last_conv,epochs=1)"]
+    fp_ac = rows.loc["fp(layer=second_to_last_conv,epochs=1)>ac"]
     assert ac_fp["d2_layer_width"] == fp_ac["d1_layer_width"] == widths["second_to_last_conv"]
     assert fp_ac["d2_n_seen"] == ac_fp["d1_n_seen"] > 0
     for row in (ac_fp, fp_ac):

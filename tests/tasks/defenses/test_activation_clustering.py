@@ -183,3 +183,30 @@ def test_exclusionary_reclassification_keeps_a_strong_triggers_poison_and_clears
     assert metrics[None]["n_poisoned"] == 15
     assert metrics[1.0]["tpr"] >= 0.9
     assert metrics[1.0]["removed_clean"] < metrics[None]["removed_clean"]
+
+
+def test_reclassification_is_keyed_by_the_clustering_it_reads_not_by_what_the_clustering_kept(dataset32):
+    """Issue 17, item 2. The reclassification reads the clustering's cluster ids and metrics, which
+    its kept-set digest does not cover: configurations that differ in nb_clusters or nb_dims must
+    never share one reclassification, even where their clusterings keep the same samples."""
+    poisoned = poison_dataset(AttackConfig(source=0, target=1, trigger="big_yellow_square", poison_pct=50), dataset32)
+    train = TrainConfig(model="gtsrb_cnn", epochs=1, batch_size=16)
+    keras.utils.set_random_seed(0)
+    model = build_model("gtsrb_cnn", dataset32.image_shape, dataset32.n_classes)
+    model.compile(loss="sparse_categorical_crossentropy")
+    trained = TrainedModel(model, np.arange(len(dataset32.y_train)))
+    steps = None
+    clusterings, reclassifications = {}, {}
+    for nb_clusters, nb_dims in [(2, 2), (3, 2), (2, 3), (3, 3)]:
+        spec = DefenseSpec(name="ac", params={"nb_clusters": nb_clusters, "nb_dims": nb_dims, "ex_re_threshold": 1.0,
+                                              "retrain": "none"})
+        _, _, steps = walk_defense(spec, dataset32, poisoned, train, trained, steps)
+        clustering, reclassification = steps.refs["d1_clustering_detection"], steps.refs["d1_detection"]
+        assert "d1_detection" == steps.computed[-1], "each configuration computes its own reclassification"
+        # What it read is what it was keyed by: this configuration's own cluster ids.
+        np.testing.assert_array_equal(reclassification.value.scores, clustering.value.scores)
+        clusterings[nb_clusters, nb_dims], reclassifications[nb_clusters, nb_dims] = clustering, reclassification
+        # Keyed by the clustering's recipe (its key), not by the digest of what it kept (its identity).
+        assert clustering.key in steps.parent_identities["d1_detection"]
+        assert clustering.identity not in steps.parent_identities["d1_detection"]
+    assert len({ref.key for ref in reclassifications.values()}) == 4

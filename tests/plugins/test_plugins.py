@@ -1,0 +1,134 @@
+"""A researcher's own package plugs methods in: tests/plugins/example is installed with pip and swept on
+a real local Ray (two workers); broken and clashing plugins are refused before anything runs."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pyarrow as pa
+import pytest
+
+from orchestrator.results import query
+
+pytestmark = pytest.mark.slow
+REPOSITORY = Path(__file__).resolve().parents[2]
+EXAMPLE = Path(__file__).with_name("example")
+
+SPACE = """
+name: plugged
+dataset: {name: synthetic_signs, per_class: 16, test_per_class: 4, classes: [speed_limit_120, stop, yield, no_entry]}
+model: gtsrb_cnn
+train: {epochs: 2, batch_size: 16}
+attack: {source: speed_limit_120, target: stop, trigger: [yellow_square, {corner_checker: {size: [2, 3]}}], poison_pct: 50}
+defenses:
+  - none
+  - corner_filter: {share: 0.3, retrain: none}
+  - ac: {retrain: none}
+  - [corner_filter: {share: 0.3}, fp]
+resources: {cpu: 1}
+"""
+
+
+def install(target: Path, project: Path) -> None:
+    """``pip install`` ``project`` into ``target`` (a folder put on PYTHONPATH), as a user installs a package."""
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation",
+                    "--target", str(target), str(project)], check=True, capture_output=True)
+
+
+def bdsweep(site: Path, *args: str, cwd: Path) -> subprocess.CompletedProcess:
+    """The CLI in its own interpreter with ``site`` on its path; the Ray it starts passes the path to its workers."""
+    env = {**os.environ, "PYTHONPATH": f"{site}{os.pathsep}{REPOSITORY}"}
+    return subprocess.run([sys.executable, "-m", "orchestrator.cli", *args], cwd=cwd, env=env,
+                           capture_output=True, text=True, timeout=280)
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory) -> Path:
+    target = tmp_path_factory.mktemp("site")
+    install(target, EXAMPLE)
+    return target
+
+
+def test_list_shows_the_plugins_methods_with_their_package(site, tmp_path):
+    done = bdsweep(site, "list", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "corner_checker  [attack, from bdsweep-example-plugin 0.1.0]" in done.stdout
+    assert "corner_filter  [training_set_filter, from bdsweep-example-plugin 0.1.0]" in done.stdout
+    assert "corner_threshold (float):" in done.stdout and "window: int = 4" in done.stdout
+
+
+@pytest.mark.ray
+def test_a_sweep_runs_the_plugins_attack_and_defense_beside_built_ins(site, tmp_path):
+    space, storage = tmp_path / "space.yaml", tmp_path / "runs"
+    space.write_text(textwrap.dedent(SPACE))
+    done = bdsweep(site, "run", str(space), "--storage", str(storage), "--max-concurrent", "2", cwd=tmp_path)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "12 result rows in" in done.stdout, done.stdout
+    rows = query(storage, "SELECT * FROM results ORDER BY trial_id")
+    assert len(rows) == 12 and set(rows["trigger"]) == {"yellow_square", "corner_checker"}
+    plugged = rows[rows["trigger"] == "corner_checker"]
+    assert set(plugged["trigger_size"]) == {2, 3}
+    assert (plugged["trigger_origin"] == "bdsweep-example-plugin==0.1.0").all()
+    assert (plugged["attack_changed_pixels"] > 0).all() and (plugged["attack_test_changed_pixels"] > 0).all()
+    filtered = rows[rows["d1_name"] == "corner_filter"]
+    assert len(filtered) == 6 and (filtered["d1_kind"] == "training_set_filter").all()
+    assert filtered["d1_corner_threshold"].notna().all() and (filtered["d1_n_poisoned"] > 0).all()
+    # The declared types, whatever the values: one Parquet file per trial, each typed alike.
+    schema = {field.name: field.type for field in pa.dataset.dataset(storage / "plugged" / "results",
+                                                                     format="parquet").schema}
+    assert schema["trigger_size"] == pa.int64() and schema["attack_changed_pixels"] == pa.int64()
+    assert schema["d1_corner_threshold"] == pa.float64() and schema["d1_window"] == pa.int64()
+    # The corner filter catches the corner trigger better than the centred one it was not built for.
+    tpr = filtered.groupby("trigger")["d1_tpr"].mean()
+    assert tpr["corner_checker"] > tpr["yellow_square"]
+
+    report = (storage / "plugged" / "report" / "index.html")
+    assert f"report: {report.resolve()}" in done.stdout.splitlines()
+    html = report.read_text()
+    for section in ("master", "tradeoff", "detection"):
+        start = html.index(f'id="{section}"')
+        assert "corner_filter" in html[start : start + 200_000].split("<section")[0 if section == "x" else 1] or \
+            "corner_filter" in html[start:html.index("</section>", start)], section
+    assert "corner_checker" in html
+
+
+def fake_distribution(site: Path, name: str, group: str, entry: str, value: str, module: str, code: str) -> None:
+    """An installed distribution as pip leaves one: a module and a .dist-info with entry_points.txt."""
+    (site / f"{module}.py").write_text(textwrap.dedent(code))
+    info = site / f"{name}-1.0.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: 1.0\n")
+    (info / "entry_points.txt").write_text(f"[{group}]\n{entry} = {value}\n")
+
+
+@pytest.mark.parametrize("name, group, entry, value, code, words", [
+    ("broken-plugin", "bdsweep.defenses", "broken", "broken_plugin:Broken",
+     "raise RuntimeError('no GPU driver found')\n",
+     ["plugin 'broken' (broken_plugin:Broken) from broken-plugin 1.0", "failed to import: RuntimeError: no GPU driver found"]),
+    ("clashing-plugin", "bdsweep.defenses", "ac", "clashing_plugin:MyAC",
+     """
+     from tasks.methods import TrainingSetFilter, Detected
+
+     class MyAC(TrainingSetFilter):
+         def detect(self, params, data, context):
+             return Detected(data.y < 0)
+     """,
+     ["plugin 'ac' (clashing_plugin:MyAC) from clashing-plugin 1.0", "the name 'ac' in bdsweep.defenses is taken by bdsweep"]),
+])
+def test_a_plugin_that_cannot_load_is_refused_with_exit_2_naming_it(tmp_path, name, group, entry, value, code, words):
+    site = tmp_path / "site"
+    site.mkdir()
+    fake_distribution(site, name, group, entry, value, name.replace("-", "_"), code)
+    space = tmp_path / "space.yaml"
+    space.write_text("name: x\ndataset: {name: synthetic_signs, per_class: 10}\nmodel: gtsrb_cnn\n"
+                     "attack: {source: 8, target: 14, trigger: yellow_square, poison_pct: 10}\n")
+    for args in (["list"], ["run", str(space), "--dry-run", "--storage", str(tmp_path / "runs")]):
+        done = bdsweep(site, *args, cwd=tmp_path)
+        assert done.returncode == 2, (args, done.stdout, done.stderr)
+        assert done.stderr.startswith("bdsweep: error: ") and all(word in done.stderr for word in words), done.stderr
+        assert "Traceback" not in done.stderr
+    assert not (tmp_path / "runs").exists()
