@@ -37,8 +37,6 @@ COUNTS = {"removed_poisoned", "removed_clean", "n_seen", "n_poisoned"}
 MAX_FIGURES = 4  # one per (dataset, model); a sweep with more models keeps its tables
 MAX_FIGURE_ROWS = 40  # configuration steps one figure shows; beyond, labels are unreadable (the table has all)
 LABEL_WIDTH = 36  # characters per line of a configuration's label in the figure
-# A colour per defense, fixed so a defense looks the same in every figure of this section.
-FAMILY_COLOURS = {"ac": 0, "ss": 1, "dp": 2, "fp": 3, "random_filter": 4, "perfect_filter": 5, "combination": 6}
 
 
 def section(context: ReportContext) -> Section | None:
@@ -56,8 +54,12 @@ def section(context: ReportContext) -> Section | None:
         "independent; the counts summed over models stand beside it (a configuration with two filtering steps has a row per step; "
         "the second sees only what the first kept). Clean-accuracy cost: clean accuracy before the defense "
         "minus after it, in percentage points, mean [95 % CI] n = seeds; a negative cost is a gain. "
-        "Fine-Pruning removes no samples, so it has a cost and no FPR. Trials at 0 % that differ only in their "
+        "A defense that removes no training samples (a model repair, an input filter) has a cost and no FPR. "
+        "Trials at 0 % that differ only in their "
         "trigger train on the same clean data with the same seed: they are averaged per seed first.")]
+    # A colour per defense, the same in every figure of this section; combinations last.
+    families = sorted({defense_family(p) for p in benign["pipeline"]}, key=lambda f: (f == "combination", f))
+    colours = {family: index for index, family in enumerate(families)}
     groups = benign.groupby(keys, sort=True, dropna=False)
     for index, (values, rows) in enumerate(groups):
         rows = rows.reset_index(drop=True)
@@ -70,7 +72,7 @@ def section(context: ReportContext) -> Section | None:
         stem = file_stem("benign", *(where[k] for k in keys))
         blocks.append(_table(stem, label, rows))
         if index < MAX_FIGURES and len(rows) <= MAX_FIGURE_ROWS:
-            blocks.append(_figure(stem, label, rows))
+            blocks.append(_figure(stem, label, rows, colours))
         elif index < MAX_FIGURES:
             blocks.append(Paragraph(f"No figure for {label}: its {len(rows)} rows are more than one figure can label "
                                     f"legibly ({MAX_FIGURE_ROWS}); the table above holds them all."))
@@ -184,7 +186,7 @@ def wrap_label(label: str, width: int = LABEL_WIDTH) -> str:
     return "\n".join(lines)
 
 
-def _figure(stem: str, label: str, rows: pd.DataFrame) -> Figure:
+def _figure(stem: str, label: str, rows: pd.DataFrame, colours: dict[str, int]) -> Figure:
     """Two panels sharing one row per table row: FPR with its t interval over models (filtering steps only),
     and the clean-accuracy cost with its t interval (once per configuration)."""
     several_steps = rows.groupby("pipeline")["position"].transform("size") > 1
@@ -195,7 +197,7 @@ def _figure(stem: str, label: str, rows: pd.DataFrame) -> Figure:
     height = 0.22 * sum(text.count("\n") + 1 for text in labels) + 0.9
     with figures.panels(2, max_columns=2, panel_size=(4.6, height), sharey=True, name=stem) as (figure, axes):
         fpr_axis, cost_axis = axes
-        family = rows["pipeline"].map(lambda p: FAMILY_COLOURS.get(defense_family(p), 7))
+        family = rows["pipeline"].map(lambda p: colours[defense_family(p)])
         for colour_index in sorted(family.unique()):
             colour = figures.colour(colour_index)
             rates = (family == colour_index) & (rows["position"] > 0) & rows["fpr"].notna()
@@ -219,4 +221,4 @@ def _figure(stem: str, label: str, rows: pd.DataFrame) -> Figure:
                   "Left: each filtering step's false-positive rate, mean over models (seeds) with its 95 % t interval "
                   "(no point: the configuration removes no samples). Right: clean accuracy before minus after, "
                   "mean with its 95 % t interval over seeds (no bar: one seed); dotted: no cost. Colour: the "
-                  "defense (black: a combination).")
+                  "defense, or a combination of several.")

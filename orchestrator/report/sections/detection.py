@@ -1,5 +1,8 @@
-"""Section "Detection": what the filtering defenses removed, per model and pooled, and the ROC of
-Spectral Signatures.
+"""Section "Detection": what the training-set filters removed, per model and pooled, the ROC of every
+filter that records one, and what the input filters rejected at inference.
+
+Which steps are filters is the registry's word (their kind, :mod:`orchestrator.report.methods`), not
+a list of names: a plugin's filter has its rows here like a built-in's.
 
 The unit of a detection rate's interval is the backdoored model (an attack setting and a seed), not
 the sample: the samples one model saw share its training and its features, so a filter catches or
@@ -15,8 +18,11 @@ import numpy as np
 import pandas as pd
 
 from orchestrator.report import figures
+from orchestrator.report.methods import INPUT_FILTER, TRAINING_SET_FILTER, defenses, kind_sql
 from orchestrator.report.model import Figure, Paragraph, ReportContext, Section, Table
 from orchestrator.report.sections.settings import (
+    estimate_cells,
+    file_stem,
     heading,
     panel_title,
     pipeline_order,
@@ -28,50 +34,106 @@ from orchestrator.report.sections.settings import (
 )
 from orchestrator.report.stats import aggregate, detection_rates, format_estimate
 
-FILTERS = ("ac", "ss", "dp", "perfect_filter", "random_filter")
 COUNTS = {"removed_poisoned", "removed_clean", "n_seen", "n_poisoned"}
 MAX_PANELS = 6
 SCORE_LABELS = {"art": "ART score (un-centred)", "centered": "centred score (Tran et al.)"}
+ROC_METRICS = {"roc_fpr", "roc_tpr", "auroc"}  # a filter that declares these gets its ROC drawn
+REJECTIONS = {"rejected_clean", "rejected_triggered"}  # an input filter's kind metrics
 
 
 def section(context: ReportContext) -> Section | None:
-    """None when no filtering defense ran (no detection counts in the stages view)."""
+    """None when no training-set filter and no input filter ran."""
     columns = context.columns("stages")
-    if not COUNTS | {"defense"} <= columns:
+    counts = detection_counts(context) if COUNTS | {"defense"} <= columns else pd.DataFrame()
+    blocks: list = []
+    if not counts.empty:
+        blocks += [
+            Paragraph("What each training-set filter configuration removed from the training set of every "
+                      "backdoored model it ran on (a model: one attack setting and seed). TP: poisoned samples "
+                      "removed; FP: clean samples removed; FN: poisoned samples kept; TN: clean samples kept. TPR = "
+                      "TP / (TP + FN), FPR = FP / (FP + TN), precision = TP / (TP + FP), F1 = 2 TP / (2 TP + FP + "
+                      "FN). A configuration with two filtering steps has a row per step: the second sees only what "
+                      "the first kept."),
+            Paragraph(INTERVALS),
+            rates_table(counts),
+            counts_table(counts),
+        ]
+        if {"roc_fpr", "roc_tpr"} <= columns:
+            blocks += [figure for defense in roc_defenses(context)
+                       if (figure := roc_figure(context, counts, defense)) is not None]
+    blocks += input_filter_blocks(context)
+    if not blocks:
         return None
-    counts = detection_counts(context)
-    if counts.empty:
-        return None
-    blocks = [
-        Paragraph("What each filtering configuration removed from the training set of every backdoored model it "
-                  "ran on (a model: one attack setting and seed). TP: poisoned samples removed; FP: clean samples "
-                  "removed; FN: poisoned samples kept; TN: clean samples kept. TPR = TP / (TP + FN), FPR = FP / "
-                  "(FP + TN), precision = TP / (TP + FP), F1 = 2 TP / (2 TP + FP + FN). A configuration with two "
-                  "filtering steps has a row per step: the second sees only what the first kept."),
-        Paragraph("How the intervals are taken. The samples of one model are not independent: they share its "
-                  "training run and its features, so a filter catches or misses them together. Each rate is "
-                  "therefore computed once per model, and the table gives the mean over models with a 95 % "
-                  "Student-t interval, mean ± t(0.975, n − 1) · s / √n, where n is the number of models (not "
-                  "of samples) and s the standard deviation of the models' rates. With one model there is no "
-                  "interval: the cell says (n = 1). The counts summed over all models (pooled, e.g. 37/42 "
-                  "poisons removed) stand beside each rate; they say how much was removed in total, not how "
-                  "certain the rate is."),
-        rates_table(counts),
-        counts_table(counts),
+    return Section("detection", "Detection: what the filters removed or rejected", blocks)
+
+
+INTERVALS = (
+    "How the intervals are taken. The samples of one model are not independent: they share its training run "
+    "and its features, so a filter catches or misses them together. Each rate is therefore computed once per "
+    "model, and the table gives the mean over models with a 95 % Student-t interval, mean ± t(0.975, n − 1) · "
+    "s / √n, where n is the number of models (not of samples) and s the standard deviation of the models' "
+    "rates. With one model there is no interval: the cell says (n = 1). The counts summed over all models "
+    "(pooled, e.g. 37/42 poisons removed) stand beside each rate; they say how much was removed in total, not "
+    "how certain the rate is.")
+
+
+def input_filter_rates(context: ReportContext) -> pd.DataFrame:
+    """Per (dataset, model, pipeline, position, defense) of the input-filter steps: the shares of clean and
+    of triggered test inputs rejected, and clean accuracy and ASR with the filter (a rejected input is
+    neither correct nor a backdoor success), each averaged per backdoored model (attack setting and seed)
+    first, then over models: ``<metric>_mean/_lo/_hi/_n`` with a 95 % Student-t interval, n = models.
+    Empty when no input filter ran."""
+    columns = context.columns("stages")
+    if not REJECTIONS | {"defense", "position"} <= columns:
+        return pd.DataFrame()
+    metrics = [m for m in ("rejected_clean", "rejected_triggered", "clean_acc_after", "asr_after") if m in columns]
+    group = ["dataset", "model", "pipeline", "position", "defense"]
+    per_model_keys = ", ".join(quote(k) for k in dict.fromkeys([*group, *setting_columns(context), "seed"]))
+    means = ", ".join(f"avg(CASE WHEN isnan({quote(m)}::DOUBLE) THEN NULL ELSE {quote(m)}::DOUBLE END) AS {quote(m)}"
+                      for m in metrics)
+    per_model = (f"(SELECT {per_model_keys}, {means} FROM stages "
+                 f"WHERE {kind_sql(columns)} = '{INPUT_FILTER}' GROUP BY {per_model_keys})")
+    frame = aggregate(context.connection, per_model, group, metrics)
+    if frame.empty:
+        return frame
+    rank = {p: i for i, p in enumerate(pipeline_order(frame["pipeline"]))}
+    return frame.sort_values(["dataset", "model", "pipeline", "position"],
+                             key=lambda c: c.map(rank) if c.name == "pipeline" else c).reset_index(drop=True)
+
+
+def input_filter_blocks(context: ReportContext) -> list:
+    """A paragraph and a table of what each input-filter configuration rejected; [] when none ran."""
+    rates = input_filter_rates(context)
+    if rates.empty:
+        return []
+    shown = _keys(rates)
+    shown["Models"] = rates["rejected_clean_n"].astype(str)
+    titles = {"rejected_clean": "Clean rejected (%)", "rejected_triggered": "Triggered rejected (%)",
+              "clean_acc_after": "Clean acc. with the filter (%)", "asr_after": "ASR with the filter (%)"}
+    for metric, title in titles.items():
+        if f"{metric}_mean" in rates:
+            shown[title] = estimate_cells(rates, metric)
+    return [
+        Paragraph("Input filters decide at inference which test inputs the model serves. Per configuration: the "
+                  "share of clean test inputs it rejected (false rejections, a cost) and of triggered test inputs "
+                  "it rejected (detections), and clean accuracy and ASR with the filter in place, where a rejected "
+                  "input counts as neither correct nor a backdoor success. Each share is taken per backdoored "
+                  "model (attack setting and seed) and averaged over models: mean [95 % Student-t interval] "
+                  "n = models."),
+        Table("detection_input_filters", "Input filters: clean and triggered test inputs rejected, per configuration",
+              shown, rates,
+              "Mean [95 % Student-t interval over models] n = models, in percent; (n = 1): one model. A filter that "
+              "rejects triggered inputs far more often than clean ones separates them; its clean-rejection share "
+              "is what it costs every user. Models: backdoored models (attack settings × seeds) the step ran on."),
     ]
-    if {"roc_fpr", "roc_tpr"} <= columns:
-        roc = roc_figure(context, counts)
-        if roc is not None:
-            blocks.append(roc)
-    return Section("detection", "Detection: what the filtering defenses removed", blocks)
 
 
 def detection_counts(context: ReportContext) -> pd.DataFrame:
     """:func:`detection_rates` per (dataset, model, pipeline, position, defense) of the filtering steps,
     a model being an attack setting (:func:`setting_columns`) and a seed; configurations in reading order."""
-    names = ", ".join(f"'{name}'" for name in FILTERS)
+    filters = f"{kind_sql(context.columns('stages'))} = '{TRAINING_SET_FILTER}'"
     frame = detection_rates(context.connection, "stages", ["dataset", "model", "pipeline", "position", "defense"],
-                            [*setting_columns(context), "seed"], where=f"defense IN ({names})")
+                            [*setting_columns(context), "seed"], where=filters)
     if frame.empty:
         return frame
     rank = {p: i for i, p in enumerate(pipeline_order(frame["pipeline"]))}
@@ -107,7 +169,7 @@ def rates_table(counts: pd.DataFrame) -> Table:
     rates = [f"{rate}{part}" for rate in ("tpr", "fpr", "removed_share") for part in ("", "_lo", "_hi", "_n", "_pooled")]
     data = counts[["dataset", "model", "pipeline", "position", "defense", "models", "runs", "tp", "fp", "fn", "tn",
                    *rates]]
-    return Table("detection_rates", "Detection rates per filtering configuration: mean over models", shown, data,
+    return Table("detection_rates", "Detection rates per training-set filter configuration: mean over models", shown, data,
                  "Each rate computed per backdoored model, then mean [95 % Student-t interval over models] n = models "
                  "(not samples); (n = 1): one model, no interval; an interval of zero width: every model had the "
                  "same rate. Pooled: counts summed over all models, hits / total. Removed: share of the training set "
@@ -126,29 +188,47 @@ def counts_table(counts: pd.DataFrame) -> Table:
     rates = [f"{rate}{part}" for rate in ("precision", "f1") for part in ("", "_lo", "_hi", "_n", "_pooled")]
     data = counts[["dataset", "model", "pipeline", "position", "defense", "tp", "fp", "fn", "tn", "seen", "runs",
                    "models", *rates]]
-    return Table("detection_counts", "Detection counts per filtering configuration, summed over models; "
+    return Table("detection_counts", "Detection counts per training-set filter configuration, summed over models; "
                  "precision and F1", shown, data,
                  "Summed over every model the configuration ran on: TP + FN = poisoned samples seen, FP + TN = clean "
                  "samples seen. Precision and F1: per model, mean [95 % Student-t interval over models] n = models "
                  "(a model that removed nothing has no precision).")
 
 
-def roc_figure(context: ReportContext, counts: pd.DataFrame) -> Figure | None:
-    """Spectral Signatures' ROC per attack setting: the mean curve of each score kind, and every SS
-    configuration's operating point.
+def roc_defenses(context: ReportContext) -> list[str]:
+    """The filters that declare a ROC (``roc_fpr``, ``roc_tpr``, ``auroc``) and recorded one in these rows."""
+    declaring = [name for name, info in defenses().items()
+                 if info.kind == TRAINING_SET_FILTER and ROC_METRICS <= {metric[0] for metric in info.metrics}]
+    if not declaring:
+        return []
+    names = ", ".join("'" + name.replace("'", "''") + "'" for name in declaring)
+    ran = set(context.frame(f"SELECT DISTINCT defense FROM stages WHERE defense IN ({names}) "
+                            "AND roc_fpr IS NOT NULL")["defense"])
+    return [name for name in declaring if name in ran]
 
-    The ROC of one model does not depend on SS's removal share, only on its score, so the curve is
+
+def roc_figure(context: ReportContext, counts: pd.DataFrame, defense: str | None = None) -> Figure | None:
+    """A filter's ROC per attack setting (the first of :func:`roc_defenses` by default): the mean curve
+    of each score kind (its ``score`` parameter, where it has one), and every configuration's operating point.
+
+    The ROC of one model does not depend on the filter's removal share, only on its score, so the curve is
     taken once per model (attack setting with every column that sets a model apart, seed, score,
-    layer, what earlier steps kept) however many SS configurations ran on it; curves are averaged at
+    layer, what earlier steps kept) however many configurations ran on it; curves are averaged at
     equal removal shares (threshold averaging). With more than ``MAX_PANELS`` attack settings, panels
     pool settings: first over triggers, then over all but dataset and model, and the caption says so.
     """
+    if defense is None:
+        found = roc_defenses(context)
+        if not found:
+            return None
+        defense = found[0]
+    named = "'" + defense.replace("'", "''") + "'"
     columns = context.columns("stages")
-    score = quote("score") if "score" in columns else "'art'"
+    score = quote("score") if "score" in columns else "'–'"
     layer = quote("layer") if "layer" in columns else "NULL"
     keys = setting_columns(context)
     settings = context.frame(f"SELECT DISTINCT {', '.join(quote(k) for k in keys)} FROM stages "
-                             "WHERE defense = 'ss' AND roc_fpr IS NOT NULL")
+                             f"WHERE defense = {named} AND roc_fpr IS NOT NULL")
     if settings.empty:
         return None
     for panel_keys in (keys, [k for k in keys if k != "trigger"], ["dataset", "model"]):
@@ -160,7 +240,7 @@ def roc_figure(context: ReportContext, counts: pd.DataFrame) -> Figure | None:
     model_sql = ", ".join(quote(k) for k in [*keys, "seed"])
     prefix = "array_to_string(list_slice(string_split(pipeline, '>'), 1, position - 1), '>')"
     models = (f"(SELECT {keys_sql}, {score} AS score, any_value(roc_fpr) AS roc_fpr, any_value(roc_tpr) AS roc_tpr, "
-              f"any_value(auroc) AS auroc FROM stages WHERE defense = 'ss' AND roc_fpr IS NOT NULL "
+              f"any_value(auroc) AS auroc FROM stages WHERE defense = {named} AND roc_fpr IS NOT NULL "
               f"GROUP BY {model_sql}, {score}, {layer}, position, {prefix})")
     curves = context.frame(
         f"SELECT {keys_sql}, score, i, avg(f) FILTER (WHERE NOT isnan(f)) AS fpr, "
@@ -169,21 +249,22 @@ def roc_figure(context: ReportContext, counts: pd.DataFrame) -> Figure | None:
         f"FROM {models}) GROUP BY {keys_sql}, score, i ORDER BY {keys_sql}, score, i")
     auroc = aggregate(context.connection, models, [*panel_keys, "score"], ["auroc"])
     operating = detection_rates(context.connection,
-                                f"(SELECT *, {score} AS score_kind FROM stages WHERE defense = 'ss')",
+                                f"(SELECT *, {score} AS score_kind FROM stages WHERE defense = {named})",
                                 [*panel_keys, "score_kind", "pipeline", "position"], [*keys, "seed"])
     operating = operating.rename(columns={"score_kind": "score"})
     panels = curves[panel_keys].drop_duplicates().reset_index(drop=True)
     scores = sorted(curves["score"].dropna().unique())
     shown_keys_ = [k for k in panel_keys if panels[k].nunique() > 1] or panel_keys[-1:]
     drawn = panels.iloc[:MAX_PANELS]
-    with figures.panels(len(drawn), max_columns=2, panel_size=(4.2, 3.5), name="ss_roc") as (figure, axes):
+    stem = file_stem(defense, "roc")
+    with figures.panels(len(drawn), max_columns=2, panel_size=(4.2, 3.5), name=stem) as (figure, axes):
         for axis, (_, panel) in zip(axes, drawn.iterrows()):
             for index, kind in enumerate(scores):
                 mine = select_panel(curves, panel, panel_keys)
                 mine = mine[mine["score"] == kind]
                 stats = select_panel(auroc, panel, panel_keys)
                 stats = stats[stats["score"] == kind]
-                label = SCORE_LABELS.get(kind, str(kind))
+                label = SCORE_LABELS.get(kind, str(kind)) if len(scores) > 1 or kind != "–" else defense
                 if not stats.empty:
                     row = stats.iloc[0]
                     label += ", AUROC " + format_estimate(row["auroc_mean"], max(row["auroc_lo"], 0.0),
@@ -202,9 +283,9 @@ def roc_figure(context: ReportContext, counts: pd.DataFrame) -> Figure | None:
             axis.set_title(panel_title(panel, shown_keys_))
             axis.legend(loc="lower right", fontsize=7.5)
         svg = figures.to_svg(figure)
-    caption = ("Lines: ROC of Spectral Signatures' score as the share removed from every class grows from 0 to 100 %, "
-               "averaged at equal shares over the models of the panel (one curve per model, however many SS "
-               "configurations ran on it); AUROC: mean [95 % CI] n = models. Circles: each SS configuration's "
+    caption = (f"Lines: ROC of {defense}'s score as the share removed from every class grows from 0 to 100 %, "
+               f"averaged at equal shares over the models of the panel (one curve per model, however many {defense} "
+               f"configurations ran on it); AUROC: mean [95 % CI] n = models. Circles: each {defense} configuration's "
                "operating point (its FPR and TPR, each the mean over the panel's models). Dotted: chance.")
     if pooled:
         caption += (f" Panels pool the attack settings that differ only in {', '.join(pooled)}, to keep at most "
@@ -212,4 +293,4 @@ def roc_figure(context: ReportContext, counts: pd.DataFrame) -> Figure | None:
                     "spread.")
     if len(panels) > MAX_PANELS:
         caption += f" Only the first {MAX_PANELS} of {len(panels)} panels are drawn."
-    return Figure("ss_roc", "Spectral Signatures: ROC and operating points", svg, caption)
+    return Figure(stem, f"{defense}: ROC and operating points", svg, caption)

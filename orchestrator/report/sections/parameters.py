@@ -1,12 +1,15 @@
 """Section "Parameters": what each defense's grid does, as heatmaps over its parameters.
 
-Spectral Signatures over ``expected_pp_poison × eps_multiplier``, Activation Clustering over
-``cluster_analysis × (reduce, ex_re_threshold)`` and Fine-Pruning over ``layer × threshold``; cells are
-the mean ASR after over the attack settings and seeds of one dataset and model, beside the detection
-rates (micro-aggregated: summed counts) or the channels pruned. Other parameters that vary in the
-sweep (SS's ``score``, ...) get a figure each. Fine-Pruning's tuning-accuracy curves show where each
-threshold stopped. Only single-defense pipelines (``n_defenses = 1``) feed this section: in a chain,
-a defense's numbers depend on what ran before it.
+Every defense that ran alone (``n_defenses = 1``) gets its grid, whatever its name: the parameters
+its registry entry declares (its own first, then those of its kind, :mod:`orchestrator.report.methods`)
+that take more than one value in the sweep are the grid's axes — the first down, the next two across,
+any further ones a figure each. Cells are the mean ASR after over the attack settings and seeds of one
+dataset and model, beside the detection rates of a training-set filter (per model, averaged over
+models, counts summed) or the channels pruned of a method that declares them. A table gives the
+means of the metrics each defense declares of its own. A method that declares a tuning-accuracy curve
+(``tune_acc_curve``, ``layer_width``, ``pruned_channels``) over a ``layer`` and a ``threshold``
+(Fine-Pruning) gets its curves. Only single-defense pipelines feed this section: in a chain, a
+defense's numbers depend on what ran before it. The controls are left out: they have no grid to read.
 """
 
 from __future__ import annotations
@@ -19,122 +22,174 @@ from matplotlib import colormaps
 from matplotlib.colors import Normalize
 
 from orchestrator.report import figures
+from orchestrator.report.methods import TRAINING_SET_FILTER, DefenseInfo, defenses
 from orchestrator.report.model import Figure, Paragraph, ReportContext, Section, Table
 from orchestrator.report.sections.settings import (
+    CONTROLS,
     POOLED_INTERVAL,
     estimate_cells,
     file_stem,
+    heading,
     pooled_cells,
     quote,
     rate_cells,
     setting_columns,
     shown_keys,
 )
-from orchestrator.report.stats import aggregate, detection_rates, t_interval
+from orchestrator.report.stats import aggregate, detection_rates, format_estimate, t_interval
 
 FULL_TABLE_CELLS = 24  # a grid with more cells shows only its best ones in the table
 BEST_SHOWN = 12
+MAX_AXES = 3  # parameters on a heatmap's axes: one down, two across; further ones get a figure each
 HEATMAP_COLOURS = "cividis"  # perceptually uniform and readable with every common colour-vision deficiency
 THRESHOLD_STYLES = (":", "--", "-.", (0, (5, 1, 1, 1, 1, 1)))  # one line style per FP threshold, grey
+COUNT_COLUMNS = ("d1_removed_poisoned", "d1_removed_clean", "d1_n_seen", "d1_n_poisoned")
+CURVE_METRICS = {"tune_acc_curve", "layer_width", "pruned_channels"}
+CURVE_PARAMETERS = {"layer", "threshold"}
+NUMERIC_TYPES = ("int", "float")  # declared metrics whose means the metrics table shows
 
 
 @dataclass(frozen=True)
 class Grid:
-    """A defense's parameter grid as a heatmap: ``rows`` down, ``columns`` (one or two parameters) across."""
+    """A defense's parameter grid as a heatmap: ``rows`` down, ``columns`` (none, one or two) across."""
 
     defense: str
     title: str
-    rows: str
+    rows: str | None  # None: no parameter varies, the grid is one cell
     columns: tuple[str, ...]
-    filtering: bool  # True: detection rates (TPR, FPR) beside asr; False: channels pruned (Fine-Pruning)
+    filtering: bool  # True: detection rates (TPR, FPR) beside asr; False: clean accuracy (and channels pruned)
+    pruning: bool = False  # the method declares pruned_channels
 
-
-GRIDS = (
-    Grid("ss", "Spectral Signatures", "expected_pp_poison", ("eps_multiplier",), filtering=True),
-    Grid("ac", "Activation Clustering", "cluster_analysis", ("reduce", "ex_re_threshold"), filtering=True),
-    Grid("fp", "Fine-Pruning", "layer", ("threshold",), filtering=False),
-)
+    @property
+    def axes(self) -> list[str]:
+        return [self.rows, *self.columns] if self.rows else []
 
 
 def section(context: ReportContext) -> Section | None:
-    """None when no trial ran SS, AC or FP alone."""
+    """None when no defense but the controls ran alone."""
     columns = context.columns("results")
     if not {"n_defenses", "d1_name", "asr_after", "clean_acc_after"} <= columns:
         return None
     keys = setting_columns(context)
+    known = defenses()
+    ran = set(context.frame("SELECT DISTINCT d1_name AS name FROM results WHERE n_defenses = 1")["name"].dropna())
     blocks: list = []
-    for grid in GRIDS:
-        if not {f"d1_{grid.rows}", *(f"d1_{c}" for c in grid.columns)} <= columns:
+    for name, info in known.items():
+        if name not in ran or name in CONTROLS:
             continue
-        blocks += _grid_blocks(context, grid, keys)
-        if grid.defense == "fp":
-            blocks += _tuning_curve_blocks(context, keys)
+        grid = grid_of(context, info)
+        blocks += _grid_blocks(context, grid, info, keys)
+        blocks += _metrics_blocks(context, info)
+        if CURVE_METRICS <= {metric[0] for metric in info.metrics} and CURVE_PARAMETERS <= set(info.parameters):
+            blocks += _tuning_curve_blocks(context, keys, name)
     if not blocks:
         return None
     intro = Paragraph(
         "Each defense's grid, from trials that ran it alone (in a chain, a defense's numbers depend on what ran "
-        "before it). Heatmap cells pool the attack settings (trigger × poison %) and seeds of one dataset and "
-        "model: mean ASR after in percent; TPR and FPR (removed poisoned / poisoned, removed clean / clean) "
-        "computed per backdoored model and averaged over models. Tables give mean [95 % CI] n for means and for "
-        "rates, n = trials or models (a rate's interval is over models, not samples, whose counts stand beside "
-        f"it, summed); blank heatmap cells were not in the sweep. {POOLED_INTERVAL}")
+        "before it): the parameters that take more than one value in the sweep are its axes. Heatmap cells pool "
+        "the attack settings (trigger × poison %) and seeds of one dataset and model: mean ASR after in percent; "
+        "for a training-set filter TPR and FPR (removed poisoned / poisoned, removed clean / clean) computed per "
+        "backdoored model and averaged over models. Tables give mean [95 % CI] n for means and for rates, "
+        "n = trials or models (a rate's interval is over models, not samples, whose counts stand beside it, "
+        f"summed); blank heatmap cells were not in the sweep. {POOLED_INTERVAL}")
     return Section("parameters", "Parameters: what each defense's grid does", [intro, *blocks])
 
 
-def _parameters(grid: Grid, columns: set[str]) -> list[str]:
-    """The defense's parameters the rows hold, from the defense registry."""
-    from tasks.registry import registry
+def grid_of(context: ReportContext, info: DefenseInfo) -> Grid:
+    """``info``'s grid in this sweep: its parameters that vary among its single-defense rows, the first
+    :data:`MAX_AXES` on the heatmap's axes."""
+    columns = context.columns("results")
+    varying = [p for p in _parameters(info, columns)
+               if context.frame(f"SELECT count(DISTINCT coalesce({quote('d1_' + p)}::VARCHAR, 'None')) AS n FROM results "
+                                f"WHERE n_defenses = 1 AND d1_name = ?", info.name)["n"].iloc[0] > 1]
+    axes = varying[:MAX_AXES]
+    filtering = info.kind == TRAINING_SET_FILTER and set(COUNT_COLUMNS) <= columns
+    pruning = "pruned_channels" in {metric[0] for metric in info.metrics} and "d1_pruned_channels" in columns
+    return Grid(info.name, info.name, axes[0] if axes else None, tuple(axes[1:]), filtering, pruning)
 
-    defenses = registry().defenses
-    return [p for p in defenses[grid.defense].Params.model_fields if f"d1_{p}" in columns]
+
+def _parameters(info: DefenseInfo, columns: set[str]) -> list[str]:
+    """The defense's parameters the rows hold, as its registry entry declares them."""
+    return [p for p in info.parameters if f"d1_{p}" in columns]
 
 
-def _source(grid: Grid, parameters: list[str], columns: set[str], keys: list[str]) -> str:
+def _source(grid: Grid, parameters: list[str], keys: list[str]) -> str:
     """Single-defense rows of ``grid.defense`` with its parameters as text labels (NULL → ``None``)."""
-    labels = ", ".join(f"coalesce(CAST(d1_{p} AS VARCHAR), 'None') AS {p}" for p in parameters)
+    labels = "".join(f", coalesce(CAST(d1_{p} AS VARCHAR), 'None') AS {quote(p)}" for p in parameters)
     counts = (", d1_removed_poisoned AS removed_poisoned, d1_n_poisoned AS n_poisoned, "
-              "d1_removed_clean AS removed_clean, d1_n_seen AS n_seen"
-              if grid.filtering and {"d1_removed_poisoned", "d1_removed_clean", "d1_n_seen", "d1_n_poisoned"} <= columns
-              else "")
-    pruned = ", d1_pruned_channels AS pruned_channels" if "d1_pruned_channels" in columns else ""
-    return (f"(SELECT {', '.join(quote(k) for k in keys)}, seed, asr_after, clean_acc_after, {labels}{counts}{pruned} "
-            f"FROM results WHERE n_defenses = 1 AND d1_name = '{grid.defense}')")
+              "d1_removed_clean AS removed_clean, d1_n_seen AS n_seen" if grid.filtering else "")
+    pruned = ", d1_pruned_channels AS pruned_channels" if grid.pruning else ""
+    name = grid.defense.replace("'", "''")
+    return (f"(SELECT {', '.join(quote(k) for k in keys)}, seed, pipeline, asr_after, clean_acc_after{labels}{counts}"
+            f"{pruned} FROM results WHERE n_defenses = 1 AND d1_name = '{name}')")
 
 
-def _grid_blocks(context: ReportContext, grid: Grid, keys: list[str]) -> list:
+def _grid_blocks(context: ReportContext, grid: Grid, info: DefenseInfo, keys: list[str]) -> list:
     """Heatmaps, the grid-cell table and the best cell per attack setting, per dataset and model."""
     columns = context.columns("results")
-    parameters = _parameters(grid, columns)
-    source = _source(grid, parameters, columns, keys)
+    parameters = _parameters(info, columns)
+    source = _source(grid, parameters, keys)
     if not context.frame(f"SELECT count(*) AS n FROM {source}")["n"].iloc[0]:
         return []
-    axes = [grid.rows, *grid.columns]
-    distinct = context.frame(f"SELECT {', '.join(f'count(DISTINCT {p}) AS {p}' for p in parameters)} FROM {source}")
-    facets = [p for p in parameters if p not in axes and distinct[p].iloc[0] > 1]
-    cells = _cells(context, source, ["dataset", "model", *facets, *axes], grid)
-    best = _best_per_setting(context, source, keys, [*facets, *axes])
+    axes = grid.axes
+    facets = [p for p in parameters if p not in axes
+              and context.frame(f"SELECT count(DISTINCT {quote(p)}) AS n FROM {source}")["n"].iloc[0] > 1]
+    cell = [*facets, *axes] or ["pipeline"]  # no parameter varies: the one configuration is the one cell
+    cells = _cells(context, source, ["dataset", "model", *cell], grid)
+    best = _best_per_setting(context, source, keys, cell)
     blocks: list = []
     for (dataset, model), group in cells.groupby(["dataset", "model"], sort=True):
-        facet_groups = group.groupby(facets, sort=True) if facets else [((), group)]
-        for facet_values, facet_cells in facet_groups:
-            facet_values = facet_values if isinstance(facet_values, tuple) else (facet_values,)
-            facet_text = ", ".join(f"{p}={v}" for p, v in zip(facets, facet_values))
-            name = file_stem("parameters", grid.defense, dataset, model, *facet_values)
-            blocks.append(_heatmap_figure(grid, facet_cells, name, f"{grid.title} on {dataset} / {model}"
-                                          + (f" ({facet_text})" if facet_text else "")))
-        blocks.append(_cell_table(grid, group, [*facets, *axes], dataset, model))
+        if grid.rows is not None:
+            facet_groups = group.groupby(facets, sort=True) if facets else [((), group)]
+            for facet_values, facet_cells in facet_groups:
+                facet_values = facet_values if isinstance(facet_values, tuple) else (facet_values,)
+                facet_text = ", ".join(f"{p}={v}" for p, v in zip(facets, facet_values))
+                name = file_stem("parameters", grid.defense, dataset, model, *facet_values)
+                blocks.append(_heatmap_figure(grid, facet_cells, name, f"{grid.title} on {dataset} / {model}"
+                                              + (f" ({facet_text})" if facet_text else "")))
+        blocks.append(_cell_table(grid, group, cell, dataset, model))
         setting_best = best[(best["dataset"] == dataset) & (best["model"] == model)]
-        if not setting_best.empty:
-            blocks.append(_best_table(grid, setting_best, keys, [*facets, *axes], dataset, model))
+        if not setting_best.empty and grid.rows is not None:
+            blocks.append(_best_table(grid, setting_best, keys, cell, dataset, model))
+    return blocks
+
+
+def _metrics_blocks(context: ReportContext, info: DefenseInfo) -> list:
+    """The means of the numeric metrics ``info`` declares of its own, per configuration run alone, per
+    dataset and model; [] when it declares none or the rows hold none of them."""
+    columns = context.columns("results")
+    declared = [(name, kind, meaning) for name, kind, meaning in info.metrics
+                if kind in NUMERIC_TYPES and f"d1_{name}" in columns]
+    if not declared:
+        return []
+    name = info.name.replace("'", "''")
+    values = ", ".join(f"{quote('d1_' + metric)} AS {quote(metric)}" for metric, _, _ in declared)
+    source = f"(SELECT dataset, model, pipeline, {values} FROM results WHERE n_defenses = 1 AND d1_name = '{name}')"
+    means = aggregate(context.connection, source, ["dataset", "model", "pipeline"], [m for m, _, _ in declared])
+    blocks = []
+    for (dataset, model), rows in means.groupby(["dataset", "model"], sort=True):
+        rows = rows.reset_index(drop=True)
+        if not any(rows[f"{metric}_n"].sum() for metric, _, _ in declared):
+            continue
+        shown = pd.DataFrame({"Defense configuration": rows["pipeline"]})
+        for metric, kind, _ in declared:
+            shown[metric] = [format_estimate(m, lo, hi, int(n), scale=1.0, digits=3 if kind == "float" else 1)
+                             for m, lo, hi, n in zip(rows[f"{metric}_mean"], rows[f"{metric}_lo"],
+                                                     rows[f"{metric}_hi"], rows[f"{metric}_n"])]
+        meanings = "; ".join(f"{metric}: {meaning}" for metric, _, meaning in declared)
+        blocks.append(Table(file_stem("parameters", info.name, "metrics", dataset, model),
+                            f"{info.name}: its own metrics on {dataset} / {model}", shown, rows,
+                            f"As {info.name} declares them ({meanings}). Mean [95 % CI] n = trials, in the metric's "
+                            f"own unit. {POOLED_INTERVAL}"))
     return blocks
 
 
 def _cells(context: ReportContext, source: str, keys: list[str], grid: Grid) -> pd.DataFrame:
     """Per grid cell: means of asr / clean accuracy after (and pruned channels), and the detection
     rates per model averaged over models, with the counts summed (:func:`detection_rates`)."""
-    metrics = ["asr_after", "clean_acc_after"] + ([] if grid.filtering else ["pruned_channels"])
+    metrics = ["asr_after", "clean_acc_after"] + (["pruned_channels"] if grid.pruning else [])
     cells = aggregate(context.connection, source, keys, metrics)
-    if grid.filtering and "removed_poisoned" in context.frame(f"SELECT * FROM {source} LIMIT 0").columns:
+    if grid.filtering:
         models = [column for column in context.frame(f"SELECT * FROM {source} LIMIT 0").columns
                   if column in setting_columns(context) or column == "seed"]
         cells = cells.merge(detection_rates(context.connection, source, keys, models), on=keys, how="left")
@@ -153,21 +208,22 @@ def _heatmap_figure(grid: Grid, cells: pd.DataFrame, name: str, title: str) -> F
     # (column, title, scale, colour limits, decimals shown in the cells)
     panels = [("asr_after_mean", "asr after (%)", 100.0, (0, 100), 0)]
     if grid.filtering and "tpr" in cells:
-        panels.append(("tpr", "TPR (%)", 100.0, (0, 100), 0))
-        if grid.defense != "ss":
-            # SS removes min(1, eps_multiplier · expected_pp_poison) of every class: its FPR follows the grid.
-            panels.append(("fpr", "FPR (%)", 100.0, (0, 100), 0))
+        panels += [("tpr", "TPR (%)", 100.0, (0, 100), 0), ("fpr", "FPR (%)", 100.0, (0, 100), 0)]
     else:
-        panels += [("pruned_channels_mean", "channels pruned", 1.0, None, 0),
-                   ("clean_acc_after_mean", "clean accuracy after (%)", 100.0, None, 1)]
+        if grid.pruning:
+            panels.append(("pruned_channels_mean", "channels pruned", 1.0, None, 0))
+        panels.append(("clean_acc_after_mean", "clean accuracy after (%)", 100.0, None, 1))
     row_labels = ordered(cells[grid.rows].unique())
-    column_keys = cells[list(grid.columns)].drop_duplicates()
-    column_keys = list(column_keys.sort_values(list(grid.columns), key=lambda s: s.map(
-        {label: rank for rank, label in enumerate(ordered(s.unique()))})).itertuples(index=False, name=None))
+    if grid.columns:
+        column_keys = cells[list(grid.columns)].drop_duplicates()
+        column_keys = list(column_keys.sort_values(list(grid.columns), key=lambda s: s.map(
+            {label: rank for rank, label in enumerate(ordered(s.unique()))})).itertuples(index=False, name=None))
+    else:
+        column_keys = [()]
     column_labels = [_column_label(grid, key) for key in column_keys]
     # Room for the tick labels: a cell as wide as its longest label line, the rows' labels at the left,
     # the colour bar at the right; as many panels side by side as the page width takes.
-    cell_width = max(0.34, 0.075 * max(len(line) for label in column_labels for line in label.split("\n")))
+    cell_width = max(0.5, 0.075 * max(len(line) for label in column_labels for line in label.split("\n")))
     width = cell_width * len(column_labels) + 0.075 * max(len(label) for label in row_labels) + 1.6
     lines = max(label.count("\n") + 1 for label in column_labels)
     height = 0.32 * len(row_labels) + 1.0 + 0.16 * lines
@@ -187,6 +243,9 @@ def _heatmap_figure(grid: Grid, cells: pd.DataFrame, name: str, title: str) -> F
 
 def _matrix(cells: pd.DataFrame, grid: Grid, row_labels: list[str], column_keys: list[tuple], value: str) -> np.ndarray:
     """``value`` as a (rows × columns) float array, NaN where the grid has no cell."""
+    if not grid.columns:
+        table = cells.set_index(grid.rows)[value]
+        return table.reindex(row_labels).to_numpy(dtype=float).reshape(len(row_labels), 1)
     table = cells.set_index([grid.rows, *grid.columns])[value]
     index = pd.MultiIndex.from_tuples([(row, *key) for row in row_labels for key in column_keys])
     return table.reindex(index).to_numpy(dtype=float).reshape(len(row_labels), len(column_keys))
@@ -217,14 +276,8 @@ def _heatmap(figure, axes, matrix: np.ndarray, row_labels: list[str], column_lab
 
 
 def _column_label(grid: Grid, key: tuple) -> str:
-    """A column's tick: its values one per line; ``ex_re_threshold`` None reads ``ex-re off``."""
-    parts = []
-    for parameter, value in zip(grid.columns, key):
-        if parameter == "ex_re_threshold":
-            parts.append("ex-re off" if value == "None" else f"ex-re {value}")
-        else:
-            parts.append(_number_text(value))
-    return "\n".join(parts)
+    """A column's tick: its values one per line (the axis's label names the parameters)."""
+    return "\n".join(_number_text(value) for value in key)
 
 
 def ordered(values) -> list[str]:
@@ -253,7 +306,7 @@ def _cell_table(grid: Grid, group: pd.DataFrame, keys: list[str], dataset: str, 
     else:
         rows = rows.sort_values(keys, key=lambda s: s.map({v: i for i, v in enumerate(ordered(s.unique()))}))
         rows = rows.reset_index(drop=True)
-    shown = pd.DataFrame({key: rows[key].map(_number_text) for key in keys})
+    shown = pd.DataFrame({heading(key) if key == "pipeline" else key: rows[key].map(_number_text) for key in keys})
     shown["ASR after (%)"] = estimate_cells(rows, "asr_after")
     shown["Clean acc. after (%)"] = estimate_cells(rows, "clean_acc_after")
     if "tpr" in rows:
@@ -286,14 +339,15 @@ def _best_table(grid: Grid, best: pd.DataFrame, keys: list[str], cell: list[str]
                  shown=shown, data=rows, note="Mean [95 % CI] n = seeds.")
 
 
-def _tuning_curve_blocks(context: ReportContext, keys: list[str]) -> list:
-    """Fine-Pruning's tuning accuracy against the share of channels pruned, per dataset and model,
-    a panel per layer, a line per trigger, the thresholds' mean stopping points marked."""
+def _tuning_curve_blocks(context: ReportContext, keys: list[str], defense: str) -> list:
+    """``defense``'s tuning accuracy against the share of channels pruned (Fine-Pruning's, or any method
+    declaring the same curve), per dataset and model, a panel per layer, a line per trigger, the
+    thresholds' mean stopping points marked."""
     columns = context.columns("results")
     if not {"d1_tune_acc_curve", "d1_layer_width", "d1_layer", "d1_threshold", "d1_pruned_channels"} <= columns:
         return []
     model_key = ", ".join(quote(k) for k in [*keys, "seed"])
-    fine_pruned = "n_defenses = 1 AND d1_name = 'fp'"
+    fine_pruned = "n_defenses = 1 AND d1_name = '" + defense.replace("'", "''") + "'"
     n_triggers = context.frame(f"SELECT count(DISTINCT trigger) AS n FROM results WHERE {fine_pruned}")["n"].iloc[0]
     # More triggers than distinguishable colours: one line over all of them.
     line = "trigger" if n_triggers <= len(figures.PALETTE) else "'all triggers'"
@@ -308,20 +362,20 @@ def _tuning_curve_blocks(context: ReportContext, keys: list[str]) -> list:
         GROUP BY ALL ORDER BY dataset, model, layer, trigger, k""")
     if points.empty:
         return []
-    stops = context.frame("""
+    stops = context.frame(f"""
         SELECT dataset, model, d1_layer AS layer, d1_threshold AS threshold,
                avg(d1_pruned_channels / d1_layer_width) AS share, count(*) AS n
-        FROM results WHERE n_defenses = 1 AND d1_name = 'fp' AND d1_layer_width > 0 GROUP BY ALL""")
+        FROM results WHERE {fine_pruned} AND d1_layer_width > 0 GROUP BY ALL""")
     points["lo"], points["hi"] = t_interval(points["mean"], points["sd"].fillna(0.0), points["n"])
     blocks = []
     for (dataset, model), group in points.groupby(["dataset", "model"], sort=True):
-        name = file_stem("parameters_fp_tuning", dataset, model)
-        blocks.append(_curve_figure(name, dataset, model, group,
+        name = file_stem("parameters", defense, "tuning", dataset, model)
+        blocks.append(_curve_figure(name, defense, dataset, model, group,
                                     stops[(stops["dataset"] == dataset) & (stops["model"] == model)]))
     return blocks
 
 
-def _curve_figure(name: str, dataset: str, model: str, points: pd.DataFrame, stops: pd.DataFrame) -> Figure:
+def _curve_figure(name: str, defense: str, dataset: str, model: str, points: pd.DataFrame, stops: pd.DataFrame) -> Figure:
     layers = ordered(points["layer"].unique())
     pooled = (points["trigger"] == "all triggers").all()
     # The flat start of a curve says little: the axis begins 30 points before the earliest stop.
@@ -346,7 +400,7 @@ def _curve_figure(name: str, dataset: str, model: str, points: pd.DataFrame, sto
         for axes in axes_list:
             axes.legend(loc="lower left")
         svg = figures.to_svg(figure)
-    return Figure(name=name, title=f"Fine-Pruning tuning accuracy on {dataset} / {model}", svg=svg, caption=(
+    return Figure(name=name, title=f"{defense}: tuning accuracy as channels are pruned, {dataset} / {model}", svg=svg, caption=(
         "Tuning-set accuracy as the layer's channels are pruned in increasing order of mean activation: mean "
         "over backdoored models" + (" (all triggers)" if pooled else " per trigger") + ", band: 95 % "
         "t-interval over those models (where they come from several attack settings, it mixes seed-to-seed with "

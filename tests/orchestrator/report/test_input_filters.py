@@ -1,0 +1,80 @@
+"""An input filter's rows in the report: its own detection table (clean against triggered inputs
+rejected, intervals over models), found by the kind the rows record, whatever the filter's name."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from orchestrator.report.build import build_sections
+from orchestrator.report.model import ReportContext, SweepFacts, Table
+from orchestrator.report.sections import detection
+from tests.report_rows import connect_rows, synthetic_rows
+
+SEEDS = [0, 1, 2]
+GATE = "entropy_gate(frr=0.05)"  # a made-up input filter: no registry knows it, its rows name its kind
+# Per seed: (share of clean inputs rejected, share of triggered inputs rejected, clean acc, asr with it)
+PLANTED = {0: (0.04, 0.90, 0.91, 0.05), 1: (0.06, 0.80, 0.90, 0.12), 2: (0.05, 0.70, 0.92, 0.20)}
+
+
+def gated_rows(others: tuple[str, ...] = ("ac(cluster_analysis=smaller)",)) -> list[dict]:
+    """Synthetic rows of ``none`` and ``others``, and the gate standing alone on each backdoored model."""
+    rows = synthetic_rows(["yellow_square"], [4], SEEDS, ["none", *others])
+    gated = []
+    for row in rows:
+        if row["pipeline"] != "none":
+            continue
+        clean, triggered, clean_acc, asr = PLANTED[row["seed"]]
+        gated.append({**row, "trial_id": row["trial_id"][:12] + "gate", "pipeline": GATE, "n_defenses": 1,
+                      "d1_name": "entropy_gate", "d1_kind": "input_filter", "d1_frr": 0.05,
+                      "d1_rejected_clean": clean, "d1_rejected_triggered": triggered,
+                      "clean_acc_after": clean_acc, "asr_after": asr, "der": 0.5})
+    return rows + gated
+
+
+def context_of(rows: list[dict]) -> ReportContext:
+    return ReportContext(connect_rows(rows), SweepFacts("demo", "name: demo\n", {"done": len(rows)}))
+
+
+def tables(section) -> dict[str, Table]:
+    return {block.name: block for block in section.blocks if isinstance(block, Table)}
+
+
+def interval(values) -> tuple[float, float]:
+    return stats.t.interval(0.95, len(values) - 1, loc=np.mean(values), scale=stats.sem(values))
+
+
+def test_an_input_filter_gets_its_own_table_with_t_intervals_over_models():
+    found = tables(detection.section(context_of(gated_rows())))
+    table = found["detection_input_filters"]
+    row = table.data.set_index("pipeline").loc[GATE]
+    for index, metric in enumerate(("rejected_clean", "rejected_triggered", "clean_acc_after", "asr_after")):
+        values = [PLANTED[seed][index] for seed in SEEDS]
+        assert row[f"{metric}_mean"] == pytest.approx(np.mean(values)) and row[f"{metric}_n"] == 3
+        assert (row[f"{metric}_lo"], row[f"{metric}_hi"]) == pytest.approx(interval(values))
+    shown = table.shown.set_index("Defense configuration").loc[GATE]
+    low, high = interval([0.90, 0.80, 0.70])
+    assert shown["Triggered rejected (%)"] == f"80.0 [{100 * low:.1f}, {min(100 * high, 100):.1f}] n=3"  # cut at 100
+    assert shown["Step"] == "1:\u00a0entropy_gate" and shown["Models"] == "3"
+    # The training-set filter keeps its tables; the gate is not among their rows.
+    assert set(found["detection_rates"].data["defense"]) == {"ac"}
+
+
+def test_detection_shows_an_input_filter_alone_and_two_models_of_one_setting_are_two():
+    section = detection.section(context_of(gated_rows(others=())))
+    assert section is not None and set(tables(section)) == {"detection_input_filters"}
+    # A model is an attack setting and a seed: the same gate on two seeds is n = 2.
+    rows = [row for row in gated_rows(others=()) if row["seed"] in (0, 1)]
+    data = tables(detection.section(context_of(rows)))["detection_input_filters"].data
+    assert data["rejected_clean_n"].tolist() == [2]
+
+
+def test_an_input_filter_stands_in_the_generic_sections_by_its_label():
+    sections = {section.id: section for section in build_sections(context_of(gated_rows()))}
+    for section_id in ("master", "tradeoff", "guidelines"):
+        text = " ".join(str(table.shown.to_numpy().tolist()) + table.title
+                        for table in tables(sections[section_id]).values())
+        svgs = " ".join(getattr(block, "svg", "") for block in sections[section_id].blocks)
+        # The trade-off's table lists its Pareto front only; its figure has a colour for every defense.
+        assert GATE in text or "entropy_gate" in svgs, section_id
