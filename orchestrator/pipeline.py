@@ -136,6 +136,11 @@ def trial_row(trial: TrialSpec, records: list[tuple[str, StageRecord]], position
         row["trigger_origin"] = trial.attack.trigger.origin
     row.update({f"dataset_{k}": _canonical(v) for k, v in trial.dataset.model_dump().items() if k != "name"})
     row.update({f"train_{k}": _canonical(v) for k, v in trial.train.model_dump().items() if k not in ("model", "seed")})
+    # What the final evaluation measured beyond accuracy and attack success is an input filter's, which
+    # stands last: its rejection rates (rejected_clean, rejected_triggered) go to its position.
+    filtered = {k: v for k, v in after.items() if k not in ("clean_acc", "asr", "ra")}
+    if filtered and trial.defenses:
+        positions = [*positions[:-1], {**positions[-1], **filtered}]
     for position, (defense, metrics) in enumerate(zip(trial.defenses, positions), start=1):
         if shared := set(defense.params) & set(metrics):
             raise ValueError(f"defense {defense.name!r} has metrics named like its parameters: {sorted(shared)}")
