@@ -44,6 +44,23 @@ def test_shipped_cluster_file_installs_the_project_with_its_pins_and_authenticat
     assert "RAY_AUTH_TOKEN=" not in SHIPPED.read_text()
 
 
+def test_every_node_installs_the_plugins_the_repository_lists(tmp_path):
+    """Plugins reach every Ray node: plugins.txt is synced with the repository and installed by setup."""
+    import subprocess
+    import sys
+
+    config = yaml.safe_load(SHIPPED.read_text())
+    assert config["file_mounts"]["/home/ubuntu/bdsweep"] == "."
+    setup = config["setup_commands"]
+    install = next(command for command in setup if "plugins.txt" in command)
+    assert setup.index(install) > next(i for i, c in enumerate(setup) if "bdsweep[gpu]" in c)
+    # The shipped list (comments only) is a requirements file pip accepts: a fresh cluster installs nothing more.
+    listed = SHIPPED.parent / "plugins.txt"
+    done = subprocess.run([sys.executable, "-m", "pip", "install", "--dry-run", "--no-index", "-q", "-r", str(listed)],
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+
+
 def test_an_object_store_root_needs_no_mount(tmp_path):
     # Checked offline: opening s3:// without a region would ask AWS where the bucket is.
     path = broken_copy(tmp_path, lambda c: c["metadata"]["bdsweep"].update(storage="s3://my-bucket/runs?region=eu-west-1"))
