@@ -71,7 +71,7 @@ def test_sweep_runs_every_trial_trains_each_model_once_and_writes_its_report(tmp
     assert retrained["d1_retrain_computed"].sum() == retrained["d1_retrain_key"].nunique() <= 4
     assert rows["d1_activations_computed"].sum() == 2  # smaller and distance share each model's activations
     assert len(list((storage / "cache" / "train").glob("*/manifest.json"))) == 2
-    assert set(rows["pipeline"]) == {"none", "ac(cluster_analysis=smaller)", "ac(cluster_analysis=distance)"}
+    assert set(rows["pipeline"]) == {"none", "ac", "ac(cluster_analysis=distance)"}
     ac = rows[rows["n_defenses"] == 1]
     assert (ac["d1_n_poisoned"] == ac["n_poisoned"]).all()
     assert (ac["d1_removed_poisoned"] <= ac["d1_removed_total"]).all()

@@ -61,13 +61,13 @@ def empty_cache():
 def hashed(monkeypatch) -> list[str]:
     """The files whose SHA-256 the store computes, in order."""
     names = []
-    real = store_module._sha256
+    real = store_module.file_sha256
 
     def counting(path):
         names.append(Path(path).name)
         return real(path)
 
-    monkeypatch.setattr(store_module, "_sha256", counting)
+    monkeypatch.setattr(store_module, "file_sha256", counting)
     return names
 
 
