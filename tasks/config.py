@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, model_serializer
 
 
 class StageConfig(BaseModel):
@@ -15,3 +15,21 @@ class StageConfig(BaseModel):
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class MethodOrigin(StageConfig):
+    """A config that names a registered method and, for a plugin's, where it comes from.
+
+    ``origin`` is ``distribution==version`` for a plugin's method (part of the key: a new version
+    recomputes what it computes) and None for a built-in, left out of the canonical JSON then, so
+    built-in keys are those of configs written before plugins existed.
+    """
+
+    origin: str | None = None
+
+    @model_serializer(mode="wrap")
+    def _omit_builtin_origin(self, handler):
+        dumped = handler(self)
+        if self.origin is None:
+            dumped.pop("origin", None)
+        return dumped

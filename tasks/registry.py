@@ -28,10 +28,10 @@ import importlib.metadata
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from pydantic import model_serializer, model_validator
+from pydantic import model_validator
 
 from tasks.columns import arrow_type
-from tasks.config import StageConfig
+from tasks.config import MethodOrigin, StageConfig
 from tasks.errors import UserError
 from tasks.methods import Attack, Defense, FilterParams, InputFilter, Method, TrainingSetFilter
 
@@ -175,7 +175,7 @@ def defense(name: str, origin: str | None = None) -> Defense:
     return _checked(registry().defenses[name], origin)
 
 
-class MethodSpec(StageConfig):
+class MethodSpec(MethodOrigin):
     """One method of a trial: its registry name, its full, validated parameters, and its origin.
 
     ``params`` is normalised to every parameter (defaults included), so equal configurations hash
@@ -185,14 +185,6 @@ class MethodSpec(StageConfig):
 
     name: str
     params: dict[str, Any] = {}
-    origin: str | None = None
-
-    @model_serializer(mode="wrap")
-    def _omit_builtin_origin(self, handler):
-        dumped = handler(self)
-        if self.origin is None:
-            dumped.pop("origin", None)
-        return dumped
 
     _group: ClassVar[str]  # the registry's table: "attacks" or "defenses"
     _noun: ClassVar[str]

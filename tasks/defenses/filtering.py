@@ -17,10 +17,10 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
-from pydantic import model_serializer
 
 from tasks.config import StageConfig
 from tasks.datasets import ImageDataset
+from tasks.defenses.kinds import MethodConfig
 from tasks.methods import Context, DefenseData
 from tasks.poison import PoisonedDataset
 from tasks.stage import Stage
@@ -170,23 +170,10 @@ RETRAIN = Stage("retrain", 1, retrain_stage, TrainedModel)
 
 
 
-class DetectionConfig(StageConfig):
-    """Stage ``detection``: a training-set filter's name, its parameters (without ``retrain``, which
-    only the retraining reads), the train config its seed and judging models come from, and, for a
-    plugin, the distribution and version it comes from (``origin``, part of the key)."""
-
-    name: str
-    params: dict[str, Any]
-    train: TrainConfig
-    origin: str | None = None
-
-    @model_serializer(mode="wrap")
-    def _omit_builtin_origin(self, handler):
-        # A built-in has no origin: its keys stay those of configs written before plugins existed.
-        dumped = handler(self)
-        if self.origin is None:
-            dumped.pop("origin", None)
-        return dumped
+class DetectionConfig(MethodConfig):
+    """Stage ``detection``: a training-set filter's name, its parameters without ``retrain`` (which
+    only the retraining reads), the train config its seed and judging models come from, and a
+    plugin's ``origin``."""
 
 
 def detection_stage(config: DetectionConfig, dataset: ImageDataset, poisoned: PoisonedDataset, kept,

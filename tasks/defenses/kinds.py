@@ -13,9 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from pydantic import model_serializer
-
-from tasks.config import StageConfig
+from tasks.config import MethodOrigin, StageConfig
 from tasks.datasets import ImageDataset
 from tasks.methods import Calibration, CleanData, Context, Inspected
 from tasks.poison import PoisonedDataset
@@ -23,7 +21,7 @@ from tasks.stage import Stage
 from tasks.train import TrainConfig, TrainedModel
 
 
-class MethodConfig(StageConfig):
+class MethodConfig(MethodOrigin):
     """A generic defense stage's config: the method's name, its full parameters, the train config
     (its seed is the method's; its optimiser settings are those of any training the method does)
     and, for a plugin, ``origin`` (``distribution==version``, part of the key)."""
@@ -31,14 +29,6 @@ class MethodConfig(StageConfig):
     name: str
     params: dict[str, Any]
     train: TrainConfig
-    origin: str | None = None
-
-    @model_serializer(mode="wrap")
-    def _omit_builtin_origin(self, handler):
-        dumped = handler(self)
-        if self.origin is None:
-            dumped.pop("origin", None)
-        return dumped
 
     @classmethod
     def of(cls, method, params: StageConfig, train: TrainConfig) -> "MethodConfig":
