@@ -33,9 +33,9 @@ def build_sections(context: ReportContext, sections: Sequence[SectionFunction] |
     sections share an id, or two tables (or two figures) a name: their files would overwrite each other.
     """
     if sections is None:
-        from orchestrator.report.sections import SECTIONS
+        from orchestrator.report.sections import report_sections
 
-        sections = SECTIONS
+        sections = report_sections()
     built = [section for function in sections if (section := function(context)) is not None]
     _check_unique("section id", [section.id for section in built])
     for kind in (Table, Figure):
@@ -54,7 +54,7 @@ def write_report(context: ReportContext, out_dir: str | Path, sections: Sequence
 
     Parameters
     ----------
-    sections : section functions in order; :data:`orchestrator.report.sections.SECTIONS` by default
+    sections : section functions in order; :func:`orchestrator.report.sections.report_sections` by default
     written_at : the time the header shows (now by default)
     """
     built = build_sections(context, sections)

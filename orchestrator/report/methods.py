@@ -31,6 +31,7 @@ class DefenseInfo:
         each in declaration order (as canonical labels list them)
     own_parameters : the parameters it declares itself
     metrics : ``(name, type name, meaning)`` of the metrics it declares, beside its kind's
+    kind_metrics : the same of the metrics every method of its kind adds (a filter's counts and rates)
     summary : one line saying what it does
     """
 
@@ -40,6 +41,7 @@ class DefenseInfo:
     parameters: tuple[str, ...]
     own_parameters: tuple[str, ...]
     metrics: tuple[tuple[str, str, str], ...]
+    kind_metrics: tuple[tuple[str, str, str], ...]
     summary: str
 
 
@@ -57,6 +59,7 @@ def defenses() -> dict[str, DefenseInfo]:
             name=name, kind=method.kind, package=method.package,
             parameters=own + tuple(field for field in fields if field in inherited), own_parameters=own,
             metrics=tuple((metric.name, metric.type_name, metric.meaning) for metric in method.metrics),
+            kind_metrics=tuple((metric.name, metric.type_name, metric.meaning) for metric in method.kind_metrics()),
             summary=method.summary())
     return found
 

@@ -1,5 +1,5 @@
 """Section "Attacks before any defense": clean accuracy, ASR and RA of the backdoored models per
-attack setting (thesis Tables 4.1 and A.2), and ASR against poison percentage."""
+attack setting, and ASR against poison percentage."""
 
 from __future__ import annotations
 
@@ -36,8 +36,7 @@ def section(context: ReportContext) -> Section | None:
     blocks: list = [Paragraph(
         "The backdoored models before any defense, one per attack setting and seed: clean accuracy on the clean "
         "test set, attack success rate (ASR, the share of triggered source-class test images classified as the "
-        "target) and robust accuracy (RA, the share of them still classified as their true class). Compare thesis "
-        "Table 4.1 (GTSRB triggers) and Table A.2 (poison percentages).")]
+        "target) and robust accuracy (RA, the share of them still classified as their true class).")]
     pairs = stats[["dataset", "model"]].drop_duplicates().itertuples(index=False, name=None)
     pairs = list(pairs)
     for dataset, model in pairs:

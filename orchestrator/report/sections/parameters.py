@@ -173,7 +173,7 @@ def _metrics_blocks(context: ReportContext, info: DefenseInfo) -> list:
             continue
         shown = pd.DataFrame({"Defense configuration": rows["pipeline"]})
         for metric, kind, _ in declared:
-            shown[metric] = [format_estimate(m, lo, hi, int(n), scale=1.0, digits=3 if kind == "float" else 1)
+            shown[metric] = [format_estimate(m, lo, hi, int(n), scale=1.0, digits=_digits(m, kind))
                              for m, lo, hi, n in zip(rows[f"{metric}_mean"], rows[f"{metric}_lo"],
                                                      rows[f"{metric}_hi"], rows[f"{metric}_n"])]
         meanings = "; ".join(f"{metric}: {meaning}" for metric, _, meaning in declared)
@@ -182,6 +182,11 @@ def _metrics_blocks(context: ReportContext, info: DefenseInfo) -> list:
                             f"As {info.name} declares them ({meanings}). Mean [95 % CI] n = trials, in the metric's "
                             f"own unit. {POOLED_INTERVAL}"))
     return blocks
+
+
+def _digits(value: float, kind: str) -> int:
+    """Decimals for a declared metric's mean: three for a float below 10 (a share, a score), one otherwise."""
+    return 3 if kind == "float" and (pd.isna(value) or abs(value) < 10) else 1
 
 
 def _cells(context: ReportContext, source: str, keys: list[str], grid: Grid) -> pd.DataFrame:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import pandas as pd
 
+from orchestrator.report.methods import INPUT_FILTER, defenses
 from orchestrator.report.model import Code, Paragraph, ReportContext, Section, Table
 from orchestrator.report.sections.settings import DER_FORMULA
 from orchestrator.report.sections.sweep import versions_table
@@ -45,7 +46,7 @@ def section(context: ReportContext) -> Section | None:
     fingerprints = _fingerprints(context)
     if fingerprints is not None:
         blocks.append(fingerprints)
-    definitions = pd.DataFrame(METRICS, columns=["Metric", "Definition"])
+    definitions = pd.DataFrame([*METRICS, *declared_metrics(context)], columns=["Metric", "Definition"])
     blocks.append(Table("provenance_metrics", "Metrics", definitions, definitions.rename(columns=str.lower),
                         "Before: the backdoored model; after: the model the defense pipeline returned (for no "
                         "defense, after = before)."))
@@ -54,6 +55,23 @@ def section(context: ReportContext) -> Section | None:
         blocks.append(Code("The command that writes this report again", context.facts.command, "bash",
                            collapsed=False))
     return Section("provenance", "Provenance", blocks)
+
+
+def declared_metrics(context: ReportContext) -> list[tuple[str, str]]:
+    """``(metric, definition)`` of every metric a defense that ran in the sweep declares (its own, and an
+    input filter's rejection shares), as the registry has them: a plugin's metrics are defined here too."""
+    if "defense" not in context.columns("stages"):
+        return []
+    ran = set(context.frame("SELECT DISTINCT defense FROM stages")["defense"].dropna())
+    found = []
+    for name, info in defenses().items():
+        if name not in ran:
+            continue
+        # A training-set filter's kind metrics are the rates above; an input filter's rejections are not.
+        kind_metrics = info.kind_metrics if info.kind == INPUT_FILTER else ()
+        found += [(metric, f"{meaning} ({name}, {info.kind.replace('_', ' ')}; {kind_name})")
+                  for metric, kind_name, meaning in (*kind_metrics, *info.metrics)]
+    return found
 
 
 def versions_sentence(versions: pd.DataFrame) -> str:

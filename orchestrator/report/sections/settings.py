@@ -21,6 +21,9 @@ from orchestrator.results import quote_identifier
 
 CORE = ("dataset", "model", "trigger", "poison_pct")
 NO_DEFENSE = "none"
+# The controls (SPEC §1: they make every defense's numbers interpretable) are the only methods the generic
+# sections name: the method protocol does not yet declare a method's role (a control, an oracle that reads
+# the ground truth), so it is written here once, until tasks.methods declares it.
 CONTROLS = ("perfect_filter", "random_filter")
 # perfect_filter removes exactly the poison: an oracle no defender has, so never a recommendation.
 # A random_filter copying its count, or a chain holding it, knows the poison as well.

@@ -15,7 +15,8 @@ from scipy import stats
 
 from orchestrator.report.build import write_report
 from orchestrator.report.model import Figure, Paragraph, ReportContext, SweepFacts, Table
-from orchestrator.report.sections import benign, failures
+from orchestrator.report.sections import benign
+from orchestrator.studies.thesis import failures
 from orchestrator.results import connect
 from tests.report_rows import PIPELINES, connect_rows, synthetic_rows, write_rows
 

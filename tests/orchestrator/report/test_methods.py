@@ -30,3 +30,16 @@ def test_a_recorded_kind_wins_and_older_rows_get_the_registrys():
     assert dict(kinds) == {"ac": "training_set_filter", "mine": "input_filter", "unknown": None}
     without = connection.execute(f"SELECT {methods.kind_sql({'defense'})} FROM stages WHERE defense = 'ac'").fetchone()
     assert without == ("training_set_filter",)
+
+
+def test_provenance_defines_the_metrics_each_defense_that_ran_declares():
+    from orchestrator.report.model import ReportContext, SweepFacts
+    from orchestrator.report.sections import provenance
+    from tests.report_rows import connect_rows, synthetic_rows
+
+    rows = synthetic_rows(["yellow_square"], [4], [0], ["none", "ac(cluster_analysis=smaller)"])
+    context = ReportContext(connect_rows(rows), SweepFacts("demo", "name: demo\n", {"done": len(rows)}))
+    definitions = dict(provenance.declared_metrics(context))
+    assert definitions["flagged_by_clustering"].startswith("samples the clustering flagged")
+    assert "(ac, training set filter; int)" in definitions["classes_skipped"]
+    assert "auroc" not in definitions  # ss did not run

@@ -17,7 +17,7 @@ from orchestrator.results import connect
 from tests.report_rows import PIPELINES, connect_rows, synthetic_rows, write_rows
 
 WRITTEN_AT = datetime(2026, 1, 2, 3, 4, tzinfo=timezone.utc)
-# Sections 1-5; the default list (orchestrator.report.sections.SECTIONS) holds these and more.
+# Sections 1-5; the default list (orchestrator.report.sections.report_sections()) holds these and more.
 CORE = [sweep.section, attacks.section, master.section, tradeoff.section, detection.section]
 CORE_IDS = ["sweep", "attacks", "master", "tradeoff", "detection"]
 SPACE = "name: demo\nattack: {trigger: [yellow_square, big_yellow_square]}\n"

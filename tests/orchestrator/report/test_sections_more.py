@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 
 from orchestrator.report.model import Code, Figure, ReportContext, SweepFacts, Table
-from orchestrator.report.sections import combinations, controls, guidelines, parameters, provenance, thesis
+from orchestrator.report.sections import combinations, controls, guidelines, parameters, provenance
+from orchestrator.studies.thesis import beside as thesis
 from orchestrator.report.sections.settings import DER_FORMULA, POOLED_INTERVAL
 from tests.report_rows import connect_rows, synthetic_rows
 

@@ -1,6 +1,6 @@
 """The thesis's tables ("Backdoor defenses", TU Wien 2021) shipped with the package, as DataFrames.
 
-The CSVs live in ``orchestrator/report/reference/`` (its README names each one's tables and columns).
+The CSVs live in ``orchestrator/studies/thesis/reference/`` (its README names each one's tables and columns).
 Their percentages stay on the thesis's 0–100 scale; a report converts bdsweep's fractions, not these.
 """
 
@@ -25,7 +25,7 @@ def reference_file(name: str):
     """The packaged CSV of reference table ``name`` (a :class:`importlib.resources.abc.Traversable`)."""
     if name not in REFERENCE_TABLES:
         raise KeyError(f"no thesis table {name!r}; there are {', '.join(REFERENCE_TABLES)}")
-    return resources.files("orchestrator.report").joinpath("reference", REFERENCE_TABLES[name][0])
+    return resources.files("orchestrator.studies.thesis").joinpath("reference", REFERENCE_TABLES[name][0])
 
 
 def load_reference(name: str) -> pd.DataFrame:

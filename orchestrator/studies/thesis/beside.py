@@ -1,5 +1,5 @@
-"""Section "Beside the thesis": the thesis's numbers next to the sweep's, wherever the sweep ran the
-same setting.
+"""Section "Beside the thesis" (the thesis study): the thesis's numbers next to the sweep's, wherever
+the sweep ran the same setting.
 
 Each thesis table (backdoored models 4.1 with the poison sweeps A.1/A.2, clean models 3.5, Activation
 Clustering 4.2/4.3, Fine-Pruning 4.5/4.6, combinations 4.7–4.9) is matched on dataset, model, trigger
@@ -15,7 +15,6 @@ import numpy as np
 import pandas as pd
 
 from orchestrator.report.model import Paragraph, ReportContext, Section, Table
-from orchestrator.report.reference import load_reference, thesis_settings
 from orchestrator.report.sections.settings import (
     CORE,
     backdoored_models_sql,
@@ -28,14 +27,8 @@ from orchestrator.report.sections.settings import (
     setting_columns,
 )
 from orchestrator.report.stats import aggregate, detection_rates
-
-# (our dataset, the thesis's dataset it stands beside, an analogue rather than the same data)
-DATASET_MATCHES = [
-    ("gtsrb", "gtsrb", False), ("youtube_faces", "youtube_faces", False), ("lfw", "lfw", False),
-    ("synthetic_signs", "gtsrb", True), ("synthetic_faces", "youtube_faces", True), ("synthetic_faces", "lfw", True),
-]
-# Fine-Pruning's threshold in the thesis's combinations (§4.3: "the suggested 4 %").
-COMBINATION_THRESHOLD = 0.04
+from orchestrator.studies.thesis.reference import load_reference, thesis_settings
+from orchestrator.studies.thesis.setup import AC, DATASET_MATCHES, FP_THRESHOLD, ac_setup_sql
 
 
 def section(context: ReportContext) -> Section | None:
@@ -104,10 +97,7 @@ def _activation_clustering(context: ReportContext, keys: list[str]) -> pd.DataFr
     columns = context.columns("results")
     if not {"d1_name", "d1_cluster_analysis"} <= columns:
         return None
-    thesis_setup = " AND ".join(
-        ["n_defenses = 1", "d1_name = 'ac'"]
-        + (["d1_ex_re_threshold IS NULL"] if "d1_ex_re_threshold" in columns else [])
-        + (["d1_retrain = 'full'"] if "d1_retrain" in columns else []))
+    thesis_setup = f"n_defenses = 1 AND d1_name = 'ac' AND {ac_setup_sql(1, columns)}"
     counts = {"d1_removed_poisoned", "d1_n_poisoned", "d1_removed_clean", "d1_n_seen"} <= columns
     source = (f"(SELECT {_select(keys)}, seed, pipeline, d1_cluster_analysis AS cluster_analysis, asr_after, "
               "clean_acc_after" + (", d1_removed_poisoned AS removed_poisoned, d1_n_poisoned AS n_poisoned, "
@@ -158,21 +148,19 @@ def _combinations(context: ReportContext, keys: list[str]) -> pd.DataFrame | Non
         # A chain's columns exist only for the defenses some row ran at that position.
         return name if name in columns else "NULL"
 
-    # The thesis's AC, as in _activation_clustering: no exclusionary reclassification, retrained from scratch.
-    ac_off = {position: f" AND {column(f'd{position}_ex_re_threshold')} IS NULL"
-                        + (f" AND d{position}_retrain = 'full'" if f"d{position}_retrain" in columns else "")
-              for position in (1, 2)}
-    threshold = COMBINATION_THRESHOLD
+    # The thesis's size-based AC, run as in _activation_clustering; FP at its 4 % threshold.
+    ac_off = {position: f" AND {ac_setup_sql(position, columns, AC)}" for position in (1, 2)}
+    threshold = FP_THRESHOLD
     source = f"""(
         SELECT {_select(keys)}, pipeline, asr_after, clean_acc_after,
                CASE WHEN d1_name = 'ac' THEN 'ac_then_fp' ELSE 'fp_then_ac' END AS "order",
                CASE WHEN d1_name = 'ac' THEN {column('d2_layer')} ELSE {column('d1_layer')} END AS fp_layer
         FROM results
         WHERE n_defenses = 2 AND (
-            (d1_name = 'ac' AND {column('d1_cluster_analysis')} = 'smaller'{ac_off[1]}
+            (d1_name = 'ac'{ac_off[1]}
              AND d2_name = 'fp' AND abs({column('d2_threshold')} - {threshold}) < 1e-9)
          OR (d1_name = 'fp' AND abs({column('d1_threshold')} - {threshold}) < 1e-9
-             AND d2_name = 'ac' AND {column('d2_cluster_analysis')} = 'smaller'{ac_off[2]})))"""
+             AND d2_name = 'ac'{ac_off[2]})))"""
     ours = _estimates(context, source, [*keys, "pipeline", "order", "fp_layer"], ["clean_acc_after", "asr_after"])
     thesis = load_reference("combinations").merge(thesis_settings(), on="model_id")
     thesis["thesis_table"] = np.where(thesis["order"] == "ac_then_fp", "Table 4.7", "Table 4.9")

@@ -8,7 +8,7 @@ from scipy import stats
 from typer.testing import CliRunner
 
 from orchestrator.cli import app
-from orchestrator.report.findings import END, START, defense_effects, findings_markdown, short_pipeline
+from orchestrator.studies.thesis.findings import END, START, defense_effects, findings_markdown, short_pipeline
 from orchestrator.report.model import ReportContext, SweepFacts
 from tests.orchestrator.report.test_sweep_report import recorded, write_rows
 from tests.report_rows import connect_rows, synthetic_rows
@@ -121,7 +121,7 @@ def test_short_pipeline_labels(pipeline, label):
 
 def test_the_findings_count_verdicts_at_95_percent_each_and_after_holm():
     # The planted family of section Answers' tests: a strong, a weak (p ≈ 0.041) and a null claim.
-    from tests.orchestrator.report.test_answers import family_rows, judged
+    from tests.orchestrator.studies.thesis.test_answers import family_rows, judged
 
     table = judged(family_rows()).reset_index()
     block = findings_markdown(table, "planted", 36, 3, [])

@@ -3,10 +3,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from orchestrator.report.reference import REFERENCE_TABLES, load_reference, reference_file, thesis_settings
+from orchestrator.studies.thesis.reference import REFERENCE_TABLES, load_reference, reference_file, thesis_settings
 
 # shared/ stands beside the repository root, wherever the repository was cloned.
-SHARED_REFERENCE = Path(__file__).resolve().parents[3].parent / "shared" / "reference"
+SHARED_REFERENCE = Path(__file__).resolve().parents[4].parent / "shared" / "reference"
 
 
 @pytest.mark.parametrize("name", sorted(REFERENCE_TABLES))

@@ -1,4 +1,4 @@
-"""Section "Why the thesis's Spectral Signatures and Data Provenance failed, shown".
+"""Section "Why the thesis's Spectral Signatures and Data Provenance failed, shown" (the thesis study).
 
 The thesis (§4.2.2–4.2.3) found that neither defense worked on any model. Both failures came from
 the library, not the idea, and this section lets the rows show it:

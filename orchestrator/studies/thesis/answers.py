@@ -30,7 +30,6 @@ import numpy as np
 import pandas as pd
 
 from orchestrator.report.model import Paragraph, ReportContext, Section, Table
-from orchestrator.report.reference import load_reference, thesis_settings
 from orchestrator.report.sections.settings import (
     CORE,
     POOLED_INTERVAL,
@@ -39,16 +38,15 @@ from orchestrator.report.sections.settings import (
     setting_columns,
 )
 from orchestrator.report.stats import CONFIDENCE, holm, mean_interval, t_pvalue, welch_interval, welch_pvalue
+from orchestrator.studies.thesis.reference import load_reference, thesis_settings
+from orchestrator.studies.thesis.setup import AC, AC_SETUP, FACE_DATASETS, FP_THRESHOLD, SIGN_DATASETS
 
-FACE_DATASETS = ("youtube_faces", "lfw", "synthetic_faces")
-SIGN_DATASETS = ("gtsrb", "synthetic_signs")
 # A defense claim reads only models with a backdoor to remove; the thesis's models had 51-100 % ASR.
 IMPLANTED_ASR = 0.5
-# Activation Clustering as the thesis ran it: size-based, no exclusionary reclassification, retrained
-# from scratch (the column is left out where the sweep's rows do not have it).
-THESIS_AC = {"ac.cluster_analysis": "smaller", "ac.ex_re_threshold": None, "ac.retrain": "full"}
-# Fine-Pruning's threshold in Tables 4.5-4.9 (§4.2.4: "the suggested 4 %").
-THESIS_FP_THRESHOLD = 0.04
+# Activation Clustering as the thesis ran it (setup.AC), as Runs name its parameters; a column is left
+# out where the sweep's rows do not have it.
+THESIS_AC = {f"ac.{parameter}": value for parameter, value in AC.items()}
+THESIS_FP_THRESHOLD = FP_THRESHOLD
 
 AGREES, DISAGREES, INCONCLUSIVE, NOT_IN_SWEEP = "agrees", "disagrees", "inconclusive", "not in this sweep"
 VERDICT_RULE = (
@@ -108,7 +106,7 @@ class SweepRuns:
 
 
 class ThesisRuns:
-    """The thesis's tables (``orchestrator/report/reference/``) as :class:`Runs`: one run per model
+    """The thesis's tables (``orchestrator/studies/thesis/reference/``) as :class:`Runs`: one run per model
     (seed 0), its percentages as fractions, and the parameters it printed or named in the text."""
 
     keys = list(CORE)
@@ -137,8 +135,8 @@ def _thesis_runs(chain: tuple[str, ...]) -> pd.DataFrame:
         ["model_id", *CORE, "seed", "asr_before"]]
     if chain == ("ac",):
         table = load_reference("activation_clustering")
-        parameters = {"ac.cluster_analysis": table["cluster_analysis"], "ac.ex_re_threshold": None,
-                      "ac.retrain": "full"}
+        parameters = {"ac.cluster_analysis": table["cluster_analysis"],
+                      **{f"ac.{parameter}": value for parameter, value in AC_SETUP.items()}}
     elif chain == ("fp",):
         table = load_reference("fine_pruning")
         parameters = {"fp.layer": table["layer"], "fp.threshold": table["threshold_pct"] / 100}
@@ -509,11 +507,14 @@ CLAIMS: list[Claim] = [
 
 
 def section(context: ReportContext) -> Section | None:
-    """None when the rows have no ASR before defense; otherwise every claim, judged or 'not in this sweep'."""
+    """None when the rows have no ASR before defense, or none of the thesis's arms (no claim has a pair
+    here: the sweep is not of this study); otherwise every claim, judged or 'not in this sweep'."""
     if not {"asr_before", "poison_pct", "seed"} <= context.columns("results"):
         return None
     table = answers_frame(SweepRuns(context), ThesisRuns())
     judged = int((table["verdict"] != NOT_IN_SWEEP).sum())
+    if not judged:
+        return None
     blocks: list = [
         Paragraph(
             "The thesis's four research questions, its answers split into claims this sweep's rows can test, and "

@@ -16,8 +16,8 @@ from scipy import stats
 
 from orchestrator.report.build import build_sections
 from orchestrator.report.model import ReportContext, SweepFacts, Table
-from orchestrator.report.sections import answers
-from orchestrator.report.sections.answers import (
+from orchestrator.studies.thesis import answers
+from orchestrator.studies.thesis.answers import (
     AGREES,
     CLAIMS,
     DISAGREES,
@@ -33,7 +33,7 @@ from orchestrator.report.sections.answers import (
 )
 from orchestrator.report.stats import mean_interval, welch_interval
 from tests.orchestrator.report.test_render import build_generated_report
-from tests.report_rows import connect_rows, parse_pipeline
+from tests.report_rows import connect_rows, parse_pipeline, synthetic_rows
 
 SIGNS, FACES = ("synthetic_signs", "gtsrb_cnn"), ("synthetic_faces", "deepid")
 POISON_PCTS = [4, 8]
@@ -302,3 +302,10 @@ def test_a_claim_without_a_test_stays_out_of_the_family():
     (DISAGREES, False, INCONCLUSIVE), (INCONCLUSIVE, True, INCONCLUSIVE), (NOT_IN_SWEEP, False, NOT_IN_SWEEP)])
 def test_holm_only_withdraws_verdicts(verdict, rejected, after):
     assert after_holm(verdict, rejected) == after
+
+
+def test_a_sweep_without_the_theses_arms_has_no_answers_section():
+    # One trigger, no defense the claims read: no claim has a pair here, so the study stays out.
+    rows = synthetic_rows(["yellow_square"], [4], [0, 1], ["none", "perfect_filter"])
+    context = ReportContext(connect_rows(rows), SweepFacts("demo", "name: demo\n", {"done": len(rows)}))
+    assert answers.section(context) is None
