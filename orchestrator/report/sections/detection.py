@@ -81,12 +81,14 @@ def input_filter_rates(context: ReportContext) -> pd.DataFrame:
     """Per (dataset, model, pipeline, position, defense) of the input-filter steps: the shares of clean and
     of triggered test inputs rejected, and clean accuracy and ASR with the filter (a rejected input is
     neither correct nor a backdoor success), each averaged per backdoored model (attack setting and seed)
-    first, then over models: ``<metric>_mean/_lo/_hi/_n`` with a 95 % Student-t interval, n = models.
+    first, then over models: ``<metric>_mean/_lo/_hi/_n`` with a 95 % Student-t interval, n = models; the
+    backdoored models' ASR before any defense (``asr_before``) beside them.
     Empty when no input filter ran."""
     columns = context.columns("stages")
     if not REJECTIONS | {"defense", "position"} <= columns:
         return pd.DataFrame()
-    metrics = [m for m in ("rejected_clean", "rejected_triggered", "clean_acc_after", "asr_after") if m in columns]
+    metrics = [m for m in ("rejected_clean", "rejected_triggered", "clean_acc_after", "asr_before", "asr_after")
+               if m in columns]
     group = ["dataset", "model", "pipeline", "position", "defense"]
     per_model_keys = ", ".join(quote(k) for k in dict.fromkeys([*group, *setting_columns(context), "seed"]))
     means = ", ".join(f"avg(CASE WHEN isnan({quote(m)}::DOUBLE) THEN NULL ELSE {quote(m)}::DOUBLE END) AS {quote(m)}"
@@ -109,7 +111,8 @@ def input_filter_blocks(context: ReportContext) -> list:
     shown = _keys(rates)
     shown["Models"] = rates["rejected_clean_n"].astype(str)
     titles = {"rejected_clean": "Clean rejected (%)", "rejected_triggered": "Triggered rejected (%)",
-              "clean_acc_after": "Clean acc. with the filter (%)", "asr_after": "ASR with the filter (%)"}
+              "clean_acc_after": "Clean acc. with the filter (%)", "asr_before": "ASR before any defense (%)",
+              "asr_after": "ASR with the filter (%)"}
     for metric, title in titles.items():
         if f"{metric}_mean" in rates:
             shown[title] = estimate_cells(rates, metric)

@@ -57,6 +57,7 @@ def test_an_input_filter_gets_its_own_table_with_t_intervals_over_models():
     low, high = interval([0.90, 0.80, 0.70])
     assert shown["Triggered rejected (%)"] == f"80.0 [{100 * low:.1f}, {min(100 * high, 100):.1f}] n=3"  # cut at 100
     assert shown["Step"] == "1:\u00a0entropy_gate" and shown["Models"] == "3"
+    assert "ASR before any defense (%)" in table.shown.columns  # what the filter is set against
     # The training-set filter keeps its tables; the gate is not among their rows.
     assert set(found["detection_rates"].data["defense"]) == {"ac"}
 
