@@ -207,7 +207,7 @@ def findings(
     figures: Path = typer.Option(Path("docs/findings"), "--figures", help="Folder for the two PNG figures."),
 ) -> None:
     """Write the sweep's Answers table and two figures into README's findings block (between its markers)."""
-    from orchestrator.report.findings import write_findings
+    from orchestrator.studies.thesis.findings import write_findings
 
     with _reported(storage):
         written = write_findings(storage, name, readme, figures)
