@@ -82,7 +82,7 @@ def test_an_object_store_root_needs_no_mount(tmp_path):
         (lambda c: c["metadata"]["bdsweep"].update(storage="/home/ubuntu/runs"), "metadata.bdsweep.storage", "each node's own disk"),
         (lambda c: c["metadata"]["bdsweep"].update(storage="ftp://host/runs"), "metadata.bdsweep.storage", "not a filesystem"),
         (lambda c: c["metadata"].update(bdsweep="/mnt/bdsweep/runs"), "metadata.bdsweep.storage", "missing"),
-        (lambda c: c["setup_commands"].append("echo 'unbalanced"), "setup_commands[5]", "cannot be read"),
+        (lambda c: c["setup_commands"].append("echo 'unbalanced"), "setup_commands[6]", "cannot be read"),
         (lambda c: c.pop("metadata"), "metadata.bdsweep.storage", "missing"),
         (lambda c: c.update(setup_commands=c["setup_commands"][:3]), "metadata.bdsweep.storage", "mount: none"),
     ],

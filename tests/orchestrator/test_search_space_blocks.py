@@ -56,7 +56,7 @@ def test_a_block_with_the_same_dataset_merges_its_settings(tmp_path):
 
 
 @pytest.mark.parametrize("blocks, where, words", [
-    ("- attack: {trigger: [yellow_square, nope]}", "blocks[0].attack.trigger[1]", "unknown trigger 'nope'"),
+    ("- attack: {trigger: [yellow_square, nope]}", "blocks[0].attack.trigger[1]", "unknown attack 'nope'"),
     ("- defenses: [none]\n- defenses: [{ac: {cluster_analysis: biggest}}]", "blocks[1].defenses[0].ac.cluster_analysis[0]",
      "Input should be"),
     ("- attack: {target: 8}", "blocks[0].attack.target", "same class"),
