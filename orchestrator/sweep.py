@@ -150,7 +150,7 @@ def recorded_sweep(storage: str | Path | StorageRoot, name: str) -> SweepPlan:
 
 
 def trial_label(trial: TrialSpec) -> str:
-    return f"{trial.attack.trigger} {trial.attack.poison_pct:g}% seed={trial.attack.seed} {trial.pipeline}"
+    return f"{trial.attack.label} {trial.attack.poison_pct:g}% seed={trial.attack.seed} {trial.pipeline}"
 
 
 TUNE_EXPERIMENT = "tune"

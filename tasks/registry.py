@@ -204,6 +204,9 @@ class MethodSpec(MethodOrigin):
             object.__setattr__(self, "origin", origin_of(method))
         return self
 
+    def __str__(self) -> str:
+        return self.label()
+
     def __hash__(self) -> int:
         # Frozen, but params is a dict: hash the canonical form, so specs can be set members and keys.
         return hash((type(self).__name__, self.name, json.dumps(self.params, sort_keys=True), self.origin))
