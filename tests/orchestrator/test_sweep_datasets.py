@@ -1,14 +1,11 @@
-"""End to end on the bundled datasets other than synthetic_signs: a real sweep (Ray on 127.0.0.1) on digits."""
-
-import textwrap
+"""End to end on the bundled datasets other than synthetic_signs: what their pipelines compute, in
+process (tests/harness.py, the code a Tune worker runs); Ray's part is tested with synthetic_signs."""
 
 import pytest
-from typer.testing import CliRunner
 
-from orchestrator.cli import app
-from orchestrator.results import query
+from tests.harness import run_space
 
-pytestmark = [pytest.mark.slow, pytest.mark.ray]
+pytestmark = pytest.mark.slow
 
 DIGITS = """
 name: digits_e2e
@@ -25,11 +22,9 @@ resources: {cpu: 1}
 
 
 def test_a_digits_sweep_runs_end_to_end(tmp_path):
-    space, storage = tmp_path / "space.yaml", tmp_path / "runs"
-    space.write_text(textwrap.dedent(DIGITS))
-    result = CliRunner().invoke(app, ["run", str(space), "--storage", str(storage)])
-    assert result.exit_code == 0, result.output
-    rows = query(storage, "SELECT * FROM results ORDER BY n_defenses")
+    sweep = run_space(DIGITS, tmp_path)
+    assert not sweep.errors, sweep.errors
+    rows = sweep.frame().sort_values("n_defenses").reset_index(drop=True)
     assert len(rows) == 2 and set(rows["dataset"]) == {"digits"}
     assert (rows["source"] == 7).all() and (rows["target"] == 1).all()
     # 10 % of the 7s in the 70 % training split (179 sevens in load_digits).
@@ -40,18 +35,16 @@ def test_a_digits_sweep_runs_end_to_end(tmp_path):
 
 
 def test_face_trigger_placement_is_recorded_in_rows(tmp_path):
-    space, storage = tmp_path / "space.yaml", tmp_path / "runs"
-    space.write_text(textwrap.dedent("""
+    sweep = run_space("""
         name: faces_e2e
         dataset: {name: synthetic_faces, n_identities: 4, per_identity: 30}
         model: deepid
         train: {epochs: 1}
         attack: {source: person_00, target: person_01, trigger: green_sunglasses, poison_pct: 20}
-    """))
-    result = CliRunner().invoke(app, ["run", str(space), "--storage", str(storage)])
-    assert result.exit_code == 0, result.output
-    row = query(storage, "SELECT * FROM results").iloc[0]
-    placed = row.get("placement_haar", 0) + row.get("placement_prior", 0)
+    """, tmp_path)
+    assert not sweep.errors, sweep.errors
+    row = sweep.frame().iloc[0]
+    placed = row.get("attack_placement_haar", 0) + row.get("attack_placement_prior", 0)
     assert row["n_poisoned"] > 0 and placed == row["n_poisoned"]
 
 
@@ -61,8 +54,7 @@ def test_face_trigger_placement_is_recorded_in_rows(tmp_path):
     ("vgg16_face", "{epochs: 1, random_init: true}"),
 ])
 def test_fine_pruning_and_both_orders_run_on_the_face_models(tmp_path, model, train):
-    space, storage = tmp_path / "space.yaml", tmp_path / "runs"
-    space.write_text(textwrap.dedent(f"""
+    sweep = run_space(f"""
         name: faces_fp
         dataset: {{name: synthetic_faces, n_identities: 4, per_identity: 30, image_height: 32, image_width: 32}}
         model: {model}
@@ -73,14 +65,13 @@ def test_fine_pruning_and_both_orders_run_on_the_face_models(tmp_path, model, tr
           - [ac: {{cluster_analysis: smaller}}, fp: {{layer: second_to_last_conv, threshold: 0.04, epochs: 1}}]
           - [fp: {{layer: second_to_last_conv, threshold: 0.04, epochs: 1}}, ac: {{cluster_analysis: smaller}}]
         resources: {{cpu: 1}}
-    """))
-    result = CliRunner().invoke(app, ["run", str(space), "--storage", str(storage), "--max-concurrent", "2"])
-    assert result.exit_code == 0, result.output
-    rows = query(storage, "SELECT * FROM results").set_index("pipeline")
+    """, tmp_path)
+    assert not sweep.errors, sweep.errors
+    rows = sweep.frame().set_index("pipeline")
     widths = {"deepid": {"last_conv": 80, "second_to_last_conv": 60},
               "vgg16_face": {"last_conv": 512, "second_to_last_conv": 512}}[model]
     for layer, width in widths.items():
-        alone = rows.loc[f"fp(layer={layer},threshold=0.04,epochs=1)"]
+        alone = rows.loc["fp(epochs=1)" if layer == "last_conv" else f"fp(layer={layer},epochs=1)"]
         assert alone["d1_layer_width"] == width and 0 <= alone["d1_pruned_channels"] < width
     ac_fp = rows.loc["ac>fp(layer=second_to_last_conv,epochs=1)"]
     fp_ac = rows.loc["fp(layer=second_to_last_conv,epochs=1)>ac"]
