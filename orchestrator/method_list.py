@@ -66,14 +66,18 @@ def describe_methods(title: str, methods: Iterable) -> str:
     return "\n".join(out) + "\n"
 
 
+def _heading(name: str, kind: str, documented) -> str:
+    """``  name  [kind, from bdsweep]`` and the first line of ``documented``'s docstring below it."""
+    doc = (documented.__doc__ or "").strip().splitlines()
+    return f"  {name}  [{kind}, from bdsweep]" + (f"\n{INDENT}{doc[0]}" if doc else "")
+
+
 def describe_datasets() -> str:
     from tasks.datasets import DATASETS
 
     out = [f"datasets ({len(DATASETS)})"]
     for name, module in DATASETS.items():
-        doc = (module.__doc__ or "").strip().splitlines()
-        out.append(f"  {name}  [dataset, from bdsweep]" + (f"\n{INDENT}{doc[0]}" if doc else ""))
-        out.append(f"{INDENT}parameters:")
+        out += [_heading(name, "dataset", module), f"{INDENT}parameters:"]
         out += [f"{INDENT}  {line}" for line in parameter_lines(module.Config) if not line.startswith("name:")]
     return "\n".join(out) + "\n"
 
@@ -81,8 +85,5 @@ def describe_datasets() -> str:
 def describe_models() -> str:
     from tasks.models import MODELS
 
-    out = [f"models ({len(MODELS)})"]
-    for name, build in MODELS.items():
-        doc = (build.__doc__ or "").strip().splitlines()
-        out.append(f"  {name}  [model, from bdsweep]" + (f"\n{INDENT}{doc[0]}" if doc else ""))
+    out = [f"models ({len(MODELS)})", *(_heading(name, "model", build) for name, build in MODELS.items())]
     return "\n".join(out) + "\n"
