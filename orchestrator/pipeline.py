@@ -22,6 +22,7 @@ from orchestrator.store import ArtifactStore, StageRecord
 from tasks.columns import arrow_type, field_types
 from tasks.evaluate import defense_effectiveness_rating
 from tasks.plan import walk_trial
+from tasks.poison import poison_base
 from tasks.stage import Stage
 
 
@@ -129,6 +130,9 @@ def trial_row(trial: TrialSpec, records: list[tuple[str, StageRecord]], position
         if trial.defenses else None,
     }
     row["n_cover"] = attack.get("n_cover", 0)
+    method = trial.attack.method()
+    row["poison_base"] = poison_base(method.labels, trial.attack.source)
+    row["attack_label_mode"] = method.labels
     # The attack's declared metrics (attack_<name>, attack_test_<name>) and parameters (trigger_<name>).
     row.update({k: v for k, v in attack.items() if k.startswith("attack_")})
     row.update({f"trigger_{k}": _canonical(v) for k, v in trial.attack.trigger.params.items()})
@@ -178,8 +182,10 @@ def row_types(trial: TrialSpec) -> dict[str, pa.DataType]:
     types.update({f"train_{k}": t for k, t in field_types(type(trial.train)).items() if k not in ("model", "seed")})
     attack = trial.attack.method()
     types.update({f"trigger_{k}": t for k, t in field_types(attack.Params).items()})
-    types.update({f"attack_{m.name}": arrow_type(m.type) for m in attack.metrics})
-    types.update({f"attack_test_{m.name}": arrow_type(m.type) for m in attack.metrics})
+    declared = (*attack.kind_metrics(), *attack.metrics)
+    types.update({f"attack_{m.name}": arrow_type(m.type) for m in declared})
+    types.update({f"attack_test_{m.name}": arrow_type(m.type) for m in declared})
+    types.update({"source": pa.int64(), "poison_base": pa.string(), "attack_label_mode": pa.string()})
     for position, defense in enumerate(trial.defenses, start=1):
         method = defense.method()
         types.update({f"d{position}_{k}": t for k, t in field_types(method.Params).items()})

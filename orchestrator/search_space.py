@@ -22,7 +22,7 @@ from tasks.datasets import DATASETS, DatasetConfig, class_names, with_root_listi
 from tasks.errors import DatasetError, TriggerError
 from tasks.file_identity import file_sha256
 from tasks.models import MODELS, weights_problem
-from tasks.poison import AttackConfig, attack_spec, resolve_class
+from tasks.poison import ALL, AttackConfig, attack_spec, plan_poisoning, resolve_class
 from tasks.registry import AttackSpec, DefenseSpec, MethodSpec, check_pipeline, registry
 from tasks.train import TrainConfig
 from tasks.triggers import PNG_PREFIX, check_trigger_name, get_trigger, trigger_file_digest
@@ -71,6 +71,17 @@ def _trigger_entry(entry: Any) -> Any:
     return entry
 
 
+def _poison_pct(value: float | str) -> float | str:
+    # A number in [0, 100], or "default": each attack's own rate (see _attack_amounts).
+    if isinstance(value, str):
+        if value != "default":
+            raise ValueError(f"a percentage in [0, 100] or 'default' (the attack's own rate), got {value!r}")
+        return value
+    if not 0 <= value <= 100:
+        raise ValueError(f"a percentage must be between 0 and 100, got {value}")
+    return float(value)
+
+
 class AttackGrid(BaseModel):
     """``attack``: classes, attacks and amounts; each ``trigger`` entry is an attack (see :func:`parse_methods`)."""
 
@@ -79,7 +90,7 @@ class AttackGrid(BaseModel):
     source: axis(ClassRef)
     target: axis(ClassRef)
     trigger: axis(Annotated[str | dict[str, Any], AfterValidator(_trigger_entry)])
-    poison_pct: axis(Annotated[float, Field(ge=0, le=100)])
+    poison_pct: axis(Annotated[float | str, AfterValidator(_poison_pct)])
 
 
 TrainGrid = grid_of(TrainConfig, exclude=("model", "seed", "weights_sha256"))  # the digest: see file_digests
@@ -187,12 +198,39 @@ def _parse_method(entry: Any, spec_class: type[MethodSpec], source: str, loc: tu
     except ValidationError as error:
         _raise_first(error, source, loc + (name,))
     specs = []
+    params_class = getattr(registry(), spec_class._group)[name].Params
     for params in expand_grid(grid):
+        params = _with_file_digests(params_class, params, source, loc + (name,))
         try:  # what one field's type cannot say: rules across fields, a defense named inside another
             specs.append(spec_class(name=name, params=params))
         except ValidationError as error:
             _raise_first(error, source, loc + (name,), drop=("params",))
     return specs
+
+
+def _with_file_digests(params_class: type[BaseModel], params: dict, source: str, loc: tuple) -> dict:
+    """``params`` with every file parameter (:func:`tasks.methods.file_param`) that names a file made
+    absolute from the space file's folder and its SHA-256 written into its digest parameter.
+
+    Raises SearchSpaceError naming the field when the file is missing or cannot be read.
+    """
+    params = dict(params)
+    for name, info in params_class.model_fields.items():
+        marker = info.json_schema_extra if isinstance(info.json_schema_extra, dict) else {}
+        if "digest_field" not in marker:
+            continue
+        value, prefix = params.get(name, info.default), marker["file_prefix"]
+        if not isinstance(value, str) or not value.startswith(prefix):
+            continue
+        path = (Path(source).parent / Path(value[len(prefix):]).expanduser()).resolve()
+        try:
+            digest = file_sha256(str(path))
+        except FileNotFoundError:
+            raise SearchSpaceError(source, _field_path(loc + (name,)), f"file not found: {path}") from None
+        except OSError as error:
+            raise SearchSpaceError(source, _field_path(loc + (name,)), f"{path}: cannot be read: {error}") from None
+        params[name], params[marker["digest_field"]] = prefix + str(path), digest
+    return params
 
 
 def parse_defenses(entries: list[Any], source: str) -> list[tuple[DefenseSpec, ...]]:
@@ -423,6 +461,9 @@ def _resolve_classes(space: SearchSpace, source: str) -> AttackGrid:
     for field in ("source", "target"):
         resolved[field] = []
         for position, label in enumerate(getattr(space.attack, field)):
+            if field == "source" and label == ALL:
+                resolved[field].append(ALL)
+                continue
             try:
                 resolved[field].append(resolve_class(label, names))
             except ValueError as error:
@@ -441,14 +482,68 @@ def attack_specs(space: SearchSpace, digests: dict[str, str], source: str) -> li
     return specs
 
 
+def _attack_amounts(space: SearchSpace, specs: list[AttackSpec], source: str) -> list[tuple[AttackSpec, Any, float]]:
+    """``(attack, source class, poison_pct)`` for every attack, source and poison percentage of the grid.
+
+    ``poison_pct: default`` is each attack's own rate (:attr:`~tasks.methods.Attack.default_poison_pct`).
+    Refused, naming the field: a clean-label attack with a named source, a default rate for an
+    attack that has none or with a named source.
+    """
+    blocks_hint = "; to give each attack its own source or rate, write one grid per attack under blocks: (see README)"
+    amounts = []
+    for spec in specs:
+        method = spec.method()
+        for class_ in space.attack.source:
+            if method.labels == "clean" and class_ != ALL:
+                raise SearchSpaceError(source, "attack.source", (
+                    f"{spec.label()} is a clean-label attack: its poisons are target-class images and poison_pct "
+                    f"is a percent of the target class, so source must be 'all', not {class_!r}{blocks_hint}"))
+            for pct in space.attack.poison_pct:
+                if pct == "default":
+                    if method.default_poison_pct is None:
+                        raise SearchSpaceError(source, "attack.poison_pct",
+                                               f"{spec.label()} has no default poison rate: give a number{blocks_hint}")
+                    if class_ != ALL:
+                        raise SearchSpaceError(source, "attack.poison_pct", (
+                            f"the default rate of {spec.label()} ({method.default_poison_pct} %) is a share of the "
+                            f"whole training set: it needs source: all, not {class_!r}{blocks_hint}"))
+                    pct = method.default_poison_pct
+                amounts.append((spec, class_, float(pct)))
+    return amounts
+
+
+def _check_poison_counts(space: SearchSpace, trials: list[TrialSpec], source: str) -> None:
+    """Refuse, before any work, an attack that needs more training images than the classes hold.
+
+    Only a poisoning from every class (``source: all``) or with cover samples can: the loader then
+    reads the bundled dataset's labels (a dataset on disk is checked when its poison stage runs).
+    """
+    from tasks.datasets import OnDiskConfig, load_dataset
+    from tasks.methods import Attack
+
+    def may_overflow(trial: TrialSpec) -> bool:
+        return trial.attack.source == ALL or type(trial.attack.method()).n_cover is not Attack.n_cover
+
+    checked = [trial for trial in trials if may_overflow(trial)]
+    if not checked or isinstance(space.dataset, OnDiskConfig):
+        return
+    y_train = load_dataset(space.dataset).y_train
+    for trial in checked:
+        attack = trial.attack
+        plan = plan_poisoning(attack.method(), attack.params(), attack.poison_pct,
+                              None if attack.source == ALL else attack.source, attack.target, y_train)
+        if problem := plan.problem():
+            raise SearchSpaceError(source, "attack.poison_pct", f"{attack.label} at {attack.poison_pct} %: {problem}")
+
+
 def expand_trials(space: SearchSpace, pipelines, source: str) -> list[TrialSpec]:
     """The cross product of a validated space's axes and pipelines, duplicates removed."""
     digests = file_digests(space, source)
     attack_axes = space.attack.model_dump(exclude={"trigger"})
     trials: dict[str, TrialSpec] = {}
-    for model, train, source_class, target, trigger, poison_pct, seed, defenses in itertools.product(
-        space.model, expand_grid(space.train), attack_axes["source"], attack_axes["target"],
-        attack_specs(space, digests, source), attack_axes["poison_pct"], space.seeds, pipelines,
+    for model, train, target, (trigger, source_class, poison_pct), seed, defenses in itertools.product(
+        space.model, expand_grid(space.train), attack_axes["target"],
+        _attack_amounts(space, attack_specs(space, digests, source), source), space.seeds, pipelines,
     ):
         try:
             trial = TrialSpec(
@@ -463,4 +558,5 @@ def expand_trials(space: SearchSpace, pipelines, source: str) -> list[TrialSpec]
         if trial.attack.source == trial.attack.target:
             raise SearchSpaceError(source, "attack.target", f"source and target are the same class ({trial.attack.source})")
         trials.setdefault(trial.trial_id, trial)
+    _check_poison_counts(space, list(trials.values()), source)
     return list(trials.values())

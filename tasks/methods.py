@@ -117,9 +117,33 @@ class Method(ABC):
         shown = []
         for key in sorted(fields, key=lambda name: name in inherited):  # stable: declaration order within each
             info, value = fields[key], getattr(params, key)
+            if (info.json_schema_extra or {}).get("filled_by_loader"):
+                continue  # a file's digest: the path names the configuration
             if info.is_required() or value != info.default:
                 shown.append(f"{key}={_label_value(value)}")
         return self.name + (f"({','.join(shown)})" if shown else "")
+
+
+def file_param(default: str, *, description: str, prefix: str = "", digest: str) -> Any:
+    """A parameter that may name a file (a PNG pattern): a pydantic ``Field`` the search-space loader treats so.
+
+    A value that starts with ``prefix`` (all values, for an empty prefix) is a path: the loader makes
+    it absolute from the space file's folder, checks that it can be read (exit 2 naming the field
+    otherwise) and writes the file's SHA-256 into the parameter ``digest``, which the ``Params``
+    declares as ``str | None = digest_param()``. The stage's key then follows the file's bytes, not
+    only its path. Other values (``noise``) pass as they are.
+    """
+    from pydantic import Field
+
+    return Field(default, description=description, json_schema_extra={"file_prefix": prefix, "digest_field": digest})
+
+
+def digest_param() -> Any:
+    """The ``<name>_sha256`` companion of a :func:`file_param`: filled by the loader, left out of labels."""
+    from pydantic import Field
+
+    return Field(None, description="SHA-256 of the file, filled in when the space is loaded",
+                 json_schema_extra={"filled_by_loader": True})
 
 
 def _label_value(value: Any) -> str:
@@ -132,6 +156,20 @@ def _label_value(value: Any) -> str:
 
 
 Mode = Literal["train", "test", "cover"]
+
+VISIBILITY_METRICS = (
+    Metric("linf_mean", float, "mean over the changed images of the largest pixel change (0-255)"),
+    Metric("linf_max", float, "largest pixel change (0-255) over the changed images"),
+    Metric("l2_mean", float, "mean over the changed images of the change's L2 norm (0-255 scale, all channels)"),
+    Metric("l2_max", float, "largest L2 norm of a change (0-255 scale)"),
+    Metric("psnr_mean", float, "mean PSNR (dB) of a changed image against its original; +inf if unchanged"),
+    Metric("psnr_min", float, "lowest PSNR (dB) of a changed image: the most visible change"),
+    Metric("ssim_mean", float, "mean SSIM of a changed image against its original (1: identical)"),
+    Metric("ssim_min", float, "lowest SSIM of a changed image: the most visible change"),
+)
+"""How visible an attack's change is, measured by the poison stage over the images it changed:
+``attack_<name>`` over the training images (poisons and covers), ``attack_test_<name>`` over the
+triggered test inputs (:func:`tasks.attacks.visibility.visibility`)."""
 
 
 class Attack(Method):
@@ -151,21 +189,34 @@ class Attack(Method):
 
     kind = "attack"
     labels: Literal["dirty", "clean"] = "dirty"
+    default_poison_pct: ClassVar[float | None] = None
+    """The poison rate ``poison_pct: default`` stands for, in percent of the whole training set (so
+    only with ``source: all``); None: the attack has none and a number must be given."""
+
+    @classmethod
+    def kind_metrics(cls) -> tuple[Metric, ...]:
+        return VISIBILITY_METRICS
 
     @abstractmethod
     def stamp(self, params: StageConfig, x: np.ndarray, *, mode: Mode, rng: np.random.Generator,
-              parents: tuple = ()) -> tuple[np.ndarray, dict[str, int | float]]:
+              seed: int = 0, y: np.ndarray | None = None, parents: tuple = ()) -> tuple[np.ndarray, dict[str, int | float]]:
         """A triggered copy of uint8 images ``x`` (n, h, w, 3) and metrics of how it was done.
 
         ``mode`` is ``train`` for poisons, ``test`` for the inputs the attack success is measured
         on (an attack may use another strength there), ``cover`` for cover samples (see
-        :meth:`n_cover`). ``rng`` is the attack's seeded generator; ``parents`` the loaded
-        artifacts of :meth:`parents`. The metrics of a ``train`` stamp are the row's
-        ``attack_<name>``, of a ``test`` stamp ``attack_test_<name>``: declare them in ``metrics``.
+        :meth:`n_cover`). ``rng`` is the attack's seeded generator, shared by the three calls;
+        ``seed`` is the attack's seed itself, for what must be drawn alike in every mode (WaNet's
+        warping field); ``y`` the images' labels in the clean dataset, int64 (n,) (a clean-label
+        attack's adversarial step needs them); ``parents`` the loaded artifacts of :meth:`parents`. The metrics of a
+        ``train`` stamp are the row's ``attack_<name>``, of a ``test`` stamp ``attack_test_<name>``:
+        declare them in ``metrics``. How visible the change is (:data:`VISIBILITY_METRICS`) is
+        measured by the poison stage, not here.
         """
 
-    def n_cover(self, params: StageConfig, n_poisoned: int) -> int:
-        """How many correctly labelled cover samples to add beside ``n_poisoned`` poisons (default 0)."""
+    def n_cover(self, params: StageConfig, n_poisoned: int, n_train: int) -> int:
+        """How many correctly labelled cover samples to add beside ``n_poisoned`` poisons, in a
+        training set of ``n_train`` images (default 0). Covers replace non-poisoned images outside
+        the target class."""
         return 0
 
     def parents(self, params: StageConfig, graph: "TrialGraph") -> tuple:

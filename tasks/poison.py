@@ -2,21 +2,28 @@
 
 The stage chooses which training samples are changed and records, per sample, its index, the label
 it carries and whether it is a poison or a cover sample; the attack only changes pixels. Changed
-samples replace the originals in place, so the training set keeps its size.
+samples replace the originals in place, so the training set keeps its size. What ``poison_pct`` is
+a percent of is the row's ``poison_base``:
 
-- dirty-label (BadNets, Gu et al. 2017, as the thesis applied it, §4.1): ``poison_pct`` percent of
-  the *source class's* training images get the trigger and the target label;
-- clean-label: ``poison_pct`` percent of the *target class's* training images get the trigger and
-  keep their label;
-- an attack with cover samples (:meth:`~tasks.methods.Attack.n_cover`) also stamps that many other
-  training images in ``cover`` mode, their labels kept.
+- ``source``: a dirty-label attack from one class (BadNets, Gu et al. 2017, as the thesis applied
+  it, §4.1): ``poison_pct`` percent of the *source class's* training images get the trigger and the
+  target label;
+- ``all``: a dirty-label attack with ``source: all`` (all-to-one, BackdoorBench's setting): poisons
+  drawn from every class but the target, ``poison_pct`` percent of the *whole* training set;
+- ``target``: a clean-label attack (SIG, label-consistent; ``source`` must be ``all``):
+  ``poison_pct`` percent of the *target class's* training images get the trigger and keep their label.
 
-The test inputs the attack success is measured on are every source-class test image stamped in
-``test`` mode.
+An attack with cover samples (:meth:`~tasks.methods.Attack.n_cover`) also stamps that many other
+training images outside the target class in ``cover`` mode, their labels kept.
+
+The test inputs the attack success is measured on are stamped in ``test`` mode: every test image
+of the source class, or of every class but the target when ``source`` is ``all``. How visible the
+change is (:func:`tasks.attacks.visibility.visibility`) is measured here, train and test apart.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -45,18 +52,21 @@ def attack_spec(trigger: Any) -> Any:
     return trigger
 
 
+ALL = "all"
+
+
 class AttackConfig(StageConfig):
     """Stage ``poison``: which class is attacked, with which attack (``trigger``), and how much.
 
     ``trigger`` is the attack: a registered name, ``png:<path>.png``, or ``{name: {param: value}}``.
-    ``poison_pct`` is a percentage of the source class's training images (of the target class's
-    for a clean-label attack).
+    ``source`` is a class (index or name) or ``all`` (every class but the target); ``poison_pct`` is
+    a percentage of the :func:`poison_base` (see the module's docstring).
     """
 
     source: int | str
     target: int | str
     trigger: AttackSpec
-    poison_pct: float = Field(ge=0, le=100, description="percent of the source (clean-label: target) class's training images")
+    poison_pct: float = Field(ge=0, le=100, description="percent of the poison base: the source class, the whole training set (source: all) or the target class (clean-label)")
     seed: int = Field(0, ge=0)
 
     @field_validator("trigger", mode="before")
@@ -92,7 +102,7 @@ class PoisonedDataset:
     Attributes
     ----------
     source, target : int
-        Class indices.
+        Class indices; ``source`` is None for ``source: all``.
     index : ndarray of int64, shape (m,)
         Sorted indices into ``x_train`` of the samples the attack replaced (poisons and covers).
     x_changed : ndarray of uint8, shape (m, h, w, 3)
@@ -101,16 +111,18 @@ class PoisonedDataset:
         The labels they carry: the target for a dirty-label poison, their own otherwise.
     is_cover : ndarray of bool, shape (m,)
         True for a cover sample (stamped, correctly labelled), False for a poison.
-    x_test_triggered : ndarray of uint8, shape (n_source_test, h, w, 3)
-        Every source-class test image stamped in test mode: the set ``asr`` is measured on.
-    y_test_triggered : ndarray of int64, shape (n_source_test,)
+    x_test_triggered : ndarray of uint8, shape (n_attacked_test, h, w, 3)
+        Every source-class test image (every non-target one for ``source: all``) stamped in test
+        mode: the set ``asr`` is measured on.
+    y_test_triggered : ndarray of int64, shape (n_attacked_test,)
         Their true labels (``ra`` counts those classified as such).
     attack_metrics, test_metrics : dict
-        What the attack's stamps reported for the training poisons and the test inputs
-        (the sunglasses' placements: eyes detected, or the aligned-face prior).
+        What the attack's stamps reported for the training poisons and the test inputs (the
+        sunglasses' placements: eyes detected, or the aligned-face prior), and how visible the
+        change is (:data:`~tasks.methods.VISIBILITY_METRICS`).
     """
 
-    source: int
+    source: int | None
     target: int
     index: np.ndarray
     x_changed: np.ndarray
@@ -212,36 +224,99 @@ def resolve_class(label: int | str, class_names: tuple[str, ...]) -> int:
     return int(label)
 
 
-def poison_dataset(config: AttackConfig, dataset: ImageDataset, *parents) -> PoisonedDataset:
-    """Stage ``poison``: choose ``round(poison_pct/100 * n)`` candidates and let the attack stamp them.
+def poison_base(labels: str, source: int | str) -> str:
+    """What ``poison_pct`` is a percent of: ``target`` (clean-label), ``all`` (``source: all``) or ``source``."""
+    return "target" if labels == "clean" else ALL if source == ALL else "source"
 
-    Candidates are the source class's training images (the target class's for a clean-label
-    attack); covers, if the attack asks for any, are drawn from the other training images. Every
-    source-class test image is stamped in test mode (the set ``asr`` is measured on). ``parents``
-    are the loaded artifacts of the attack's own parent stages.
+
+@dataclass(frozen=True)
+class PoisonPlan:
+    """Which training images an attack may change, and how many, before any is drawn.
+
+    ``candidates``: sorted indices of the images poisons are drawn from; ``cover_candidates``: those
+    covers may replace (outside the target class; the poisons are removed when drawn);
+    ``n_poisoned``, ``n_cover``: counts; ``base``: see :func:`poison_base`.
     """
+
+    base: str
+    candidates: np.ndarray
+    cover_candidates: np.ndarray
+    n_poisoned: int
+    n_cover: int
+
+    def problem(self) -> str | None:
+        """Why the plan cannot be drawn (it needs more images than the classes hold), or None."""
+        if self.n_poisoned > len(self.candidates):
+            return (f"{self.n_poisoned} poisons ({self.base} base) need more than the {len(self.candidates)} "
+                    f"training images they can be drawn from")
+        if self.n_cover > len(self.cover_candidates) - (self.n_poisoned if self.base == ALL else 0):
+            return (f"{self.n_cover} cover samples need more than the {len(self.cover_candidates)} training "
+                    f"images outside the target class that are not poisoned")
+        return None
+
+
+def plan_poisoning(method, params, poison_pct: float, source: int | None, target: int, y_train: np.ndarray) -> PoisonPlan:
+    """The :class:`PoisonPlan` of an attack on training labels ``y_train`` (n,); ``source`` None is ``all``.
+
+    Shared by the poison stage and the search-space loader, which refuses a plan that cannot be
+    drawn before anything runs.
+    """
+    y_train = np.asarray(y_train)
+    base = poison_base(method.labels, ALL if source is None else source)
+    if base == "target":
+        candidates = np.flatnonzero(y_train == target)
+    elif base == ALL:
+        candidates = np.flatnonzero(y_train != target)
+    else:
+        candidates = np.flatnonzero(y_train == source)
+    n_base = len(y_train) if base == ALL else len(candidates)
+    n_poisoned = int(round(poison_pct / 100 * n_base))
+    n_cover = int(method.n_cover(params, n_poisoned, len(y_train)))
+    return PoisonPlan(base, candidates, np.flatnonzero(y_train != target), n_poisoned, n_cover)
+
+
+def poison_dataset(config: AttackConfig, dataset: ImageDataset, *parents) -> PoisonedDataset:
+    """Stage ``poison``: draw the poisons (and covers) of :func:`plan_poisoning` and let the attack stamp them.
+
+    Every source-class test image (every non-target one for ``source: all``) is stamped in test
+    mode: the set ``asr`` is measured on. ``parents`` are the loaded artifacts of the attack's own
+    parent stages.
+    """
+    from tasks.attacks.visibility import visibility
+
     method, params = config.method(), config.params()
-    source = resolve_class(config.source, dataset.class_names)
     target = resolve_class(config.target, dataset.class_names)
+    source = None if config.source == ALL else resolve_class(config.source, dataset.class_names)
     if source == target:
         raise ValueError(f"source and target are the same class ({source})")
-    candidates = np.flatnonzero(dataset.y_train == (target if method.labels == "clean" else source))
-    n_poisoned = int(round(config.poison_pct / 100 * len(candidates)))
+    if method.labels == "clean" and source is not None:
+        raise ValueError(f"{config.label} is a clean-label attack: its poisons are target-class images, so source must be 'all'")
+    plan = plan_poisoning(method, params, config.poison_pct, source, target, dataset.y_train)
+    if problem := plan.problem():
+        raise ValueError(f"{config.label} at {config.poison_pct} %: {problem}")
     rng = np.random.default_rng(config.seed)
-    poison_index = np.sort(rng.choice(candidates, size=n_poisoned, replace=False)).astype(np.int64)
-    x_poison, attack_metrics = method.stamp(params, np.asarray(dataset.x_train[poison_index]), mode="train",
-                                            rng=rng, parents=parents)
+    stamp = functools.partial(method.stamp, params, rng=rng, seed=config.seed, parents=parents)
+    poison_index = np.sort(rng.choice(plan.candidates, size=plan.n_poisoned, replace=False)).astype(np.int64)
+    x_original = np.asarray(dataset.x_train[poison_index])
+    x_poison, attack_metrics = stamp(x_original, mode="train", y=dataset.y_train[poison_index])
     cover_index = np.zeros(0, dtype=np.int64)
     x_cover = np.zeros((0, *x_poison.shape[1:]), dtype=np.uint8)
-    if n_cover := method.n_cover(params, n_poisoned):
-        others = np.setdiff1d(np.arange(len(dataset.y_train)), poison_index)
-        cover_index = np.sort(rng.choice(others, size=min(n_cover, len(others)), replace=False)).astype(np.int64)
-        x_cover, _ = method.stamp(params, np.asarray(dataset.x_train[cover_index]), mode="cover", rng=rng,
-                                  parents=parents)
-    test_rows = np.flatnonzero(dataset.y_test == source)
-    x_test_triggered, test_metrics = method.stamp(params, np.asarray(dataset.x_test[test_rows]), mode="test",
-                                                  rng=rng, parents=parents)
-    y_poison = np.full(n_poisoned, target, dtype=np.int64) if method.labels == "dirty" else dataset.y_train[poison_index]
+    if plan.n_cover:
+        others = np.setdiff1d(plan.cover_candidates, poison_index)
+        cover_index = np.sort(rng.choice(others, size=plan.n_cover, replace=False)).astype(np.int64)
+        x_cover, _ = stamp(np.asarray(dataset.x_train[cover_index]), mode="cover", y=dataset.y_train[cover_index])
+    test_rows = np.flatnonzero(dataset.y_test != target if source is None else dataset.y_test == source)
+    x_test = np.asarray(dataset.x_test[test_rows])
+    y_test = np.asarray(dataset.y_test[test_rows], dtype=np.int64)
+    x_test_triggered, test_metrics = stamp(x_test, mode="test", y=y_test)
+    for name, stamped, original in (("x_poison", x_poison, x_original), ("x_test_triggered", x_test_triggered, x_test)):
+        if stamped.shape != original.shape or stamped.dtype != np.uint8:
+            raise ValueError(f"attack {config.label}: stamp returned {name} as {stamped.dtype} {stamped.shape}, "
+                             f"not uint8 {original.shape}")
+    changed_train = np.concatenate([x_original, np.asarray(dataset.x_train[cover_index])])
+    attack_metrics = {**attack_metrics, **visibility(changed_train, np.concatenate([x_poison, x_cover]))}
+    test_metrics = {**test_metrics, **visibility(x_test, x_test_triggered)}
+    y_poison = np.full(plan.n_poisoned, target, dtype=np.int64) if method.labels == "dirty" else dataset.y_train[poison_index]
     index = np.concatenate([poison_index, cover_index])
     order = np.argsort(index, kind="stable")
     return PoisonedDataset(
@@ -250,12 +325,14 @@ def poison_dataset(config: AttackConfig, dataset: ImageDataset, *parents) -> Poi
         index=index[order],
         x_changed=np.concatenate([x_poison, x_cover])[order],
         y_changed=np.concatenate([y_poison, dataset.y_train[cover_index]]).astype(np.int64)[order],
-        is_cover=np.r_[np.zeros(n_poisoned, bool), np.ones(len(cover_index), bool)][order],
+        is_cover=np.r_[np.zeros(plan.n_poisoned, bool), np.ones(len(cover_index), bool)][order],
         x_test_triggered=x_test_triggered,
-        y_test_triggered=np.asarray(dataset.y_test[test_rows], dtype=np.int64),
+        y_test_triggered=y_test,
         attack_metrics=attack_metrics,
         test_metrics=test_metrics,
     )
 
 
+# Version 1 still: the thesis's attacks draw and stamp the same samples as before, so their
+# artifacts keep their keys (those stored earlier lack the visibility metrics: NULL in their rows).
 POISON = Stage("poison", 1, poison_dataset, PoisonedDataset)

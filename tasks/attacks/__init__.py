@@ -1,4 +1,5 @@
-"""The built-in attacks: BadNets patches and sunglasses (thesis §4.1), and a user's PNG overlay.
+"""The built-in attacks: BadNets patches and sunglasses (thesis §4.1), a user's PNG overlay, and the
+attacks research moved on to: blended, SIG, WaNet, adaptive and label-consistent poisoning.
 
 Each is an :class:`~tasks.methods.Attack` written against the protocol as a plugin would be; the
 search space names them in ``attack.trigger``.
@@ -9,6 +10,11 @@ from __future__ import annotations
 import numpy as np
 from pydantic import Field, field_validator
 
+from tasks.attacks.adaptive_patch import AdaptivePatch
+from tasks.attacks.blend import AdaptiveBlend, Blend
+from tasks.attacks.label_consistent import LabelConsistent
+from tasks.attacks.sig import Sig
+from tasks.attacks.wanet import Wanet
 from tasks.config import StageConfig
 from tasks.methods import Attack, Metric
 from tasks.triggers import FACE_TRIGGERS, PNG_PREFIX, TRIGGERS, EyeOverlayTrigger, Trigger, get_trigger
@@ -29,7 +35,7 @@ class TriggerAttack(Attack):
         self.name, self.trigger, self.description = name, trigger, description
         self.metrics = PLACEMENT_METRICS if isinstance(trigger, EyeOverlayTrigger) else ()
 
-    def stamp(self, params, x, *, mode, rng, parents=()):
+    def stamp(self, params, x, *, mode, rng, seed=0, y=None, parents=()):
         poisoned, placement = self.trigger.apply(np.asarray(x))
         return poisoned, {f"placement_{how}": count for how, count in placement.items()}
 
@@ -59,7 +65,7 @@ class PngAttack(Attack):
     def label(self, params: PngParams) -> str:
         return PNG_PREFIX + params.path
 
-    def stamp(self, params: PngParams, x, *, mode, rng, parents=()):
+    def stamp(self, params: PngParams, x, *, mode, rng, seed=0, y=None, parents=()):
         poisoned, placement = get_trigger(PNG_PREFIX + params.path).apply(np.asarray(x))
         return poisoned, {f"placement_{how}": count for how, count in placement.items()}
 
@@ -77,6 +83,12 @@ _DESCRIPTIONS = {
 ATTACKS: tuple[Attack, ...] = (
     *(TriggerAttack(name, trigger, f"BadNets: {_DESCRIPTIONS[name]}") for name, trigger in TRIGGERS.items()),
     PngAttack(),
+    Blend(),
+    AdaptiveBlend(),
+    AdaptivePatch(),
+    Sig(),
+    Wanet(),
+    LabelConsistent(),
 )
 
 __all__ = ["ATTACKS", "FACE_TRIGGERS", "PngAttack", "TriggerAttack"]

@@ -20,7 +20,7 @@ class CornerChecker(Attack):
     Params = Params
     metrics = (Metric("changed_pixels", int, "pixels the stamp changed, summed over the images"),)
 
-    def stamp(self, params: Params, x, *, mode, rng, parents=()):
+    def stamp(self, params: Params, x, *, mode, rng, seed=0, y=None, parents=()):
         size = (params.test_size or params.size) if mode == "test" else params.size
         board = (np.indices((size, size)).sum(axis=0) % 2 * 255).astype(np.uint8)[..., None]
         stamped = np.array(x, copy=True)
