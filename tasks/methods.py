@@ -248,6 +248,8 @@ class DefenseData:
     ----------
     x, y, is_poison : the training samples this stage sees: uint8 images (n, h, w, c), int labels
         (n,) as the attacker labelled them, bool ground truth (n,) for metrics and controls only
+    is_cover : bool (n,), ground truth too: the attacker's cover samples (stamped, correctly
+        labelled; not poison). All False for an attack without covers.
     x_tune, y_tune : the clean tuning set the defender holds (never poisoned)
     n_classes : int
     """
@@ -258,6 +260,16 @@ class DefenseData:
     x_tune: np.ndarray
     y_tune: np.ndarray
     n_classes: int
+    is_cover: np.ndarray | None = None
+
+    def __post_init__(self):
+        if self.is_cover is None:
+            object.__setattr__(self, "is_cover", np.zeros(len(self.y), dtype=bool))
+
+    @property
+    def from_attacker(self) -> np.ndarray:
+        """bool (n,): what the attacker supplied, poisons and covers (ground truth, for controls)."""
+        return np.asarray(self.is_poison, bool) | np.asarray(self.is_cover, bool)
 
     @property
     def clean(self) -> CleanData:
@@ -316,7 +328,8 @@ FILTER_METRICS = (
     Metric("n_poisoned", int, "poisons among them"),
     Metric("removed_total", int, "samples it removed"),
     Metric("removed_poisoned", int, "poisons it removed"),
-    Metric("removed_clean", int, "clean samples it removed"),
+    Metric("removed_clean", int, "non-poison samples it removed (covers included)"),
+    Metric("removed_cover", int, "the attacker's cover samples it removed (counted in removed_clean too)"),
     Metric("tpr", float, "removed_poisoned / n_poisoned"),
     Metric("fpr", float, "removed_clean / clean samples seen"),
     Metric("precision", float, "removed_poisoned / removed_total"),

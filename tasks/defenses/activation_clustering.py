@@ -153,7 +153,8 @@ def reclassification_stage(config: ReclassificationConfig, dataset: ImageDataset
         flagged, clustering.scores, judge.model, data.x, data.y, config.threshold, data.n_classes
     )
     metrics = {name: clustering.metrics[name] for name in ("flagged_by_clustering", "classes_skipped")}
-    return Detection.of(kept.keep, result, data.is_poison, len(dataset.y_train), metrics, clustering.scores)
+    return Detection.of(kept.keep, result, data.is_poison, len(dataset.y_train), metrics, clustering.scores,
+                        data.is_cover)
 
 
 RECLASSIFICATION = Stage("reclassification", 2, reclassification_stage, Detection, identity="kept_digest",

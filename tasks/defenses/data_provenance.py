@@ -44,7 +44,8 @@ class Params(FilterParams):
 
 
 def camera_ids(is_poison: np.ndarray, seed: int) -> np.ndarray:
-    """Provenance of each sample (int (n,)): poisoned ones from camera 3, clean ones uniformly from 0-2."""
+    """Provenance of each sample (int (n,)): the attacker's (``is_poison``: poisons and covers) from
+    camera 3, the others uniformly from 0-2."""
     cameras = np.random.default_rng(seed).integers(0, ATTACKER_CAMERA, size=len(is_poison))
     cameras[np.asarray(is_poison, bool)] = ATTACKER_CAMERA
     return cameras
@@ -109,7 +110,7 @@ class SegmentGains:
 def provenance_gains(config: GainsConfig, dataset: ImageDataset, poisoned: PoisonedDataset, kept) -> SegmentGains:
     """Stage ``provenance_gains``: train the judging models on the samples ``kept.keep`` and measure each segment's gain."""
     data = defense_data(dataset, poisoned, kept.keep)
-    return SegmentGains(segment_gains(config, data, camera_ids(data.is_poison, config.train.seed), config.train))
+    return SegmentGains(segment_gains(config, data, camera_ids(data.from_attacker, config.train.seed), config.train))
 
 
 GAINS = Stage("provenance_gains", 1, provenance_gains, SegmentGains)
@@ -138,7 +139,7 @@ class DataProvenance(TrainingSetFilter):
         """Flag every camera segment whose removal gains more than ``eps`` accuracy; the scores are each
         sample's segment gain."""
         (gains,) = context.prepared
-        cameras = camera_ids(data.is_poison, context.seed)
+        cameras = camera_ids(data.from_attacker, context.seed)
         condemned = [camera for camera, gain in gains.gains.items() if gain > params.eps]
         metrics = {**gains.metrics, "removed_cameras": ",".join(map(str, condemned))}
         scores = np.array([gains.gains[int(camera)] for camera in cameras], dtype=np.float64)

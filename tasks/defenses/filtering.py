@@ -32,8 +32,8 @@ GRAPH_METRICS = ("kept_everything",)
 
 def defense_data(dataset: ImageDataset, poisoned: PoisonedDataset, seen: np.ndarray) -> DefenseData:
     """The :class:`DefenseData` of the poisoned training samples ``seen`` (sorted int indices)."""
-    x, y, is_poison = poisoned.training_set(dataset, keep=seen)
-    return DefenseData(x, y, is_poison, np.asarray(dataset.x_tune), np.asarray(dataset.y_tune), dataset.n_classes)
+    x, y, is_poison, is_cover = poisoned.training_roles(dataset, keep=seen)
+    return DefenseData(x, y, is_poison, np.asarray(dataset.x_tune), np.asarray(dataset.y_tune), dataset.n_classes, is_cover)
 
 
 def kept_digest(keep: np.ndarray) -> str:
@@ -63,11 +63,13 @@ class Detection:
 
     @classmethod
     def of(cls, seen: np.ndarray, flagged: np.ndarray, is_poison: np.ndarray, n_train: int,
-           metrics: dict | None = None, scores: np.ndarray | None = None) -> "Detection":
-        """The detection that removes ``flagged`` (bool (n_seen,)) of the samples ``seen`` out of ``n_train``."""
+           metrics: dict | None = None, scores: np.ndarray | None = None,
+           is_cover: np.ndarray | None = None) -> "Detection":
+        """The detection that removes ``flagged`` (bool (n_seen,)) of the samples ``seen`` out of
+        ``n_train``; ``is_poison`` and ``is_cover`` (bool (n_seen,)) are the ground truth."""
         keep = np.asarray(seen, dtype=np.int64)[~np.asarray(flagged, dtype=bool)]
         return cls(keep, scores, {
-            **filtering_metrics(is_poison, flagged), **(metrics or {}),
+            **filtering_metrics(is_poison, flagged, is_cover), **(metrics or {}),
             "n_kept": len(keep), "kept_digest": kept_digest(keep), "kept_everything": len(keep) == n_train,
         })
 
@@ -98,7 +100,7 @@ class KeptSet:
     keep: np.ndarray
 
 
-def filtering_metrics(is_poison: np.ndarray, removed: np.ndarray) -> dict[str, float | int]:
+def filtering_metrics(is_poison: np.ndarray, removed: np.ndarray, is_cover: np.ndarray | None = None) -> dict[str, float | int]:
     """Detection metrics of one filtering stage, over the samples that stage saw.
 
     Parameters
@@ -107,10 +109,13 @@ def filtering_metrics(is_poison: np.ndarray, removed: np.ndarray) -> dict[str, f
         Ground truth for the samples the stage was given.
     removed : ndarray of bool, shape (n,)
         Which of them the stage removed.
+    is_cover : ndarray of bool, shape (n,), optional
+        The attacker's cover samples among them: not poison (they count as clean in ``fpr``), and
+        counted apart in ``removed_cover``.
 
     Returns
     -------
-    dict with ``n_seen``, ``n_poisoned``, ``removed_total``, ``removed_poisoned``, ``removed_clean``,
+    dict with ``n_seen``, ``n_poisoned``, ``removed_total``, ``removed_poisoned``, ``removed_clean``, ``removed_cover``,
     ``tpr`` (removed_poisoned / n_poisoned), ``fpr`` (removed_clean / n_clean), ``precision``
     (removed_poisoned / removed_total) and ``f1``; ratios are NaN where their denominator is 0.
     """
@@ -131,6 +136,7 @@ def filtering_metrics(is_poison: np.ndarray, removed: np.ndarray) -> dict[str, f
         "removed_total": removed_total,
         "removed_poisoned": removed_poisoned,
         "removed_clean": removed_clean,
+        "removed_cover": int((removed & np.asarray(is_cover, dtype=bool)).sum()) if is_cover is not None else 0,
         "tpr": tpr,
         "fpr": fpr,
         "precision": precision,
@@ -193,7 +199,8 @@ def detection_stage(config: DetectionConfig, dataset: ImageDataset, poisoned: Po
     flagged = np.asarray(detected.flagged, dtype=bool)
     if flagged.shape != (len(data.y),):
         raise ValueError(f"{config.name}.detect flagged {flagged.shape}, expected ({len(data.y)},): one per sample seen")
-    return Detection.of(kept.keep, flagged, data.is_poison, len(dataset.y_train), detected.metrics, detected.scores)
+    return Detection.of(kept.keep, flagged, data.is_poison, len(dataset.y_train), detected.metrics, detected.scores,
+                        data.is_cover)
 
 
 DETECTION = Stage("detection", 1, detection_stage, Detection, identity="kept_digest", view=Detection.kept)

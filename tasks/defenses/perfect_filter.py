@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
-from tasks.methods import Context, DefenseData, Detected, TrainingSetFilter
+from pydantic import Field
+
+from tasks.methods import Context, DefenseData, Detected, FilterParams, TrainingSetFilter
+
+
+class PerfectFilterParams(FilterParams):
+    remove_cover: bool = Field(False, description="also remove the attacker's cover samples (they are not poison)")
 
 
 class PerfectFilter(TrainingSetFilter):
     """Control: removes exactly the poisoned samples (it reads the ground truth), the best any filter could do."""
 
     name = "perfect_filter"
+    Params = PerfectFilterParams
 
-    def detect(self, params, data: DefenseData, context: Context) -> Detected:
-        return Detected(data.is_poison)
+    def detect(self, params: PerfectFilterParams, data: DefenseData, context: Context) -> Detected:
+        return Detected(data.from_attacker if params.remove_cover else data.is_poison)
