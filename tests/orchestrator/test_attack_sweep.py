@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
@@ -50,6 +51,13 @@ def test_new_attacks_run_beside_a_patch_and_rows_carry_their_columns_with_one_ty
             types.setdefault(field.name, set()).add(str(field.type))
     mixed = {name: kinds for name, kinds in types.items() if len(kinds - {"null"}) > 1}
     assert not mixed
+    # The report groups by attack and parameters and shows visibility against ASR, with no edit for them.
+    from orchestrator.report.sweep_report import write_sweep_report
+
+    report = write_sweep_report(sweep.storage, sweep.name, tmp_path / "report")
+    assert "visibility" in {path.stem for path in report.files.figures}
+    attacks = pd.read_parquet(tmp_path / "report" / "summary" / "attacks.parquet")
+    assert {"blend(alpha=0.1)", "blend(alpha=0.3)", "wanet(s=1.0)", "sig"} <= set(attacks["trigger"])
 
 
 @pytest.mark.parametrize(("attack", "field", "needle"), [

@@ -1,8 +1,10 @@
 """Section "Attacks before any defense": clean accuracy, ASR and RA of the backdoored models per
-attack setting, and ASR against poison percentage."""
+attack setting (an attack with its parameters, at a poison percentage), ASR against poison
+percentage per attack, and how visible each attack's change is against the ASR it buys."""
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 
 from orchestrator.report import figures
@@ -48,10 +50,48 @@ def section(context: ReportContext) -> Section | None:
         name = "attacks" if len(pairs) == 1 else file_stem("attacks", dataset, model)
         title = "Backdoored models before any defense" + ("" if len(pairs) == 1 else f": {dataset} · {model}")
         blocks.append(Table(name, title, shown.reset_index(drop=True), part,
-                            "Cells: mean [95 % CI] n = seeds, in percent. Poison %: share of the source class's "
-                            "training images given the trigger and the target label."))
+                            "Cells: mean [95 % CI] n = seeds, in percent. Poison %: share of the poison base given "
+                            "the trigger: the source class's training images; the whole training set for "
+                            "source: all; the target class's for a clean-label attack."))
     blocks.append(dose_response_figure(stats, keys, pairs))
+    if "attack_psnr_mean" in columns:
+        visible = aggregate(context.connection, backdoored_models_sql(keys, {
+            "asr": "asr_before", "psnr": "attack_psnr_mean", "ssim": "attack_ssim_mean"}), keys, ["asr", "psnr", "ssim"])
+        visible = visible[visible["psnr_n"] > 0]
+        if not visible.empty:
+            blocks.append(visibility_figure(visible))
     return Section("attacks", "Attacks before any defense", blocks)
+
+
+def visibility_figure(stats: pd.DataFrame) -> Figure:
+    """ASR (%) against how visible the poisons' change is (PSNR in dB, SSIM): a point per attack setting."""
+    finite = stats[np.isfinite(stats["psnr_mean"])]
+    unchanged = len(stats) - len(finite)
+    triggers = list(dict.fromkeys(stats["trigger"]))
+    with figures.panels(2, max_columns=2, panel_size=(4.8, 3.6), name="visibility") as (figure, axes):
+        for axis, (metric, label) in zip(axes, (("psnr", "PSNR of a poison against its original (dB)"),
+                                                ("ssim", "SSIM of a poison against its original"))):
+            shown = finite if metric == "psnr" else stats
+            for index, trigger in enumerate(triggers[:MAX_LINES]):
+                part = shown[shown["trigger"] == trigger]
+                figures.points_with_error_bars(axis, part[f"{metric}_mean"], 100 * part["asr_mean"],
+                                               (part[f"{metric}_lo"], part[f"{metric}_hi"]),
+                                               (100 * part["asr_lo"], 100 * part["asr_hi"]), figures.colour(index),
+                                               trigger if metric == "psnr" else None,
+                                               figures.MARKERS[index % len(figures.MARKERS)])
+            figures.percent_axis(axis, "y")
+            axis.set_xlabel(label + " → less visible")
+            axis.set_ylabel("ASR before defense (%)")
+        axes[0].legend(loc="lower left", title="Attack", fontsize=8)
+        svg = figures.to_svg(figure)
+    caption = ("A point per attack setting (attack, parameters and poison %): its poisons' mean PSNR and SSIM "
+               "against their originals, and the backdoored models' ASR; bars: 95 % intervals over seeds. Up and "
+               "to the right is an attack that works and is hard to see.")
+    if unchanged:
+        caption += f" {unchanged} settings whose poisons are unchanged images (PSNR +inf) appear in the SSIM panel only."
+    if len(triggers) > MAX_LINES:
+        caption += f" Only the first {MAX_LINES} of {len(triggers)} attacks are drawn; the table has them all."
+    return Figure("visibility", "Attack success against visibility", svg, caption)
 
 
 def dose_response_figure(stats: pd.DataFrame, keys: list[str], pairs: list[tuple[str, str]]) -> Figure:
