@@ -230,29 +230,32 @@ def triggers(
     n: int = typer.Option(4, "--n", min=1, max=64, help="Sample images (rows)."),
     root: Optional[str] = typer.Option(None, "--root", help="Folder (or URI) of a dataset read from disk."),
     trigger: Optional[list[str]] = typer.Option(
-        None, "--trigger", help="Show this trigger (repeatable; png:<file>.png for your own) instead of the dataset's."
+        None, "--trigger", help=("Show this attack (repeatable): a name, png:<file>.png, or a search space's entry "
+                                 "such as '{blend: {alpha: [0.1, 0.3]}}' (lists draw each value). Default: the "
+                                 "dataset's triggers and every other registered attack at its defaults."),
     ),
     seed: int = typer.Option(0, help="Picks the sample images."),
 ) -> None:
-    """Render a gallery PNG: sample images of DATASET clean and with each of its triggers."""
-    from orchestrator.gallery import dataset_config, render_gallery
+    """Render a gallery PNG: sample images of DATASET clean and under each attack (poison, cover, test input)."""
+    from orchestrator.gallery import dataset_config, default_attacks, parse_attacks, render_gallery
     from tasks.datasets import load_dataset
-    from tasks.triggers import check_trigger_name, triggers_for
 
+    _methods()
     try:
         config = dataset_config(dataset, root)
-        names = tuple(check_trigger_name(name) for name in trigger) if trigger else triggers_for(dataset)
-    except ValueError as error:
+        specs = parse_attacks(trigger) if trigger else default_attacks(dataset)
+    except (ValueError, UserError) as error:
         raise typer.BadParameter(str(error)) from None
     try:
-        gallery = render_gallery(load_dataset(config), names, out, n=n, seed=seed)
+        gallery = render_gallery(load_dataset(config), specs, out, n=n, seed=seed)
     except UserError as error:
         _fail(error)
     placed = "; ".join(
         f"{name}: " + ", ".join(f"{count} {how}" for how, count in counts.items())
         for name, counts in gallery.placements.items()
     )
-    typer.echo(f"wrote {gallery.path} ({len(gallery.triggers)} triggers x {len(gallery.sample_index)} images)")
+    typer.echo(f"wrote {gallery.path} ({len(gallery.triggers)} attacks in {len(gallery.columns)} columns x "
+               f"{len(gallery.sample_index)} images)")
     if placed:
         typer.echo(f"placement: {placed}")
 

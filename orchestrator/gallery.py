@@ -1,7 +1,9 @@
 """The trigger gallery: what each trigger does to a dataset's images, before a sweep pays for it.
 
-One PNG: a row per sample image, the clean image in the first column and the same image with each
-trigger in the next ones, each poisoned panel captioned with how its trigger was placed.
+One PNG: a row per sample image, the clean image in the first column and the same image under each
+attack in the next ones: as a poison (train mode), as a cover sample where the attack adds them,
+as a triggered test input, and the magnified difference where a trigger is too faint to see. Each
+sunglasses panel is captioned with how the overlay was placed.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import numpy as np
 from pydantic import TypeAdapter, ValidationError
 
 from tasks.datasets import DATASETS, DatasetConfig, ImageDataset
-from tasks.triggers import get_trigger
+from tasks.registry import AttackSpec
 
 
 @dataclass(frozen=True)
@@ -24,7 +26,8 @@ class Gallery:
     Attributes
     ----------
     path : Path of the PNG
-    triggers : trigger names, one column each after the clean one
+    triggers : the attacks' labels, in order
+    columns : each column's title after the clean one (attack label and mode)
     sample_index : indices into the dataset's test set of the images shown, one row each
     placements : ``{trigger: {placement: count}}`` over the shown images (empty for patches)
     size : (width, height) of the PNG in pixels
@@ -32,13 +35,14 @@ class Gallery:
 
     path: Path
     triggers: tuple[str, ...]
+    columns: tuple[str, ...]
     sample_index: np.ndarray
     placements: dict[str, dict[str, int]]
     size: tuple[int, int]
 
     @property
     def n_panels(self) -> int:
-        return len(self.sample_index) * (1 + len(self.triggers))
+        return len(self.sample_index) * (1 + len(self.columns))
 
 
 def dataset_config(name: str, root: str | None = None) -> Any:
@@ -74,13 +78,96 @@ def sample_images(dataset: ImageDataset, n: int, seed: int = 0) -> np.ndarray:
     return np.asarray(picks, dtype=np.int64)
 
 
-def render_gallery(dataset: ImageDataset, triggers: Sequence[str], out: str | Path, n: int = 4, seed: int = 0) -> Gallery:
-    """Draw ``n`` test images of ``dataset`` clean and with each of ``triggers``, into the PNG ``out``.
+def parse_attacks(entries: Sequence[str]) -> list[AttackSpec]:
+    """The attacks of ``--trigger`` entries: a name, ``png:<path>``, or a search space's YAML entry
+    (``{blend: {alpha: [0.1, 0.3]}}``, lists expanded). Raises SearchSpaceError naming the entry."""
+    import yaml
+
+    from orchestrator.search_space import _parse_method
+    from tasks.poison import attack_spec
+    from tasks.triggers import PNG_PREFIX, check_trigger_name
+
+    specs = []
+    for position, entry in enumerate(entries):
+        if entry.startswith(PNG_PREFIX):
+            check_trigger_name(entry)
+            specs.append(AttackSpec(**attack_spec(entry)))
+            continue
+        parsed = yaml.safe_load(entry) if entry.lstrip().startswith("{") else entry
+        specs += _parse_method(parsed, AttackSpec, "--trigger", ("trigger", position))
+    return specs
+
+
+def default_attacks(dataset: str) -> list[AttackSpec]:
+    """The dataset's triggers (:func:`tasks.triggers.triggers_for`), then every other registered
+    attack at its defaults (the BadNets patches and sunglasses only where they belong)."""
+    from tasks.registry import registry
+    from tasks.triggers import TRIGGERS, triggers_for
+
+    names = [*triggers_for(dataset), *(name for name in registry().attacks if name not in TRIGGERS and name != "png")]
+    return [AttackSpec(name=name) for name in names]
+
+
+MAGNIFY_BELOW = 64  # a change whose largest pixel step (0-255) is under this is shown magnified too
+
+
+def attack_columns(dataset: ImageDataset, spec: AttackSpec, clean: np.ndarray,
+                   y: np.ndarray) -> tuple[list[tuple[str, np.ndarray, list[str]]], dict[str, int]]:
+    """The gallery columns of one attack on images ``clean`` (n, h, w, 3) with labels ``y``.
+
+    ``train`` (a poison), ``cover`` (where the attack adds covers), ``test`` (a triggered input; one
+    ``train = test`` column where both stamps are alike), and ``|test - clean| x k`` when the change is
+    too faint to see. An attack with parent stages of its
+    own (label-consistent's proxy model) is drawn in test mode only: its training stamp needs them.
+    Returns the columns and the placement counts over the shown images.
+    """
+    from tasks.methods import Attack
+
+    method, params = spec.method(), spec.validated()
+    label = spec.label()
+    modes = ["test"] if method.stages else ["train"]
+    if type(method).n_cover is not Attack.n_cover:
+        modes.append("cover")
+    if "test" not in modes:
+        modes.append("test")
+    columns, placements, stamped_test = [], {}, None
+    for mode in modes:
+        images, captions = [], []
+        for index, image in enumerate(clean):  # one at a time, to caption each panel with its own placement
+            stamped, metrics = method.stamp(params, image[None], mode=mode, rng=np.random.default_rng(index),
+                                            seed=0, y=y[index:index + 1])
+            images.append(stamped[0])
+            placed = {name.removeprefix("placement_"): count for name, count in metrics.items()
+                      if name.startswith("placement_")}
+            captions.append(", ".join(how for how, count in placed.items() if count))
+            if mode == "test":
+                for how, count in placed.items():
+                    placements[how] = placements.get(how, 0) + count
+        images = np.stack(images)
+        if mode == "test" and columns and columns[0][0].endswith("train") and np.array_equal(columns[0][1], images):
+            columns[0] = (f"{label}\ntrain = test", images, captions)  # one stamp for both: one column
+        else:
+            columns.append((f"{label}\n{mode}", images, captions))
+        if mode == "test":
+            stamped_test = images
+    difference = np.abs(stamped_test.astype(np.int16) - clean.astype(np.int16))
+    largest = int(difference.max()) if difference.size else 0
+    if 0 < largest < MAGNIFY_BELOW:
+        factor = 255 // largest
+        columns.append((f"{label}\n|test - clean| x{factor}", np.clip(difference * factor, 0, 255).astype(np.uint8),
+                        [""] * len(clean)))
+    return columns, placements
+
+
+def render_gallery(dataset: ImageDataset, attacks: Sequence[AttackSpec | str], out: str | Path, n: int = 4,
+                   seed: int = 0) -> Gallery:
+    """Draw ``n`` test images of ``dataset`` clean and with each attack, into the PNG ``out``.
 
     Parameters
     ----------
     dataset : ImageDataset
-    triggers : names accepted by :func:`tasks.triggers.get_trigger` (``png:`` paths included)
+    attacks : attacks at their parameters (:class:`~tasks.registry.AttackSpec`, or a trigger name or
+        ``png:`` path); each gets a column per mode (:func:`attack_columns`)
     out : path of the PNG to write (its folder is created)
     n : number of sample images (rows), at least 1
     seed : picks the sample images
@@ -94,30 +181,28 @@ def render_gallery(dataset: ImageDataset, triggers: Sequence[str], out: str | Pa
     matplotlib.use("Agg")  # no display: a file is the only output
     import matplotlib.pyplot as plt
 
-    if n < 1 or not triggers:
-        raise ValueError(f"need n >= 1 and at least one trigger, got n={n}, triggers={list(triggers)}")
+    from tasks.poison import attack_spec
+
+    specs = [a if isinstance(a, AttackSpec) else AttackSpec(**attack_spec(a)) for a in attacks]
+    if n < 1 or not specs:
+        raise ValueError(f"need n >= 1 and at least one attack, got n={n}, attacks={list(attacks)}")
     index = sample_images(dataset, n, seed)
     clean = np.asarray(dataset.x_test[index])
     columns, placements = [("clean", clean, [""] * len(index))], {}
-    for name in triggers:
-        trigger, poisoned, captions = get_trigger(name), [], []
-        for image in clean:  # one at a time, to caption each panel with its own placement
-            stamped, placement = trigger.apply(image[None])
-            poisoned.append(stamped[0])
-            captions.append(", ".join(how for how, count in placement.items() if count))
-            for how, count in placement.items():
-                placements.setdefault(name, {}).setdefault(how, 0)
-                placements[name][how] += count
-        columns.append((name, np.stack(poisoned), captions))
+    for spec in specs:
+        drawn, placed = attack_columns(dataset, spec, clean, np.asarray(dataset.y_test[index]))
+        columns += drawn
+        if placed:
+            placements[spec.label()] = placed
 
     height, width = clean.shape[1:3]
     panel = 1.6  # inches; images are shown without smoothing, so small ones stay pixel-exact
     figure, axes = plt.subplots(
-        len(index), len(columns), figsize=(panel * len(columns), panel * len(index) * height / width + 0.4),
+        len(index), len(columns), figsize=(panel * len(columns), panel * len(index) * height / width + 0.6),
         squeeze=False, dpi=100,
     )  # fmt: skip
     for column, (title, images, captions) in enumerate(columns):
-        axes[0, column].set_title(title.removeprefix("png:").split("/")[-1], fontsize=8)
+        axes[0, column].set_title(title.removeprefix("png:").split("/")[-1], fontsize=7)
         for row in range(len(index)):
             axis = axes[row, column]
             axis.imshow(images[row], interpolation="nearest")
@@ -133,4 +218,5 @@ def render_gallery(dataset: ImageDataset, triggers: Sequence[str], out: str | Pa
     figure.savefig(out)
     size = tuple(int(v) for v in figure.canvas.get_width_height())
     plt.close(figure)
-    return Gallery(path=out, triggers=tuple(triggers), sample_index=index, placements=placements, size=size)
+    return Gallery(path=out, triggers=tuple(spec.label() for spec in specs), columns=tuple(c[0] for c in columns[1:]),
+                   sample_index=index, placements=placements, size=size)

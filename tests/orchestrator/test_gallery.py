@@ -22,7 +22,8 @@ def faces():
 def test_face_gallery_shows_every_sunglasses_trigger(faces, tmp_path):
     gallery = render_gallery(faces, triggers_for("synthetic_faces"), tmp_path / "out" / "faces.png", n=3)
     assert gallery.triggers == ("green_sunglasses", "black_sunglasses")
-    assert gallery.n_panels == 3 * (1 + 2)
+    assert gallery.columns == ("green_sunglasses\ntrain = test", "black_sunglasses\ntrain = test")
+    assert gallery.n_panels == 3 * (1 + len(gallery.columns))
     with Image.open(gallery.path) as image:
         assert image.format == "PNG" and image.size == gallery.size
     assert gallery.size[0] == 3 * 160, "a 1.6-inch column at 100 dpi for clean and for each trigger"
@@ -37,6 +38,23 @@ def test_patch_gallery_has_a_column_per_trigger_and_no_placement(tmp_path):
     assert len(gallery.triggers) == 5 and gallery.n_panels == 2 * 6
     assert gallery.placements == {}
     assert gallery.size[0] == 6 * 160
+
+
+def test_every_attack_shows_its_modes_covers_and_a_magnified_faint_change(tmp_path):
+    from orchestrator.gallery import default_attacks, parse_attacks
+
+    dataset = make_dataset(n_classes=5, per_class=10, size=32)
+    specs = parse_attacks(["{blend: {alpha: [0.05, 0.3]}}", "wanet", "sig", "label_consistent"])
+    gallery = render_gallery(dataset, specs, tmp_path / "attacks.png", n=2)
+    assert gallery.triggers == ("blend(alpha=0.05)", "blend(alpha=0.3)", "wanet", "sig", "label_consistent")
+    columns = set(gallery.columns)
+    assert {"blend(alpha=0.05)\ntrain = test", "wanet\ntrain = test", "wanet\ncover", "sig\ntrain", "sig\ntest",
+            "label_consistent\ntest"} <= columns
+    assert any(c.startswith("blend(alpha=0.05)\n|test - clean| x") for c in columns)  # faint: magnified
+    assert not any(c.startswith("blend(alpha=0.3)\n|test") for c in columns)
+    names = [spec.name for spec in default_attacks("digits")]
+    assert {"yellow_square", "blend", "sig", "wanet", "adaptive_blend", "adaptive_patch", "label_consistent"} <= set(names)
+    assert "green_sunglasses" not in names and "png" not in names
 
 
 def test_samples_cover_classes_and_fill_up_when_there_are_few():
@@ -62,7 +80,9 @@ def test_cli_writes_the_gallery_and_reports_placements(tmp_path):
     out = tmp_path / "g.png"
     result = CliRunner().invoke(app, ["triggers", "--dataset", "digits", "--out", str(out), "--n", "2"])
     assert result.exit_code == 0, result.output
-    assert f"wrote {out} (5 triggers x 2 images)" in result.output
+    from orchestrator.gallery import default_attacks
+
+    assert f"wrote {out} ({len(default_attacks('digits'))} attacks in " in result.output
     with Image.open(out) as image:
         assert image.format == "PNG"
 
@@ -76,5 +96,5 @@ def test_cli_errors_exit_2(tmp_path):
     bad_trigger = runner.invoke(
         app, ["triggers", "--dataset", "digits", "--trigger", "purple", "--out", str(tmp_path / "g.png")]
     )
-    assert bad_trigger.exit_code == 2 and "unknown trigger 'purple'" in bad_trigger.output
+    assert bad_trigger.exit_code == 2 and "unknown attack 'purple'" in " ".join(bad_trigger.output.replace("│", " ").split())
     assert not (tmp_path / "g.png").exists()
