@@ -99,3 +99,14 @@ def local_ray():
     finally:
         ray.shutdown()
     assert wait_until_gone(started), "the module's raylet or GCS server outlived ray.shutdown()"
+
+
+def pytest_collection_modifyitems(config, items):
+    """Under pytest-xdist (``-n``), every test that starts Ray runs on one worker, one after another.
+
+    Two Ray clusters at once on a 2-core machine starve each other's heartbeats; the in-process
+    tests, which start no Ray, share the other workers. ``--dist loadgroup`` reads the group.
+    """
+    for item in items:
+        if item.get_closest_marker("ray") is not None or "local_ray" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.xdist_group("ray"))
