@@ -294,7 +294,19 @@ class Context:
 
 class Defense(Method):
     """A defense of any kind. Subclass :class:`TrainingSetFilter`, :class:`ModelInspection`,
-    :class:`ModelRepair` or :class:`InputFilter`."""
+    :class:`ModelRepair` or :class:`InputFilter`.
+
+    Attributes
+    ----------
+    role : "defense", "control" or "oracle"
+        ``defense``: a method a defender could deploy. ``control``: a reference point that makes the
+        defenses' numbers interpretable (removing as many samples at random), listed first in the
+        report. ``oracle``: it reads the ground truth (``DefenseData.is_poison``), so no defender has
+        it; the report shows it as a yardstick and never recommends it, nor a configuration that
+        names it.
+    """
+
+    role: ClassVar[Literal["defense", "control", "oracle"]] = "defense"
 
 
 # -- training-set filters ------------------------------------------------------------------------------

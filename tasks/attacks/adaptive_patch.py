@@ -23,7 +23,7 @@ _COLORS = np.array([[255, 40, 40], [40, 220, 40], [40, 90, 255], [255, 230, 20],
 class AdaptivePatchParams(StageConfig):
     patches: int = Field(4, ge=1, le=6, description="number of distinct small patches (one per corner, then edges)")
     per_sample: int = Field(2, ge=1, description="patches each poison and cover carries (test inputs carry all)")
-    size: float = Field(0.15, gt=0, le=0.5, description="patch side as a fraction of the image side")
+    patch_size: float = Field(0.15, gt=0, le=0.5, description="patch side as a fraction of the image side")
     alpha: float = Field(0.5, gt=0, le=1, description="opacity of a patch on poisons and covers (test inputs: 1)")
     cover_pct: float = Field(1.0, ge=0, le=100, description="cover samples, in percent of the whole training set")
 
@@ -66,7 +66,7 @@ class AdaptivePatch(Attack):
 
     def stamp(self, params: AdaptivePatchParams, x, *, mode, rng, seed=0, y=None, parents=()):
         x = np.asarray(x)
-        colors, where = patch_layers(*x.shape[1:3], params.patches, params.size)
+        colors, where = patch_layers(*x.shape[1:3], params.patches, params.patch_size)
         if mode == "test":
             carried, alpha = np.ones((len(x), params.patches), dtype=bool), 1.0
         else:  # a random subset of per_sample patches for every image, drawn at once

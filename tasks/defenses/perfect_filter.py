@@ -16,6 +16,7 @@ class PerfectFilter(TrainingSetFilter):
 
     name = "perfect_filter"
     Params = PerfectFilterParams
+    role = "oracle"
 
     def detect(self, params: PerfectFilterParams, data: DefenseData, context: Context) -> Detected:
         return Detected(data.from_attacker if params.remove_cover else data.is_poison)

@@ -85,6 +85,7 @@ class RandomFilter(TrainingSetFilter):
 
     name = "random_filter"
     Params = Params
+    role = "control"
 
     def label(self, params: Params) -> str:
         """As any method's, with ``same_as`` shown as the named defense's own label (its forced

@@ -4,6 +4,7 @@ Ray instance shared by this module's Ray tests; what chained pipelines compute, 
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
@@ -139,31 +140,69 @@ def test_a_no_cache_sweep_computes_each_trial_alone_and_a_failed_trial_is_report
 
 
 @pytest.mark.ray
+def test_three_attacks_cross_none_ac_and_perfect_filter_on_ray_with_one_type_per_column(tmp_path, local_ray):
+    """Issue 18: attacks beyond patches run under Tune like any other; their rows share one schema."""
+    import pyarrow.parquet as pq
+
+    storage = tmp_path / "runs"
+    result = run_space(tmp_path, """
+        name: attacks
+        dataset: {name: synthetic_signs, per_class: 10, test_per_class: 2, classes: [speed_limit_100, stop, yield, no_entry]}
+        model: gtsrb_cnn
+        train: {epochs: 1}
+        attack: {source: all, target: 1, trigger: [{blend: {alpha: 0.3}}, sig, wanet], poison_pct: 25}
+        defenses: [none, {ac: {retrain: none}}, {perfect_filter: {retrain: none}}]
+        resources: {cpu: 1}
+    """, "--max-concurrent", "2")
+    assert result.exit_code == 0, result.output
+    rows = query(storage, "SELECT * FROM results")
+    assert len(rows) == 9 and set(rows["trigger"]) == {"blend(alpha=0.3)", "sig", "wanet"}
+    by_attack = rows.groupby("trigger").first()
+    assert by_attack.loc["sig", "poison_base"] == "target" and by_attack.loc["wanet", "poison_base"] == "all"
+    assert by_attack.loc["sig", "attack_label_mode"] == "clean" and by_attack.loc["wanet", "n_cover"] > 0
+    assert rows["attack_ssim_mean"].between(-1, 1).all() and rows["attack_test_linf_max"].gt(0).all()
+    perfect = rows[rows["pipeline"].str.startswith("perfect_filter")]
+    assert (perfect["d1_tpr"] == 1).all() and (perfect["d1_removed_cover"] == 0).all()
+    types: dict[str, set] = {}
+    for path in (storage / "attacks" / "results").rglob("*.parquet"):
+        for field in pq.read_schema(path):
+            types.setdefault(field.name, set()).add(str(field.type))
+    assert not {name: kinds for name, kinds in types.items() if len(kinds - {"null"}) > 1}
+
+
+@pytest.mark.ray
 def test_a_local_sweep_starts_its_own_ray_even_after_a_ray_start_on_this_machine(tmp_path):
     # `ray start` records its cluster in /tmp/ray/ray_current_cluster and a plain ray.init() joins it,
     # even once that cluster is gone; the driver's start_ray must not. In a fresh interpreter: this
     # one may hold the module's Ray already.
-    from tests.ray_processes import ray_processes, wait_until_gone
+    from tests.ray_processes import ray_processes, session_processes, stop_session
 
     record = Path("/tmp/ray/ray_current_cluster")
     kept = record.read_text() if record.exists() else None
     record.parent.mkdir(parents=True, exist_ok=True)
     record.write_text("127.0.0.1:9\n")  # nothing listens there
-    before = ray_processes()
     try:
-        done = subprocess.run([sys.executable, "-c", (
+        # In a session of its own: what it starts is told apart from another Ray running meanwhile.
+        process = subprocess.Popen([sys.executable, "-c", (
             "from orchestrator.ray_runtime import keep_local_ray_on_loopback, start_ray\n"
             "keep_local_ray_on_loopback()\n"
             "import ray\n"
             "start_ray()\n"
             "print(ray.get_runtime_context().gcs_address, ray.util.get_node_ip_address())\n"
-            "ray.shutdown()\n")], capture_output=True, text=True, cwd=REPOSITORY, timeout=240)
+            "ray.shutdown()\n")], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=REPOSITORY,
+            start_new_session=True)
+        output, _ = process.communicate(timeout=240)
     finally:
         record.write_text(kept) if kept is not None else record.unlink()
-    assert done.returncode == 0, done.stdout + done.stderr
-    gcs, node_ip = done.stdout.split()[-2:]
+    assert process.returncode == 0, output
+    gcs, node_ip = output.split()[-2:]
     assert gcs.startswith("127.0.0.1:") and gcs != "127.0.0.1:9" and node_ip == "127.0.0.1"
-    assert wait_until_gone(ray_processes() - before), "the Ray it started outlived it"
+    deadline = time.monotonic() + 60
+    while session_processes(process.pid) & ray_processes() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    outlived = session_processes(process.pid) & ray_processes()
+    stop_session(process.pid)
+    assert not outlived, "the Ray it started outlived it"
 
 
 # -- what chained pipelines compute: in process, no Ray --------------------------------------------

@@ -15,7 +15,7 @@ from orchestrator.report.model import Paragraph, ReportContext, Section, Table
 from orchestrator.report.sections.settings import (
     DER_FORMULA,
     POOLED_INTERVAL,
-    WITHOUT_ORACLE,
+    without_oracle_sql,
     backdoored_models_sql,
     der_cells,
     estimate_cells,
@@ -26,8 +26,15 @@ from orchestrator.report.sections.settings import (
 from orchestrator.report.stats import aggregate
 
 RANKED = 15  # configurations shown per dataset and model in the DER ranking
-CANDIDATES = f"n_defenses >= 1 AND {WITHOUT_ORACLE}"
-DROP = f"(SELECT *, clean_acc_before - clean_acc_after AS acc_drop FROM results WHERE {CANDIDATES})"
+
+
+def candidates_sql() -> str:
+    """The defended rows a recommendation may come from: none whose pipeline names an oracle."""
+    return f"n_defenses >= 1 AND {without_oracle_sql()}"
+
+
+def drop_sql() -> str:
+    return f"(SELECT *, clean_acc_before - clean_acc_after AS acc_drop FROM results WHERE {candidates_sql()})"
 
 
 def section(context: ReportContext) -> Section | None:
@@ -35,7 +42,7 @@ def section(context: ReportContext) -> Section | None:
     if not {"n_defenses", "pipeline", "asr_after", "clean_acc_before", "clean_acc_after"} <= context.columns("results"):
         return None
     keys = setting_columns(context)
-    means = aggregate(context.connection, DROP, [*keys, "pipeline"], ["asr_after", "acc_drop"])
+    means = aggregate(context.connection, drop_sql(), [*keys, "pipeline"], ["asr_after", "acc_drop"])
     if means.empty:
         return None
     # One ASR before per backdoored model (setting and seed), not one per defended trial of it.
@@ -94,7 +101,7 @@ def _der_ranking(context: ReportContext) -> list:
     """Configurations ranked by mean DER per dataset and model, the top :data:`RANKED` shown."""
     if "der" not in context.columns("results"):
         return []
-    ranking = aggregate(context.connection, DROP, ["dataset", "model", "pipeline"], ["der", "asr_after", "acc_drop"])
+    ranking = aggregate(context.connection, drop_sql(), ["dataset", "model", "pipeline"], ["der", "asr_after", "acc_drop"])
     ranking = ranking[ranking["der_n"] > 0]
     blocks: list = []
     for (dataset, model), group in ranking.groupby(["dataset", "model"], sort=True):

@@ -25,7 +25,7 @@ from orchestrator.report import figures
 from orchestrator.report.methods import TRAINING_SET_FILTER, DefenseInfo, defenses
 from orchestrator.report.model import Figure, Paragraph, ReportContext, Section, Table
 from orchestrator.report.sections.settings import (
-    CONTROLS,
+    defenses_in_role,
     POOLED_INTERVAL,
     estimate_cells,
     file_stem,
@@ -75,7 +75,7 @@ def section(context: ReportContext) -> Section | None:
     ran = set(context.frame("SELECT DISTINCT d1_name AS name FROM results WHERE n_defenses = 1")["name"].dropna())
     blocks: list = []
     for name, info in known.items():
-        if name not in ran or name in CONTROLS:
+        if name not in ran or name in defenses_in_role("control", "oracle"):
             continue
         grid = grid_of(context, info)
         blocks += _grid_blocks(context, grid, info, keys)

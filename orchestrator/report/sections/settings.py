@@ -21,14 +21,21 @@ from orchestrator.results import quote_identifier
 
 CORE = ("dataset", "model", "trigger", "poison_pct")
 NO_DEFENSE = "none"
-# The controls (SPEC §1: they make every defense's numbers interpretable) are the only methods the generic
-# sections name: the method protocol does not yet declare a method's role (a control, an oracle that reads
-# the ground truth), so it is written here once, until tasks.methods declares it.
-CONTROLS = ("perfect_filter", "random_filter")
-# perfect_filter removes exactly the poison: an oracle no defender has, so never a recommendation.
-# A random_filter copying its count, or a chain holding it, knows the poison as well.
-ORACLE = "perfect_filter"
-WITHOUT_ORACLE = f"pipeline NOT LIKE '%{ORACLE}%'"
+
+
+def defenses_in_role(*roles: str) -> tuple[str, ...]:
+    """Names of the registered defenses (plugins too) that declare one of ``roles``
+    (:attr:`tasks.methods.Defense.role`: ``control``, ``oracle``)."""
+    from tasks.registry import registry
+
+    return tuple(sorted(name for name, method in registry().defenses.items() if getattr(method, "role", "defense") in roles))
+
+
+def without_oracle_sql() -> str:
+    """SQL: the row's pipeline names no oracle. An oracle knows the poison, so never a recommendation;
+    a control copying its count (``random_filter(same_as=perfect_filter)``), or a chain holding it,
+    names it and knows the poison as well."""
+    return " AND ".join(f"pipeline NOT LIKE '%{name}%'" for name in defenses_in_role("oracle")) or "TRUE"
 # Columns of a row that start like configuration columns but record cost or provenance.
 _NOT_CONFIG = re.compile(r".*_(seconds|computed)$|dataset_fingerprint$")
 
@@ -165,14 +172,16 @@ def pipeline_order(pipelines: Iterable[str]) -> list[str]:
             return 0, label
         if ">" in label:
             return 3, label
-        return (1 if label.split("(")[0] in CONTROLS else 2), label
+        return (1 if label.split("(")[0] in controls else 2), label
+
+    controls = defenses_in_role("control", "oracle")
 
     return sorted(set(pipelines), key=rank)
 
 
 def uses_oracle(label: str) -> bool:
-    """Whether a defense configuration knows which samples are poisoned (see :data:`WITHOUT_ORACLE`)."""
-    return ORACLE in label
+    """Whether a defense configuration knows which samples are poisoned (see :func:`without_oracle_sql`)."""
+    return any(name in label for name in defenses_in_role("oracle"))
 
 
 def defense_family(label: str) -> str:

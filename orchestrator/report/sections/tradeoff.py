@@ -24,21 +24,22 @@ from orchestrator.report.sections.settings import (
     select_panel,
     setting_columns,
     shown_keys,
+    defenses_in_role,
     uses_oracle,
 )
 from orchestrator.report.stats import aggregate
 
 MAX_PANELS = 6  # (dataset, model, trigger) panels drawn; the front table lists every panel
 MAX_BARRED = 40  # beyond this many configurations in a panel, only front points keep their bars
-ORACLE_LABEL = "perfect filter (oracle)"
+ORACLE_LABEL = "oracle (knows the poison)"
 
 CAPTION = ("One point per defense configuration: mean clean-accuracy drop (percentage points, before − after) "
            "against mean ASR after the defense, over every seed and poison percentage of the trigger (n = seeds × "
            "poison percentages); bars are 95 % t intervals over those pooled trials. Lower left is better. The "
            "dashed staircase joins the Pareto front — configurations no other beats on both — labelled by their "
            "number in the table below; the grey line is the ASR with no defense.")
-ORACLE_CAPTION = (" The star is perfect_filter, an oracle that removes exactly the poison: a yardstick, left out of "
-                  "the front.")
+ORACLE_CAPTION = (" Stars are configurations that name an oracle ({names}): it reads which samples are poison, so it "
+                  "is a yardstick, left out of the front.")
 
 
 def section(context: ReportContext) -> Section | None:
@@ -125,7 +126,7 @@ def tradeoff_figure(points: pd.DataFrame, baseline: pd.DataFrame, panels: pd.Dat
                     Line2D([], [], color=figures.GREY, linestyle=":", label="no defense (ASR)")]
         figure.legend(handles=handles, loc="outside lower center", ncol=min(len(handles), 5))
         svg = figures.to_svg(figure)
-    caption = CAPTION + (ORACLE_CAPTION if points["oracle"].any() else "")
+    caption = CAPTION + (ORACLE_CAPTION.format(names=", ".join(defenses_in_role("oracle"))) if points["oracle"].any() else "")
     if crowded:
         caption += (f" Panels with more than {MAX_BARRED} configurations draw bars on the front points only; "
                     "the master table has every interval.")
