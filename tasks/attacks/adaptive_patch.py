@@ -14,6 +14,7 @@ from __future__ import annotations
 import numpy as np
 from pydantic import Field, model_validator
 
+from tasks.attacks.patterns import map_chunks
 from tasks.config import StageConfig
 from tasks.methods import Attack
 
@@ -74,8 +75,16 @@ class AdaptivePatch(Attack):
             carried = np.zeros((len(x), params.patches), dtype=bool)
             np.put_along_axis(carried, order[:, :params.per_sample], True, axis=1)
             alpha = params.alpha
-        # Patches do not overlap, so their layers add up to one image and one mask per sample.
-        mask = np.einsum("np,phwc->nhwc", carried.astype(np.float32), where.astype(np.float32)) > 0
-        layer = np.einsum("np,phwc->nhwc", carried.astype(np.float32), colors.astype(np.float32))
-        mixed = np.where(mask, (1 - alpha) * x + alpha * layer, x)
-        return np.clip(np.round(mixed), 0, 255).astype(np.uint8), {}
+        # Patches do not overlap, so their layers add up to one image and one mask per sample: a
+        # (n, patches) x (patches, pixels) product, slice by slice.
+        where_flat = where.reshape(params.patches, -1).astype(np.float32)
+        colors_flat = colors.reshape(params.patches, -1).astype(np.float32)
+
+        def stamp_slice(images, chosen):
+            chosen = chosen.astype(np.float32)
+            mask = (chosen @ where_flat).reshape(len(images), *where.shape[1:]) > 0
+            layer = (chosen @ colors_flat).reshape(images.shape)
+            mixed = np.where(mask, (1 - alpha) * images.astype(np.float32) + alpha * layer, images)
+            return np.clip(np.round(mixed), 0, 255).astype(np.uint8)
+
+        return map_chunks(stamp_slice, x, carried), {}

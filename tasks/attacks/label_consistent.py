@@ -17,6 +17,7 @@ from __future__ import annotations
 import numpy as np
 from pydantic import Field
 
+from tasks.attacks.patterns import map_chunks
 from tasks.config import StageConfig
 from tasks.datasets import ImageDataset
 from tasks.methods import Attack
@@ -100,10 +101,11 @@ class LabelConsistent(Attack):
 
     def stamp(self, params: LabelConsistentParams, x, *, mode, rng, seed=0, y=None, parents=()):
         x = np.asarray(x)
+        trigger = corner_trigger(*x.shape[1:3])
         if mode == "test":
-            base, amplitude = x.astype(np.float32), params.test_amplitude
+            base, amplitude = x, params.test_amplitude
         else:
             (proxy,) = parents
             base, amplitude = pgd(proxy.model, x, y, params.eps, params.steps), params.amplitude
-        stamped = base + amplitude * corner_trigger(*x.shape[1:3])
-        return np.clip(np.round(stamped), 0, 255).astype(np.uint8), {}
+        stamp = lambda images: np.clip(np.round(images + amplitude * trigger), 0, 255).astype(np.uint8)  # noqa: E731
+        return map_chunks(stamp, np.asarray(base)).astype(np.uint8), {}

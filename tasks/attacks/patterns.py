@@ -76,6 +76,23 @@ def png_pattern(path: str, height: int, width: int) -> np.ndarray:
         raise TriggerError(path, None, f"not a readable image: {error}") from None
 
 
+CHUNK = 2048  # images per slice in map_chunks: float32 temporaries of a slice stay in cache (~25 MB at 32x32)
+
+
+def map_chunks(function, x: np.ndarray, *per_image: np.ndarray, chunk: int = CHUNK) -> np.ndarray:
+    """``function(x[s], *(a[s] for a in per_image))`` for consecutive slices ``s`` of the first axis,
+    written into one uint8 array like ``x``.
+
+    Element-wise work on 50,000 images at once makes float temporaries of gigabytes and runs at
+    memory speed; slice by slice it runs in cache (several times faster, bounded memory).
+    """
+    out = np.empty_like(x)
+    for start in range(0, len(x), chunk):
+        part = slice(start, start + chunk)
+        out[part] = function(x[part], *(array[part] for array in per_image))
+    return out
+
+
 def blend(x: np.ndarray, pattern: np.ndarray, alpha: float | np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
     """``(1 - alpha) * x + alpha * pattern`` rounded to uint8, optionally only where ``mask`` is set.
 
@@ -88,7 +105,13 @@ def blend(x: np.ndarray, pattern: np.ndarray, alpha: float | np.ndarray, mask: n
         Where the pattern is blended; elsewhere the image is kept.
     """
     x = np.asarray(x)
-    mixed = (1 - alpha) * x.astype(np.float32) + alpha * pattern.astype(np.float32)
-    if mask is not None:
-        mixed = np.where(mask, mixed, x)
-    return np.clip(np.round(mixed), 0, 255).astype(np.uint8)
+    pattern = pattern.astype(np.float32)
+
+    def mix(images, *masks):
+        mixed = (1 - alpha) * images.astype(np.float32) + alpha * pattern
+        if mask is not None:
+            mixed = np.where(masks[0] if masks else mask, mixed, images)
+        return np.clip(np.round(mixed), 0, 255).astype(np.uint8)
+
+    per_image = mask is not None and np.ndim(mask) == 4
+    return map_chunks(mix, x, *((np.asarray(mask),) if per_image else ()))

@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 from pydantic import Field
 
+from tasks.attacks.patterns import map_chunks
 from tasks.config import StageConfig
 from tasks.methods import Attack
 
@@ -36,5 +37,5 @@ class Sig(Attack):
     def stamp(self, params: SigParams, x, *, mode, rng, seed=0, y=None, parents=()):
         x = np.asarray(x)
         signal = sine_rows(x.shape[2], params.test_delta if mode == "test" else params.delta, params.frequency)
-        stamped = x.astype(np.float32) + signal[None, None, :, None]
-        return np.clip(np.round(stamped), 0, 255).astype(np.uint8), {}
+        return map_chunks(lambda images: np.clip(np.round(images + signal[None, None, :, None]), 0, 255).astype(np.uint8),
+                          x), {}

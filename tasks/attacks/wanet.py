@@ -13,10 +13,9 @@ from __future__ import annotations
 import numpy as np
 from pydantic import Field
 
+from tasks.attacks.patterns import CHUNK, map_chunks
 from tasks.config import StageConfig
 from tasks.methods import Attack
-
-_CHUNK = 4096  # images warped at once: bounds the float32 working set (~12 arrays of the chunk)
 
 
 class WanetParams(StageConfig):
@@ -65,8 +64,8 @@ def grid_sample(x: np.ndarray, grid: np.ndarray) -> np.ndarray:
     image (n, h, w, 2), coordinates in [-1, 1] with aligned corners. Returns uint8 (n, h, w, c)."""
     n, height, width = x.shape[:3]
     out = np.empty_like(x)
-    for start in range(0, n, _CHUNK):
-        chunk = slice(start, start + _CHUNK)
+    for start in range(0, n, CHUNK):
+        chunk = slice(start, start + CHUNK)
         g = grid[chunk] if grid.ndim == 4 else grid
         px, py = (g[..., 0] + 1) / 2 * (width - 1), (g[..., 1] + 1) / 2 * (height - 1)
         x0, y0 = np.floor(px).astype(np.int64), np.floor(py).astype(np.int64)
@@ -74,10 +73,13 @@ def grid_sample(x: np.ndarray, grid: np.ndarray) -> np.ndarray:
         x0, x1 = np.clip(x0, 0, width - 1), np.clip(x0 + 1, 0, width - 1)
         y0, y1 = np.clip(y0, 0, height - 1), np.clip(y0 + 1, 0, height - 1)
         images = x[chunk]
-        batch = np.arange(len(images))[:, None, None] if grid.ndim == 4 else slice(None)
+        flat = images.reshape(len(images), height * width, -1)
 
-        def at(rows, cols):
-            return images[batch, rows, cols].astype(np.float32)
+        def at(rows, cols):  # one gather over flattened pixels: cheaper than indexing rows and columns
+            index = rows * width + cols
+            if index.ndim == 2:
+                return np.take(flat, index.ravel(), axis=1).reshape(images.shape).astype(np.float32)
+            return np.take_along_axis(flat, index.reshape(len(images), -1, 1), axis=1).reshape(images.shape).astype(np.float32)
 
         mixed = ((1 - wx) * (1 - wy) * at(y0, x0) + wx * (1 - wy) * at(y0, x1)
                  + (1 - wx) * wy * at(y1, x0) + wx * wy * at(y1, x1))
@@ -97,7 +99,12 @@ class Wanet(Attack):
     def stamp(self, params: WanetParams, x, *, mode, rng, seed=0, y=None, parents=()):
         x = np.asarray(x)
         height, width = x.shape[1:3]
-        field = warping_field(height, width, params.k, params.s, params.grid_rescale, seed)
-        if mode == "cover":  # the field plus fresh noise per sample: warps that must not trigger
-            field = np.clip(field[None] + rng.uniform(-1, 1, size=(len(x), height, width, 2)) / height, -1, 1)
-        return grid_sample(x, field), {}
+        field = warping_field(height, width, params.k, params.s, params.grid_rescale, seed).astype(np.float32)
+        if mode != "cover":
+            return grid_sample(x, field), {}
+
+        def noisy(images):  # the field plus fresh noise per sample: warps that must not trigger
+            noise = rng.uniform(-1, 1, size=(len(images), height, width, 2)).astype(np.float32) / height
+            return grid_sample(images, np.clip(field[None] + noise, -1, 1))
+
+        return map_chunks(noisy, x), {}
