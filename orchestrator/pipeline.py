@@ -113,6 +113,7 @@ def trial_row(trial: TrialSpec, records: list[tuple[str, StageRecord]], position
         "dataset": trial.dataset.name,
         "model": trial.train.model,
         "trigger": trial.attack.label,
+        "attack": trial.attack.trigger.name,
         "source": attack["source"],
         "target": attack["target"],
         "poison_pct": float(trial.attack.poison_pct),
@@ -185,7 +186,7 @@ def row_types(trial: TrialSpec) -> dict[str, pa.DataType]:
     declared = (*attack.kind_metrics(), *attack.metrics)
     types.update({f"attack_{m.name}": arrow_type(m.type) for m in declared})
     types.update({f"attack_test_{m.name}": arrow_type(m.type) for m in declared})
-    types.update({"source": pa.int64(), "poison_base": pa.string(), "attack_label_mode": pa.string()})
+    types.update({"source": pa.int64(), "attack": pa.string(), "poison_base": pa.string(), "attack_label_mode": pa.string()})
     for position, defense in enumerate(trial.defenses, start=1):
         method = defense.method()
         types.update({f"d{position}_{k}": t for k, t in field_types(method.Params).items()})

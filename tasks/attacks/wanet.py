@@ -73,13 +73,21 @@ def grid_sample(x: np.ndarray, grid: np.ndarray) -> np.ndarray:
         x0, x1 = np.clip(x0, 0, width - 1), np.clip(x0 + 1, 0, width - 1)
         y0, y1 = np.clip(y0, 0, height - 1), np.clip(y0 + 1, 0, height - 1)
         images = x[chunk]
-        flat = images.reshape(len(images), height * width, -1)
+        if grid.ndim == 3:
+            # One grid for all: pixels first, so a gather copies one contiguous row (every image's
+            # pixel) per output pixel.
+            by_pixel = np.ascontiguousarray(images.transpose(1, 2, 0, 3)).reshape(height * width, -1)
 
-        def at(rows, cols):  # one gather over flattened pixels: cheaper than indexing rows and columns
-            index = rows * width + cols
-            if index.ndim == 2:
-                return np.take(flat, index.ravel(), axis=1).reshape(images.shape).astype(np.float32)
-            return np.take_along_axis(flat, index.reshape(len(images), -1, 1), axis=1).reshape(images.shape).astype(np.float32)
+            def at(rows, cols):
+                gathered = np.take(by_pixel, (rows * width + cols).ravel(), axis=0)
+                return gathered.reshape(height, width, len(images), -1).transpose(2, 0, 1, 3).astype(np.float32)
+        else:
+            # A grid per image: one gather of single pixels over the whole slice, by flat index.
+            by_row = images.reshape(-1, images.shape[-1])
+            offset = (np.arange(len(images)) * height * width)[:, None, None]
+
+            def at(rows, cols):
+                return np.take(by_row, (offset + rows * width + cols).ravel(), axis=0).reshape(images.shape).astype(np.float32)
 
         mixed = ((1 - wx) * (1 - wy) * at(y0, x0) + wx * (1 - wy) * at(y0, x1)
                  + (1 - wx) * wy * at(y1, x0) + wx * wy * at(y1, x1))

@@ -35,6 +35,7 @@ def test_new_attacks_run_beside_a_patch_and_rows_carry_their_columns_with_one_ty
     assert by.loc[("sig", "none"), "poison_base"] == "target" and by.loc[("sig", "none"), "attack_label_mode"] == "clean"
     assert by.loc[("blend", "none"), "poison_base"] == "all" and by.loc[("blend", "none"), "attack_label_mode"] == "dirty"
     assert by.loc[("blend(alpha=0.3)", "none"), "trigger_alpha"] == 0.3
+    assert by.loc[("blend(alpha=0.3)", "none"), "attack"] == "blend" and by.loc[("wanet(s=1.0)", "none"), "attack"] == "wanet"
     assert frame.loc[frame["trigger"] == "sig", "trigger_alpha"].isna().all()  # NULL where an attack lacks it
     wanet = by.loc[("wanet(s=1.0)", "perfect_filter")]
     assert wanet["n_cover"] == 2 * wanet["n_poisoned"] and wanet["d1_removed_cover"] == 0 and wanet["d1_tpr"] == 1
