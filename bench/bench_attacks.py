@@ -13,7 +13,7 @@ Two parts, each on its own or both (``--part``):
   (``shared/reference/backdoorbench_gtsrb.csv``, PreAct-ResNet18, no defense). Trials run in process
   through the artifact store (a 0 % model and a proxy are trained once per seed).
 
-Run: ``python bench/bench_attacks.py [--part timing|asr|both] [--seeds 3] [--epochs 8]``.
+Run: ``python bench/bench_attacks.py [--part timing|asr|both] [--seeds 3] [--epochs 8] [--datasets digits ...]``.
 """
 
 from __future__ import annotations
@@ -95,7 +95,7 @@ def space_text(dataset: str, seeds: int, epochs: int) -> str:
     """)
 
 
-def run_asr(seeds: int, epochs: int) -> pd.DataFrame:
+def run_asr(seeds: int, epochs: int, datasets: tuple[str, ...] = tuple(DATASETS)) -> pd.DataFrame:
     """Clean accuracy and ASR of every undefended trial of the benchmark's spaces, one row per trial."""
     from orchestrator.pipeline import execute_trial
     from orchestrator.search_space import load_search_space
@@ -105,7 +105,7 @@ def run_asr(seeds: int, epochs: int) -> pd.DataFrame:
     rows = []
     with tempfile.TemporaryDirectory(prefix="bench-attacks-") as scratch:
         store = artifact_store(open_storage(Path(scratch) / "runs"))
-        for dataset in DATASETS:
+        for dataset in datasets:
             space = Path(scratch) / f"{dataset}.yaml"
             space.write_text(space_text(dataset, seeds, epochs))
             _, trials = load_search_space(space)
@@ -163,6 +163,7 @@ def main() -> None:
     parser.add_argument("--part", choices=("timing", "asr", "both"), default="both")
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--epochs", type=int, default=8)
+    parser.add_argument("--datasets", nargs="+", choices=tuple(DATASETS), default=list(DATASETS))
     args = parser.parse_args()
     from tasks.runtime import configure_tensorflow
 
@@ -173,7 +174,7 @@ def main() -> None:
         print("\nPoisoning time (goal: <= 2 s per 50,000 images; PGD reported apart):")
         print(timing.to_string(index=False, float_format=lambda v: f"{v:.2f}"))
     if args.part in ("asr", "both"):
-        trials = run_asr(args.seeds, args.epochs)
+        trials = run_asr(args.seeds, args.epochs, tuple(args.datasets))
         print("\nASR and clean-accuracy drop, undefended, source: all (mean [95 % CI] over seeds):")
         print(summarise(trials).to_string(index=False))
 
