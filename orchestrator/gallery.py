@@ -121,12 +121,10 @@ def attack_columns(dataset: ImageDataset, spec: AttackSpec, clean: np.ndarray,
     own (label-consistent's proxy model) is drawn in test mode only: its training stamp needs them.
     Returns the columns and the placement counts over the shown images.
     """
-    from tasks.methods import Attack
-
     method, params = spec.method(), spec.validated()
     label = spec.label()
     modes = ["test"] if method.stages else ["train"]
-    if type(method).n_cover is not Attack.n_cover:
+    if method.adds_covers:
         modes.append("cover")
     if "test" not in modes:
         modes.append("test")

@@ -519,10 +519,9 @@ def _check_poison_counts(space: SearchSpace, trials: list[TrialSpec], source: st
     reads the bundled dataset's labels (a dataset on disk is checked when its poison stage runs).
     """
     from tasks.datasets import OnDiskConfig, load_dataset
-    from tasks.methods import Attack
 
     def may_overflow(trial: TrialSpec) -> bool:
-        return trial.attack.source == ALL or type(trial.attack.method()).n_cover is not Attack.n_cover
+        return trial.attack.source == ALL or trial.attack.method().adds_covers
 
     checked = [trial for trial in trials if may_overflow(trial)]
     if not checked or isinstance(space.dataset, OnDiskConfig):

@@ -213,6 +213,11 @@ class Attack(Method):
         measured by the poison stage, not here.
         """
 
+    @property
+    def adds_covers(self) -> bool:
+        """Whether the attack overrides :meth:`n_cover` (it may add cover samples)."""
+        return type(self).n_cover is not Attack.n_cover
+
     def n_cover(self, params: StageConfig, n_poisoned: int, n_train: int) -> int:
         """How many correctly labelled cover samples to add beside ``n_poisoned`` poisons, in a
         training set of ``n_train`` images (default 0). Covers replace non-poisoned images outside
