@@ -10,10 +10,12 @@ in NumPy, batched: one gather per corner for the whole batch, no loop over image
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 from pydantic import Field
 
-from tasks.attacks.patterns import CHUNK, map_chunks
+from tasks.attacks.patterns import in_threads
 from tasks.config import StageConfig
 from tasks.methods import Attack
 
@@ -59,40 +61,93 @@ def warping_field(height: int, width: int, k: int, s: float, grid_rescale: float
     return np.clip((identity + s * upsampled / height) * grid_rescale, -1, 1)
 
 
-def grid_sample(x: np.ndarray, grid: np.ndarray) -> np.ndarray:
-    """Bilinear resampling of uint8 images ``x`` (n, h, w, c) at ``grid`` (h, w, 2), or one grid per
-    image (n, h, w, 2), coordinates in [-1, 1] with aligned corners. Returns uint8 (n, h, w, c)."""
-    n, height, width = x.shape[:3]
+def grid_sample(x: np.ndarray, grid: np.ndarray, *, jitter: float = 0.0,
+                rng: np.random.Generator | None = None, chunk: int = 128) -> np.ndarray:
+    """Bilinear resampling of images through a sampling grid, as PyTorch's
+    ``grid_sample(mode="bilinear", align_corners=True)``.
+
+    Parameters
+    ----------
+    x : uint8 (n, h, w, c)
+    grid : float (h, w, 2)
+        Where each output pixel samples the input: (x, y) in [-1, 1], -1 the first pixel's centre.
+    jitter : float
+        With ``rng``, each image's grid gets its own uniform noise in [-jitter, jitter] (grid
+        units) on both coordinates, clamped to [-1, 1]: WaNet's cover samples. The noise of each
+        slice of ``chunk`` images comes from its own generator spawned from ``rng``, so the result
+        does not depend on how slices are spread over threads.
+    chunk : int
+        Images per slice.
+
+    Returns uint8 (n, h, w, c), rounded to the nearest level.
+    """
+    n, height, width, _ = x.shape
+    grid = np.asarray(grid, dtype=np.float32)
+    # Pixel coordinates of the grid, tiled over one slice's images.
+    grid_x = np.tile(((grid[..., 0] + 1) * np.float32((width - 1) / 2)).ravel(), chunk)
+    grid_y = np.tile(((grid[..., 1] + 1) * np.float32((height - 1) / 2)).ravel(), chunk)
+    starts = range(0, n, chunk)
+    noise = rng.spawn(len(starts)) if rng is not None and jitter else [None] * len(starts)
     out = np.empty_like(x)
-    for start in range(0, n, CHUNK):
-        chunk = slice(start, start + CHUNK)
-        g = grid[chunk] if grid.ndim == 4 else grid
-        px, py = (g[..., 0] + 1) / 2 * (width - 1), (g[..., 1] + 1) / 2 * (height - 1)
-        x0, y0 = np.floor(px).astype(np.int64), np.floor(py).astype(np.int64)
-        wx, wy = (px - x0)[..., None], (py - y0)[..., None]
-        x0, x1 = np.clip(x0, 0, width - 1), np.clip(x0 + 1, 0, width - 1)
-        y0, y1 = np.clip(y0, 0, height - 1), np.clip(y0 + 1, 0, height - 1)
-        images = x[chunk]
-        if grid.ndim == 3:
-            # One grid for all: pixels first, so a gather copies one contiguous row (every image's
-            # pixel) per output pixel.
-            by_pixel = np.ascontiguousarray(images.transpose(1, 2, 0, 3)).reshape(height * width, -1)
-
-            def at(rows, cols):
-                gathered = np.take(by_pixel, (rows * width + cols).ravel(), axis=0)
-                return gathered.reshape(height, width, len(images), -1).transpose(2, 0, 1, 3).astype(np.float32)
-        else:
-            # A grid per image: one gather of single pixels over the whole slice, by flat index.
-            by_row = images.reshape(-1, images.shape[-1])
-            offset = (np.arange(len(images)) * height * width)[:, None, None]
-
-            def at(rows, cols):
-                return np.take(by_row, (offset + rows * width + cols).ravel(), axis=0).reshape(images.shape).astype(np.float32)
-
-        mixed = ((1 - wx) * (1 - wy) * at(y0, x0) + wx * (1 - wy) * at(y0, x1)
-                 + (1 - wx) * wy * at(y1, x0) + wx * wy * at(y1, x1))
-        out[chunk] = np.clip(np.round(mixed), 0, 255).astype(np.uint8)
+    # One share of the slices per core, each share with its own buffers.
+    shares = np.array_split(np.arange(len(starts)), os.cpu_count() or 1)
+    in_threads(lambda share: _resample_slices(x, out, [(starts[i], noise[i]) for i in share],
+                                              grid_x, grid_y, jitter, chunk), [s for s in shares if len(s)])
     return out
+
+
+def _resample_slices(x, out, slices, grid_x, grid_y, jitter, chunk):
+    """``grid_sample`` for the slices ``[(start, noise generator or None), ...]``, written into ``out``.
+
+    Slice by slice through buffers allocated once (fresh temporaries of the whole set cost more
+    than the arithmetic here), channels planar so that gathers and weights run along contiguous
+    memory.
+    """
+    _, height, width, channels = x.shape
+    per_slice = chunk * height * width
+    image_start = np.repeat(np.arange(chunk, dtype=np.int32) * (height * width), height * width)
+    planes, gathered = np.empty((2, channels, per_slice), np.uint8)
+    mixed, term = np.empty((2, channels, per_slice), np.float32)
+    px, py, weight = np.empty((3, per_slice), np.float32)
+    col, row, top_left, tap, step_x, step_y = np.empty((6, per_slice), np.int32)
+    for start, noise in slices:
+        images = x[start:start + chunk]
+        k = images.size // channels
+        P, G, A, T = planes[:, :k], gathered[:, :k], mixed[:, :k], term[:, :k]
+        X, Y, W, X0, Y0, I, J, DX, DY = (a[:k] for a in (px, py, weight, col, row, top_left, tap, step_x, step_y))
+        np.copyto(P, images.reshape(k, channels).T)
+        X[:], Y[:] = grid_x[:k], grid_y[:k]
+        if noise is not None:
+            for coordinate, size in ((X, width), (Y, height)):
+                coordinate += (noise.random(k, dtype=np.float32) * 2 - 1) * np.float32(jitter * (size - 1) / 2)
+        np.clip(X, 0, width - 1, out=X)
+        np.clip(Y, 0, height - 1, out=Y)
+        np.copyto(X0, X, casting="unsafe")  # floor: coordinates are >= 0
+        np.copyto(Y0, Y, casting="unsafe")
+        X -= X0  # now the fractional parts: the weights of the right and lower neighbours
+        Y -= Y0
+        np.multiply(Y0, width, out=I)
+        I += X0
+        I += image_start[:k]
+        # The right (lower) neighbour, or the pixel itself on the last column (row), where its
+        # weight is 0.
+        np.less(X0, width - 1, out=DX, casting="unsafe")
+        np.less(Y0, height - 1, out=DY, casting="unsafe")
+        DY *= width
+        A[:] = 0
+        for right, below in ((0, 0), (1, 0), (0, 1), (1, 1)):
+            np.copyto(J, I)
+            if right:
+                J += DX
+            if below:
+                J += DY
+            np.multiply(X if right else 1 - X, Y if below else 1 - Y, out=W)
+            np.take(P, J, axis=1, out=G)
+            np.multiply(G, W, out=T)
+            A += T
+        np.rint(A, out=A)
+        np.copyto(P, A, casting="unsafe")
+        out[start:start + len(images)].reshape(k, channels)[:] = P.T
 
 
 class Wanet(Attack):
@@ -107,12 +162,8 @@ class Wanet(Attack):
     def stamp(self, params: WanetParams, x, *, mode, rng, seed=0, y=None, parents=()):
         x = np.asarray(x)
         height, width = x.shape[1:3]
-        field = warping_field(height, width, params.k, params.s, params.grid_rescale, seed).astype(np.float32)
+        field = warping_field(height, width, params.k, params.s, params.grid_rescale, seed)
         if mode != "cover":
             return grid_sample(x, field), {}
-
-        def noisy(images):  # the field plus fresh noise per sample: warps that must not trigger
-            noise = rng.uniform(-1, 1, size=(len(images), height, width, 2)).astype(np.float32) / height
-            return grid_sample(images, np.clip(field[None] + noise, -1, 1))
-
-        return map_chunks(noisy, x), {}
+        # The field plus fresh noise per sample, in [-1, 1] / h: warps that must not trigger.
+        return grid_sample(x, field, jitter=1 / height, rng=rng), {}
