@@ -12,6 +12,12 @@ os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # Under xdist each worker shares the cores with the other and with the Ray trials it starts (one
+    # thread each, `resources.cpu`): TensorFlow's default pools, a thread per core that spins while
+    # waiting, would oversubscribe them. Read when TensorFlow starts, so set before any test imports it.
+    for _name in ("TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS", "OMP_NUM_THREADS"):
+        os.environ.setdefault(_name, "1")
 
 from tasks.datasets import ImageDataset  # noqa: E402
 

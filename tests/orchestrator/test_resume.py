@@ -1,5 +1,8 @@
 """Crash and resume: the driver is SIGKILLed at several points of a real sweep, then `bdsweep resume` finishes it.
 
+The storage root is a local directory, or (``[midway]``) a bucket of a real S3 server (moto) on
+127.0.0.1: a sweep on S3 survives its driver as one on disk does, and ``status`` and ``query`` read it.
+
 What "before the crash" holds is read once every process of the killed sweep has ended. Its Ray
 workers outlive their driver: a worker notices that its raylet died only at its next check (once a
 second; ``RAY_raylet_death_check_interval_milliseconds``), and until then the trial in flight goes
@@ -23,8 +26,10 @@ from pathlib import Path
 import pytest
 
 from orchestrator.pipeline import StoredContents, stage_keys
-from orchestrator.store import ArtifactStore
+from orchestrator.results import finished_trial_ids, read_row
 from orchestrator.search_space import load_search_space
+from orchestrator.storage import open_storage
+from orchestrator.store import artifact_store
 from tests.ray_processes import ray_processes, session_processes, stop_session, wait_for_workers_to_end
 
 pytestmark = [pytest.mark.slow, pytest.mark.ray]
@@ -84,16 +89,35 @@ def finish(driver: subprocess.Popen, timeout: float) -> str:
     return output
 
 
-def rows(storage: Path) -> set[Path]:
-    return set((storage / "crash" / "results").glob("**/*.parquet"))
+def rows(storage: str) -> set[str]:
+    """Ids of the trials that have a row."""
+    return finished_trial_ids(storage, "crash", warn=False)
 
 
-def manifests(storage: Path) -> dict[Path, float]:
-    """Every stored artifact with the time it was created (not the temporary directories of ones being written)."""
-    return {
-        path.parent: json.loads(path.read_text())["created"]
-        for path in (storage / "cache").glob("*/*/manifest.json") if not path.parent.name.startswith(".")
-    }
+def settled_rows(storage: str, quiet_seconds: float = 1.0, at_most: int = 20) -> set[str]:
+    """``rows`` once two listings ``quiet_seconds`` apart agree.
+
+    A worker that ended after its driver was killed may have sent a row's PUT whole without waiting
+    for the answer; the S3 server (moto, a thread of this test process) stores it a moment later.
+    Reading the rows at once could miss it, and the resumed sweep would then find one trial fewer to
+    run than counted.
+    """
+    found = rows(storage)
+    for _ in range(at_most):
+        time.sleep(quiet_seconds)
+        again = rows(storage)
+        if again == found:
+            return found
+        found = again
+    raise AssertionError(f"the rows kept changing for {at_most * quiet_seconds:.0f} s")
+
+
+def manifests(storage: str) -> dict[str, float]:
+    """Every stored artifact's key with the time its manifest says it was created (not the temporary
+    directories of ones being written)."""
+    root = open_storage(storage)
+    return {key: json.loads(root.read_text("cache", stage, key, "manifest.json"))["created"]
+            for stage, key in artifact_store(root).stored_keys()}
 
 
 def wait_for(condition, driver: subprocess.Popen, timeout: float = 200) -> None:
@@ -112,47 +136,62 @@ KILL_POINTS = {
 }
 
 
-@pytest.mark.parametrize("kill_point", list(KILL_POINTS))
-def test_resume_after_the_driver_is_killed_leaves_one_row_per_trial_and_recomputes_nothing(tmp_path, kill_point):
-    space, storage = tmp_path / "space.yaml", tmp_path / "runs"
+@pytest.fixture(params=list(KILL_POINTS))
+def kill_point_and_storage(request, tmp_path) -> tuple[str, str]:
+    """A kill point and the storage root of its sweep: S3 for ``midway``, a directory otherwise."""
+    if request.param == "midway":
+        return request.param, request.getfixturevalue("s3_root")
+    return request.param, str(tmp_path / "runs")
+
+
+def test_resume_after_the_driver_is_killed_leaves_one_row_per_trial_and_recomputes_nothing(tmp_path,
+                                                                                         kill_point_and_storage):
+    kill_point, storage = kill_point_and_storage
+    space = tmp_path / "space.yaml"
     space.write_text(textwrap.dedent(SPACE))
     _, trials = load_search_space(space)
 
     # Workers notice a dead raylet at a check every second; every 10 s in [midway] (see the module's docstring).
     linger = {"RAY_raylet_death_check_interval_milliseconds": "10000"} if kill_point == "midway" else {}
-    driver = bdsweep("run", str(space), "--storage", str(storage), "--max-concurrent", "2", env=linger)
+    driver = bdsweep("run", str(space), "--storage", storage, "--max-concurrent", "2", env=linger)
     try:
         wait_for(lambda: KILL_POINTS[kill_point](storage), driver)
     finally:
         kill_driver(driver)
-    rows_before, artifacts_before = rows(storage), manifests(storage)
+    rows_before, artifacts_before = settled_rows(storage), manifests(storage)
     assert len(rows_before) < 6 or kill_point == "after_the_last_trial_ends"
 
-    refused = bdsweep("run", str(space), "--storage", str(storage))
+    refused = bdsweep("run", str(space), "--storage", storage)
     assert "bdsweep resume crash" in finish(refused, 120) and refused.returncode == 2
-    resumed = bdsweep("resume", "crash", "--storage", str(storage))
+    resumed = bdsweep("resume", "crash", "--storage", storage)
     output = finish(resumed, 240)
     assert resumed.returncode == 0, output
     if len(rows_before) < len(trials):  # else there is nothing to run and no Ray to start
-        assert "restoring Tune's experiment" in output  # Tune had saved its state before the kill
+        where = "s3://" if storage.startswith("s3://") else storage
+        assert f"restoring Tune's experiment {where}" in output  # Tune had saved its state before the kill
 
     # Exactly one row per trial, and the rows written before the crash were left alone.
-    import pyarrow.parquet as pq
-
-    assert {path.stem for path in rows(storage)} == {t.trial_id for t in trials}
-    assert len(rows(storage)) == len(trials)
+    assert rows(storage) == {t.trial_id for t in trials}
     # No artifact that existed before the crash was computed again...
     artifacts_after = manifests(storage)
-    assert {path: artifacts_after[path] for path in artifacts_before} == artifacts_before
+    assert {key: artifacts_after[key] for key in artifacts_before} == artifacts_before
     # ...and every stage that the resumed trials computed was one that had not finished before.
-    keys_before = {path.name for path in artifacts_before}
-    by_id = {t.trial_id: t for t in trials}
     recomputed = []
     # Stages after the dataset are keyed by its fingerprint: the stored artifacts tell the keys.
-    stored = StoredContents(ArtifactStore(storage / "cache"))
-    for path in rows(storage) - rows_before:
-        row = pq.read_table(path).to_pylist()[0]
-        for label, (_, key) in stage_keys(by_id[row["trial_id"]], stored).items():
-            if row[f"{label}_computed"] and key in keys_before:
+    stored = StoredContents(artifact_store(open_storage(storage)))
+    for trial in trials:
+        if trial.trial_id in rows_before:
+            continue
+        row = read_row(storage, "crash", trial.dataset.name, trial.train.model, trial.trial_id)
+        for label, (_, key) in stage_keys(trial, stored).items():
+            if row[f"{label}_computed"] and key in artifacts_before:
                 recomputed.append(label)
     assert recomputed == []
+
+    if kill_point == "midway":  # the commands that read a sweep, on S3
+        status = bdsweep("status", "crash", "--storage", storage)
+        assert "6 trials: 6 done, 0 running, 0 errored, 0 pending" in finish(status, 120)
+        answer = bdsweep("query", "SELECT count(*) AS n, count(DISTINCT trial_id) AS ids FROM results",
+                         "--storage", storage)
+        words = finish(answer, 120).split()
+        assert answer.returncode == 0 and words[-2:] == ["6", "6"], words
