@@ -36,3 +36,6 @@ def start_ray(address: str | None = None) -> None:
         # this machine (/tmp/ray/ray_current_cluster), even one that is gone.
         ray.init(address="local", include_dashboard=False, _node_ip_address="127.0.0.1", **quiet)
     logging.getLogger("ray.tune").setLevel(logging.WARNING)
+    # Tune's loggers are off (see sweep._scale_tune_to), so its results table finds no result.json
+    # and warns once per trial at the end of every sweep; the rows are ours, in the storage root.
+    logging.getLogger("ray.tune.analysis.experiment_analysis").setLevel(logging.ERROR)
