@@ -15,3 +15,12 @@ def canonical_json(value: Any) -> str:
 def content_hash(value: Any, length: int = 16) -> str:
     """First ``length`` hex digits of the SHA-256 of ``canonical_json(value)``."""
     return hashlib.sha256(canonical_json(value).encode()).hexdigest()[:length]
+
+
+def record_hash(record: Any, length: int = 16) -> str:
+    """First ``length`` hex digits of the SHA-256 of a stored record (a manifest) as canonical JSON
+    that may hold non-finite metrics (an unchanged image's PSNR is +inf, a rate over nothing NaN),
+    written as JSON's ``Infinity``/``NaN`` extensions. Keys never take this: :func:`content_hash`
+    refuses non-finite values, so a configuration cannot name one."""
+    text = json.dumps(record, sort_keys=True, separators=(",", ":"), allow_nan=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:length]

@@ -20,7 +20,8 @@ from orchestrator.provenance import code_version, node_name, package_versions
 from orchestrator.search_space import TrialSpec
 from orchestrator.store import ArtifactStore, StageRecord
 from tasks.columns import arrow_type, field_types
-from tasks.evaluate import defense_effectiveness_rating
+from tasks.evaluate import SERVED, defense_effectiveness_rating
+from tasks.methods import INPUT_FILTER_METRICS, InputFilter
 from tasks.plan import walk_trial
 from tasks.poison import poison_base
 from tasks.stage import Stage
@@ -141,11 +142,14 @@ def trial_row(trial: TrialSpec, records: list[tuple[str, StageRecord]], position
         row["trigger_origin"] = trial.attack.trigger.origin
     row.update({f"dataset_{k}": _canonical(v) for k, v in trial.dataset.model_dump().items() if k != "name"})
     row.update({f"train_{k}": _canonical(v) for k, v in trial.train.model_dump().items() if k not in ("model", "seed")})
-    # What the final evaluation measured beyond accuracy and attack success is an input filter's, which
-    # stands last: its rejection rates (rejected_clean, rejected_triggered) go to its position.
-    filtered = {k: v for k, v in after.items() if k not in ("clean_acc", "asr", "ra")}
-    if filtered and trial.defenses:
-        positions = [*positions[:-1], {**positions[-1], **filtered}]
+    # With an input filter (it stands last), the final evaluation also measured what it serves: the
+    # served metrics and their DER go on the row, its rejection rates to its position.
+    if trial.defenses and "served_clean_acc" in after:
+        row.update({name: after[name] for name in SERVED})
+        row["der_served"] = defense_effectiveness_rating(before["asr"], after["served_asr"], before["clean_acc"],
+                                                         after["served_clean_acc"])
+        rates = {m.name: after[m.name] for m in INPUT_FILTER_METRICS}
+        positions = [*positions[:-1], {**positions[-1], **rates}]
     for position, (defense, metrics) in enumerate(zip(trial.defenses, positions), start=1):
         if shared := set(defense.params) & set(metrics):
             raise ValueError(f"defense {defense.name!r} has metrics named like its parameters: {sorted(shared)}")
@@ -189,6 +193,8 @@ def row_types(trial: TrialSpec) -> dict[str, pa.DataType]:
     types.update({"source": pa.int64(), "attack": pa.string(), "poison_base": pa.string(), "attack_label_mode": pa.string()})
     for position, defense in enumerate(trial.defenses, start=1):
         method = defense.method()
+        if isinstance(method, InputFilter):
+            types.update({name: pa.float64() for name in (*SERVED, "der_served")})
         types.update({f"d{position}_{k}": t for k, t in field_types(method.Params).items()})
         types.update({f"d{position}_{m.name}": arrow_type(m.type) for m in (*method.kind_metrics(), *method.metrics)})
     return types

@@ -36,7 +36,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from orchestrator.hashing import content_hash
+from orchestrator.hashing import content_hash, record_hash
 from orchestrator.lease import BEAT_SECONDS, lease
 from orchestrator.storage import StorageRoot
 from tasks.file_identity import file_sha256
@@ -332,7 +332,7 @@ class ArtifactStore:
 
     def _loaded_key(self, ref: ArtifactRef, manifest: dict | None) -> tuple[str, str, str, str | None]:
         """Names one verified artifact in :data:`LOADED_ARTIFACTS`; a rewritten artifact has another manifest."""
-        return str(self.root), ref.stage.name, ref.key, None if manifest is None else content_hash(manifest)
+        return str(self.root), ref.stage.name, ref.key, None if manifest is None else record_hash(manifest)
 
     def _whole_manifest(self, ref: ArtifactRef, *, checksums: bool, discard: bool = False) -> dict | None:
         """The manifest of a whole stored artifact, else None.
@@ -477,7 +477,7 @@ class ObjectArtifactStore(ArtifactStore):
         return damage_of(present, manifest, None)
 
     def _readable(self, ref: ArtifactRef, manifest: dict) -> Path:
-        return self.node_cache / ref.stage.name / ref.key / content_hash(manifest, length=16)
+        return self.node_cache / ref.stage.name / ref.key / record_hash(manifest, length=16)
 
     def _fetch(self, ref: ArtifactRef, manifest: dict) -> str | None:
         """Have this node's copy of the artifact ``manifest`` describes; returns what is wrong with the stored one, if anything."""

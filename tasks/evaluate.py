@@ -31,14 +31,18 @@ def predict_labels(model: "keras.Model", x: np.ndarray, batch_size: int = 256) -
     return np.concatenate(labels).astype(np.int64) if labels else np.zeros(0, dtype=np.int64)
 
 
+SERVED = ("served_clean_acc", "served_asr", "served_ra")  # what an input filter serves, on the row
+
+
 def evaluate_model(
     model: "keras.Model", dataset: ImageDataset, poisoned: PoisonedDataset, batch_size: int = 256,
-    served: Callable[[np.ndarray], np.ndarray] | None = None,
+    screen: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray | None]] | None = None,
 ) -> dict[str, float]:
-    """Measure a model on the clean and the poisoned test set.
+    """Measure a model on the clean and the poisoned test set, and what an input filter serves of them.
 
-    ``served(x) -> bool (n,)`` is an input filter's decision for uint8 inputs ``x``; a rejected input
-    counts as neither correct nor a backdoor success, and the shares rejected are returned too.
+    ``screen(x) -> (accepted, suspicion)`` is an input filter's decision for uint8 inputs ``x``:
+    bool (n,), and float (n,) higher for inputs more likely triggered, or None without a score
+    (:meth:`~tasks.methods.InputFilter.screen`).
 
     Returns
     -------
@@ -48,33 +52,62 @@ def evaluate_model(
         classified as the target class, in [0, 1] (NaN when the source class has no test images);
         ``ra``: robust accuracy (BackdoorBench), the fraction of the poisoned test set classified as
         its true class, in [0, 1] (NaN likewise);
-        with ``served``: ``rejected_clean`` and ``rejected_triggered``, the shares of each test set rejected.
+        with ``screen``: ``served_clean_acc``, ``served_asr``, ``served_ra``, the same fractions of
+        all inputs where a rejected input counts as neither correct nor a class; ``input_frr`` and
+        ``input_tpr``, the shares of clean and of triggered inputs rejected; ``input_auroc``, the AUROC
+        of the suspicion, triggered against clean inputs (NaN without a score or without both sets).
     """
-    clean_served = _served(served, dataset.x_test, batch_size)
-    triggered_served = _served(served, poisoned.x_test_triggered, batch_size)
     correct = predict_labels(model, dataset.x_test, batch_size) == dataset.y_test
-    clean_acc = float(np.mean(correct & clean_served))
-    rejected = {} if served is None else {
-        "rejected_clean": float(np.mean(~clean_served)),
-        "rejected_triggered": float(np.mean(~triggered_served)) if len(triggered_served) else float("nan"),
-    }
     triggered = predict_labels(model, poisoned.x_test_triggered, batch_size)
-    if not len(triggered):
-        return {"clean_acc": clean_acc, "asr": float("nan"), "ra": float("nan"), **rejected}
-    asr = float(np.mean((triggered == poisoned.target) & triggered_served))
-    ra = float(np.mean((triggered == poisoned.y_test_triggered) & triggered_served))
-    return {"clean_acc": clean_acc, "asr": asr, "ra": ra, **rejected}
+    hit, recovered = triggered == poisoned.target, triggered == poisoned.y_test_triggered
+    share = lambda flags: float(np.mean(flags)) if len(flags) else float("nan")  # noqa: E731
+    metrics = {"clean_acc": share(correct), "asr": share(hit), "ra": share(recovered)}
+    if screen is None:
+        return metrics
+    clean_served, clean_suspicion = _screened(screen, dataset.x_test, batch_size)
+    triggered_served, triggered_suspicion = _screened(screen, poisoned.x_test_triggered, batch_size)
+    return {
+        **metrics,
+        "served_clean_acc": share(correct & clean_served),
+        "served_asr": share(hit & triggered_served),
+        "served_ra": share(recovered & triggered_served),
+        "input_frr": share(~clean_served),
+        "input_tpr": share(~triggered_served),
+        "input_auroc": score_auroc(triggered_suspicion, clean_suspicion)
+        if clean_suspicion is not None and triggered_suspicion is not None else float("nan"),
+    }
 
 
-def _served(served, x: np.ndarray, batch_size: int) -> np.ndarray:
-    if served is None:
-        return np.ones(len(x), dtype=bool)
-    decided = [np.asarray(served(np.asarray(x[start : start + batch_size])), dtype=bool)
-               for start in range(0, len(x), batch_size)]
-    result = np.concatenate(decided) if decided else np.zeros(0, dtype=bool)
-    if result.shape != (len(x),):
-        raise ValueError(f"an input filter's accept returned {result.shape} for {len(x)} inputs")
-    return result
+def _screened(screen, x: np.ndarray, batch_size: int) -> tuple[np.ndarray, np.ndarray | None]:
+    """``screen`` batch by batch: bool (n,) accepted and float (n,) suspicion (None without a score)."""
+    accepted, suspicion = [np.ones(0, dtype=bool)], [np.zeros(0)]
+    has_score = True
+    for start in range(0, len(x), batch_size):
+        batch = np.asarray(x[start : start + batch_size])
+        served, score = screen(batch)
+        served = np.asarray(served, dtype=bool)
+        if served.shape != (len(batch),):
+            raise ValueError(f"an input filter accepted {served.shape} for {len(batch)} inputs")
+        accepted.append(served)
+        if score is None:
+            has_score = False
+        else:
+            suspicion.append(np.asarray(score, dtype=np.float64).reshape(len(batch)))
+    return np.concatenate(accepted), np.concatenate(suspicion) if has_score else None
+
+
+def score_auroc(positive: np.ndarray, negative: np.ndarray) -> float:
+    """Area under the ROC of a score that should be higher on ``positive`` than on ``negative``
+    samples: the probability that a random positive outscores a random negative, ties counting a
+    half (the Mann-Whitney U statistic over n_pos · n_neg). NaN when either set is empty."""
+    from scipy.stats import rankdata
+
+    positive, negative = np.asarray(positive, dtype=np.float64), np.asarray(negative, dtype=np.float64)
+    if not len(positive) or not len(negative):
+        return float("nan")
+    ranks = rankdata(np.concatenate([positive, negative]))
+    u = ranks[: len(positive)].sum() - len(positive) * (len(positive) + 1) / 2
+    return float(u / (len(positive) * len(negative)))
 
 
 def defense_effectiveness_rating(asr_before: float, asr_after: float, clean_acc_before: float,
@@ -102,9 +135,13 @@ class EvaluateConfig(StageConfig):
     @model_serializer(mode="wrap")
     def _omit_unused_filter(self, handler):
         # Left out when unused: evaluations written before input filters existed keep their keys.
+        # A filtered evaluation says which metrics it holds: since version 2 the model's own and the
+        # served ones apart (before, clean_acc and asr were the served ones).
         dumped = handler(self)
         if self.input_filter is None:
             dumped.pop("input_filter", None)
+        else:
+            dumped["filtered_metrics_version"] = 2
         return dumped
 
 
@@ -127,16 +164,17 @@ def evaluate_stage(
     calibration: StoredCalibration | None = None,
 ) -> Evaluation:
     """Stage ``evaluate``: :func:`evaluate_model` on the model a training or defense stage produced,
-    through the input filter ``config.input_filter`` (calibrated as ``calibration``) if there is one."""
-    served = None
+    and what the input filter ``config.input_filter`` (calibrated as ``calibration``) serves, if
+    there is one."""
+    screen = None
     if config.input_filter is not None:
         method, params = config.input_filter.method()
         context = config.input_filter.context(trained.model)
 
-        def served(x: np.ndarray) -> np.ndarray:
-            return method.accept(params, calibration.calibration, trained.model, x, context)
+        def screen(x: np.ndarray):
+            return method.screen(params, calibration.calibration, trained.model, x, context)
 
-    return Evaluation(metrics=evaluate_model(trained.model, dataset, poisoned, config.batch_size, served))
+    return Evaluation(metrics=evaluate_model(trained.model, dataset, poisoned, config.batch_size, screen))
 
 
 EVALUATE = Stage("evaluate", 2, evaluate_stage, Evaluation)

@@ -480,18 +480,22 @@ class Calibration:
 
 
 INPUT_FILTER_METRICS = (
-    Metric("rejected_clean", float, "share of clean test inputs rejected (false rejections)"),
-    Metric("rejected_triggered", float, "share of triggered test inputs rejected (detections)"),
+    Metric("input_frr", float, "share of clean test inputs rejected (false rejections)"),
+    Metric("input_tpr", float, "share of triggered test inputs rejected (detections)"),
+    Metric("input_auroc", float, "AUROC of the filter's suspicion, triggered against clean test inputs "
+                                 "(NaN for a filter without a score)"),
 )
 
 
 class InputFilter(Defense):
     """Decides at inference which test inputs the model serves; stands last in a pipeline.
 
-    A rejected input counts as neither correct nor a backdoor success: with the filter,
-    ``clean_acc`` is the share of clean test inputs served and classified correctly, ``asr`` the
-    share of triggered inputs served and classified as the target. Implement :meth:`calibrate`
-    (on clean data, e.g. a threshold for a false-rejection rate) and :meth:`accept`.
+    The model is unchanged: ``clean_acc_after``, ``asr_after`` and ``der`` keep their meaning (the
+    model's own). With the filter, ``served_clean_acc`` is the share of clean test inputs served and
+    classified correctly, ``served_asr`` the share of triggered inputs served and classified as the
+    target (``served_ra``, ``der_served`` likewise); a rejected input is never counted as a class.
+    Implement :meth:`calibrate` (on clean data, e.g. a threshold for a false-rejection rate) and
+    :meth:`accept`; a filter with a score overrides :meth:`screen` too, so its AUROC is measured.
     """
 
     kind = "input_filter"
@@ -508,6 +512,15 @@ class InputFilter(Defense):
     def accept(self, params: StageConfig, calibration: Calibration, model: "keras.Model", x: np.ndarray,
                context: Context) -> np.ndarray:
         """bool (n,): which of the unlabelled uint8 inputs ``x`` (n, h, w, c) are served."""
+
+    def screen(self, params: StageConfig, calibration: Calibration, model: "keras.Model", x: np.ndarray,
+               context: Context) -> tuple[np.ndarray, np.ndarray | None]:
+        """``(accepted, suspicion)`` for the uint8 inputs ``x`` (n, h, w, c): bool (n,) as :meth:`accept`,
+        and float (n,), higher for inputs more likely triggered, or None for a filter without a score.
+
+        The evaluation calls this, once per batch. Default: :meth:`accept` and no score.
+        """
+        return self.accept(params, calibration, model, x, context), None
 
 
 KINDS: dict[str, type[Method]] = {

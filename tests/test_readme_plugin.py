@@ -81,7 +81,10 @@ def test_the_readme_space_sweeps_every_kind(plugin, tmp_path):
     chained = rows[rows["d2_name"] == "confidence_filter"]
     assert len(chained) == 3 and (chained["d2_kind"] == "input_filter").all()
     assert chained["d2_threshold"].between(0, 1).all()
-    assert chained["d2_rejected_clean"].between(0, 1).all() and chained["d2_rejected_triggered"].notna().all()
+    assert chained["d2_input_frr"].between(0, 1).all() and chained["d2_input_tpr"].notna().all()
+    assert chained["d2_input_auroc"].isna().all()  # a filter without a score
+    # The filter leaves the model alone: its own metrics are unchanged; what it serves is apart.
+    assert (chained["served_clean_acc"] <= chained["clean_acc_after"]).all() and chained["der_served"].notna().all()
 
 
 def test_an_input_filter_anywhere_but_last_is_refused_naming_the_entry(plugin, tmp_path):

@@ -9,6 +9,7 @@ from tasks.defenses.fine_tune import FineTune
 from tasks.defenses.perfect_filter import PerfectFilter
 from tasks.defenses.random_filter import RandomFilter
 from tasks.defenses.spectral_signatures import SpectralSignatures
+from tasks.defenses.strip import Strip
 
 DEFENSES = (
     ActivationClustering(),
@@ -18,4 +19,5 @@ DEFENSES = (
     FineTune(),
     PerfectFilter(),
     RandomFilter(),
+    Strip(),
 )

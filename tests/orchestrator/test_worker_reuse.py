@@ -94,6 +94,28 @@ def test_the_next_trial_in_the_process_gets_the_loaded_value_without_reading_or_
     assert (second.values == 7).all() and computations(config) == 1
 
 
+@dataclass(frozen=True, eq=False)
+class Measured(Vector):
+    """A value with non-finite metrics, as a poisoned set whose unchanged images have a PSNR of +inf."""
+
+    @property
+    def metrics(self) -> dict:
+        return {"psnr_min": float("inf"), "auroc": float("nan")}
+
+
+MEASURED = Stage("measured", 1, lambda config: Measured(make_vector(config).values), Measured)
+
+
+def test_an_artifact_with_non_finite_metrics_is_served_again_in_the_process(tmp_path):
+    root, config = tmp_path / "cache", VectorConfig(value=5, log=str(tmp_path / "log"))
+    ArtifactStore(root).resolve(MEASURED, config, [])
+    first_ref, record = ArtifactStore(root).resolve(MEASURED, config, [])
+    first = first_ref.load()
+    assert record.metrics["psnr_min"] == float("inf") and np.isnan(record.metrics["auroc"])
+    second_ref, _ = ArtifactStore(root).resolve(MEASURED, config, [])
+    assert second_ref.load() is first and computations(config) == 1
+
+
 def test_shared_values_cannot_be_written_to(tmp_path):
     root, config = tmp_path / "cache", VectorConfig(value=3, log=str(tmp_path / "log"))
     ArtifactStore(root).resolve(VECTOR, config, [])

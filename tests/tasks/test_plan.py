@@ -21,7 +21,7 @@ SNAPSHOT = Path(__file__).with_name("plan_snapshot.json")
 DEFENSE_CONFIGURATIONS = {
     "ac": {}, "ac(ex_re_threshold)": {"ex_re_threshold": 1.0}, "ac(retrain=none)": {"retrain": "none"},
     "ac(retrain=finetune)": {"retrain": "finetune"}, "ss": {}, "dp": {}, "fp": {}, "fine_tune": {},
-    "perfect_filter": {}, "random_filter": {}, "random_filter(same_as=ac)": {"same_as": "ac"},
+    "perfect_filter": {}, "random_filter": {}, "random_filter(same_as=ac)": {"same_as": "ac"}, "strip": {},
 }
 
 

@@ -38,7 +38,7 @@ COUNTS = {"removed_poisoned", "removed_clean", "n_seen", "n_poisoned"}
 MAX_PANELS = 6
 SCORE_LABELS = {"art": "ART score (un-centred)", "centered": "centred score (Tran et al.)"}
 ROC_METRICS = {"roc_fpr", "roc_tpr", "auroc"}  # a filter that declares these gets its ROC drawn
-REJECTIONS = {"rejected_clean", "rejected_triggered"}  # an input filter's kind metrics
+REJECTIONS = {"input_frr", "input_tpr"}  # an input filter's kind metrics
 
 
 def section(context: ReportContext) -> Section | None:
@@ -79,15 +79,15 @@ INTERVALS = (
 
 def input_filter_rates(context: ReportContext) -> pd.DataFrame:
     """Per (dataset, model, pipeline, position, defense) of the input-filter steps: the shares of clean and
-    of triggered test inputs rejected, and clean accuracy and ASR with the filter (a rejected input is
-    neither correct nor a backdoor success), each averaged per backdoored model (attack setting and seed)
-    first, then over models: ``<metric>_mean/_lo/_hi/_n`` with a 95 % Student-t interval, n = models; the
-    backdoored models' ASR before any defense (``asr_before``) beside them.
-    Empty when no input filter ran."""
+    of triggered test inputs rejected, the AUROC of the filter's score, and clean accuracy and ASR served
+    (a rejected input is neither correct nor a backdoor success), each averaged per backdoored model
+    (attack setting and seed) first, then over models: ``<metric>_mean/_lo/_hi/_n`` with a 95 %
+    Student-t interval, n = models; the backdoored models' ASR before any defense (``asr_before``)
+    beside them. Empty when no input filter ran."""
     columns = context.columns("stages")
     if not REJECTIONS | {"defense", "position"} <= columns:
         return pd.DataFrame()
-    metrics = [m for m in ("rejected_clean", "rejected_triggered", "clean_acc_after", "asr_before", "asr_after")
+    metrics = [m for m in ("input_frr", "input_tpr", "input_auroc", "served_clean_acc", "asr_before", "served_asr")
                if m in columns]
     group = ["dataset", "model", "pipeline", "position", "defense"]
     per_model_keys = ", ".join(quote(k) for k in dict.fromkeys([*group, *setting_columns(context), "seed"]))
@@ -109,18 +109,19 @@ def input_filter_blocks(context: ReportContext) -> list:
     if rates.empty:
         return []
     shown = _keys(rates)
-    shown["Models"] = rates["rejected_clean_n"].astype(str)
-    titles = {"rejected_clean": "Clean rejected (%)", "rejected_triggered": "Triggered rejected (%)",
-              "clean_acc_after": "Clean acc. with the filter (%)", "asr_before": "ASR before any defense (%)",
-              "asr_after": "ASR with the filter (%)"}
+    shown["Models"] = rates["input_frr_n"].astype(str)
+    titles = {"input_frr": "Clean rejected (%)", "input_tpr": "Triggered rejected (%)",
+              "input_auroc": "AUROC (%)", "served_clean_acc": "Clean acc. served (%)",
+              "asr_before": "ASR before any defense (%)", "served_asr": "ASR served (%)"}
     for metric, title in titles.items():
         if f"{metric}_mean" in rates:
             shown[title] = estimate_cells(rates, metric)
     return [
         Paragraph("Input filters decide at inference which test inputs the model serves. Per configuration: the "
                   "share of clean test inputs it rejected (false rejections, a cost) and of triggered test inputs "
-                  "it rejected (detections), and clean accuracy and ASR with the filter in place, where a rejected "
-                  "input counts as neither correct nor a backdoor success. Each share is taken per backdoored "
+                  "it rejected (detections), the AUROC of its score (triggered against clean inputs; blank for a "
+                  "filter without a score), and clean accuracy and ASR served with the filter in place, where a "
+                  "rejected input counts as neither correct nor a backdoor success. Each share is taken per backdoored "
                   "model (attack setting and seed) and averaged over models: mean [95 % Student-t interval] "
                   "n = models."),
         Table("detection_input_filters", "Input filters: clean and triggered test inputs rejected, per configuration",

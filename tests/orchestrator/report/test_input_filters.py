@@ -14,7 +14,7 @@ from tests.report_rows import connect_rows, synthetic_rows
 
 SEEDS = [0, 1, 2]
 GATE = "entropy_gate(frr=0.05)"  # a made-up input filter: no registry knows it, its rows name its kind
-# Per seed: (share of clean inputs rejected, share of triggered inputs rejected, clean acc, asr with it)
+# Per seed: (share of clean inputs rejected, share of triggered inputs rejected, clean acc served, asr served)
 PLANTED = {0: (0.04, 0.90, 0.91, 0.05), 1: (0.06, 0.80, 0.90, 0.12), 2: (0.05, 0.70, 0.92, 0.20)}
 
 
@@ -28,8 +28,8 @@ def gated_rows(others: tuple[str, ...] = ("ac(cluster_analysis=smaller)",)) -> l
         clean, triggered, clean_acc, asr = PLANTED[row["seed"]]
         gated.append({**row, "trial_id": row["trial_id"][:12] + "gate", "pipeline": GATE, "n_defenses": 1,
                       "d1_name": "entropy_gate", "d1_kind": "input_filter", "d1_frr": 0.05,
-                      "d1_rejected_clean": clean, "d1_rejected_triggered": triggered,
-                      "clean_acc_after": clean_acc, "asr_after": asr, "der": 0.5})
+                      "d1_input_frr": clean, "d1_input_tpr": triggered, "d1_input_auroc": float("nan"),
+                      "served_clean_acc": clean_acc, "served_asr": asr, "der": 0.5})
     return rows + gated
 
 
@@ -49,7 +49,7 @@ def test_an_input_filter_gets_its_own_table_with_t_intervals_over_models():
     found = tables(detection.section(context_of(gated_rows())))
     table = found["detection_input_filters"]
     row = table.data.set_index("pipeline").loc[GATE]
-    for index, metric in enumerate(("rejected_clean", "rejected_triggered", "clean_acc_after", "asr_after")):
+    for index, metric in enumerate(("input_frr", "input_tpr", "served_clean_acc", "served_asr")):
         values = [PLANTED[seed][index] for seed in SEEDS]
         assert row[f"{metric}_mean"] == pytest.approx(np.mean(values)) and row[f"{metric}_n"] == 3
         assert (row[f"{metric}_lo"], row[f"{metric}_hi"]) == pytest.approx(interval(values))
@@ -68,7 +68,7 @@ def test_detection_shows_an_input_filter_alone_and_two_models_of_one_setting_are
     # A model is an attack setting and a seed: the same gate on two seeds is n = 2.
     rows = [row for row in gated_rows(others=()) if row["seed"] in (0, 1)]
     data = tables(detection.section(context_of(rows)))["detection_input_filters"].data
-    assert data["rejected_clean_n"].tolist() == [2]
+    assert data["input_frr_n"].tolist() == [2]
 
 
 def test_an_input_filter_stands_in_the_generic_sections_by_its_label():
