@@ -9,11 +9,13 @@ from tasks.defenses.fine_tune import FineTune
 from tasks.defenses.perfect_filter import PerfectFilter
 from tasks.defenses.random_filter import RandomFilter
 from tasks.defenses.spectral_signatures import SpectralSignatures
+from tasks.defenses.spectre import Spectre
 from tasks.defenses.strip import Strip
 
 DEFENSES = (
     ActivationClustering(),
     SpectralSignatures(),
+    Spectre(),
     DataProvenance(),
     FinePruning(),
     FineTune(),

@@ -16,7 +16,8 @@ SPACE = """
     model: gtsrb_cnn
     train: {epochs: 3, batch_size: 16}
     attack: {source: all, target: 1, trigger: big_yellow_square, poison_pct: [0, 20]}
-    defenses: [none, {strip: {n_overlays: 4}}, [fine_tune: {epochs: 1}, strip: {n_overlays: 4}]]
+    defenses: [none, {strip: {n_overlays: 4}}, [fine_tune: {epochs: 1}, strip: {n_overlays: 4}],
+               {spectre: {retrain: none}}]
 """
 
 
@@ -41,12 +42,16 @@ def test_strip_serves_apart_from_the_models_own_metrics_and_the_report_shows_its
     chained = frame.loc[(20.0, "fine_tune(epochs=1)>strip(n_overlays=4)")]
     assert chained["d2_kind"] == "input_filter" and pd.notna(chained["d2_threshold"])
     assert pd.isna(undefended.get("served_asr")) and pd.isna(undefended.get("d1_input_frr"))
+    spectre = frame.loc[(20.0, "spectre(retrain=none)")]
+    assert spectre["d1_kind"] == "training_set_filter" and 0 <= spectre["d1_auroc"] <= 1
+    assert spectre["d1_removed_total"] > 0 and spectre["d1_classes_skipped"] == 0 and spectre["d1_dimensions_mean"] >= 1
 
     from orchestrator.report.sweep_report import write_sweep_report
 
     write_sweep_report(sweep.storage, sweep.name, tmp_path / "report")
     html = (tmp_path / "report" / "index.html").read_text()
     assert "Input filters: clean and triggered test inputs rejected" in html and "AUROC" in html
+    assert "spectre" in html  # among the filters' detection rows, with no edit of the report
 
 
 def test_strip_anywhere_but_last_is_refused_naming_the_entry(tmp_path):
