@@ -52,6 +52,14 @@ def test_strip_serves_apart_from_the_models_own_metrics_and_the_report_shows_its
     html = (tmp_path / "report" / "index.html").read_text()
     assert "Input filters: clean and triggered test inputs rejected" in html and "AUROC" in html
     assert "spectre" in html  # among the filters' detection rows, with no edit of the report
+    # Its threshold was set on 8 clean images: the report says so. The benign (0 %) model is not
+    # among the backdoored models its rates are averaged over.
+    assert "set its threshold on 8 clean calibration images" in html
+    from orchestrator.report.sections.detection import input_filter_rates
+    from orchestrator.report.sweep_report import sweep_context
+
+    with sweep_context(sweep.storage, sweep.name) as context:
+        assert input_filter_rates(context)["input_frr_n"].tolist() == [1, 1]
 
 
 def test_strip_anywhere_but_last_is_refused_naming_the_entry(tmp_path):

@@ -39,6 +39,9 @@ MAX_PANELS = 6
 SCORE_LABELS = {"art": "ART score (un-centred)", "centered": "centred score (Tran et al.)"}
 ROC_METRICS = {"roc_fpr", "roc_tpr", "auroc"}  # a filter that declares these gets its ROC drawn
 REJECTIONS = {"input_frr", "input_tpr"}  # an input filter's kind metrics
+# An input filter that sets a threshold on clean images declares how many (strip does); a threshold
+# set on fewer than FEW_CALIBRATION_IMAGES is named under the table: its false-rejection rate is loose.
+CALIBRATION_N, FEW_CALIBRATION_IMAGES = "calibration_n", 200
 
 
 def section(context: ReportContext) -> Section | None:
@@ -87,14 +90,14 @@ def input_filter_rates(context: ReportContext) -> pd.DataFrame:
     columns = context.columns("stages")
     if not REJECTIONS | {"defense", "position"} <= columns:
         return pd.DataFrame()
-    metrics = [m for m in ("input_frr", "input_tpr", "input_auroc", "served_clean_acc", "asr_before", "served_asr")
-               if m in columns]
+    metrics = [m for m in ("input_frr", "input_tpr", "input_auroc", "served_clean_acc", "asr_before", "served_asr",
+                           CALIBRATION_N) if m in columns]
     group = ["dataset", "model", "pipeline", "position", "defense"]
     per_model_keys = ", ".join(quote(k) for k in dict.fromkeys([*group, *setting_columns(context), "seed"]))
     means = ", ".join(f"avg(CASE WHEN isnan({quote(m)}::DOUBLE) THEN NULL ELSE {quote(m)}::DOUBLE END) AS {quote(m)}"
                       for m in metrics)
     per_model = (f"(SELECT {per_model_keys}, {means} FROM stages "
-                 f"WHERE {kind_sql(columns)} = '{INPUT_FILTER}' GROUP BY {per_model_keys})")
+                 f"WHERE {kind_sql(columns)} = '{INPUT_FILTER}' AND poison_pct > 0 GROUP BY {per_model_keys})")
     frame = aggregate(context.connection, per_model, group, metrics)
     if frame.empty:
         return frame
@@ -116,6 +119,13 @@ def input_filter_blocks(context: ReportContext) -> list:
     for metric, title in titles.items():
         if f"{metric}_mean" in rates:
             shown[title] = estimate_cells(rates, metric)
+    few = rates[rates[f"{CALIBRATION_N}_mean"] < FEW_CALIBRATION_IMAGES] if f"{CALIBRATION_N}_mean" in rates else rates[:0]
+    caveat = [Paragraph(
+        "Thresholds set on few clean images: " + "; ".join(
+            f"{row.pipeline} on {row.dataset} set its threshold on {row[f'{CALIBRATION_N}_mean']:.0f} clean "
+            f"calibration images" for _, row in few.iterrows())
+        + f" (fewer than {FEW_CALIBRATION_IMAGES}): the share of clean inputs it rejects can be far from the share "
+          "it was set for.")] if len(few) else []
     return [
         Paragraph("Input filters decide at inference which test inputs the model serves. Per configuration: the "
                   "share of clean test inputs it rejected (false rejections, a cost) and of triggered test inputs "
@@ -129,6 +139,7 @@ def input_filter_blocks(context: ReportContext) -> list:
               "Mean [95 % Student-t interval over models] n = models, in percent; (n = 1): one model. A filter that "
               "rejects triggered inputs far more often than clean ones separates them; its clean-rejection share "
               "is what it costs every user. Models: backdoored models (attack settings × seeds) the step ran on."),
+        *caveat,
     ]
 
 
