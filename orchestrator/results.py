@@ -319,9 +319,38 @@ def open_results(storage: str | Path | StorageRoot, sweep: str | None = None, wa
     if warn:
         scan.warn()
     connection = duckdb.connect()
-    connection.register("results", scan.table)
+    connection.register(RESULT_ROWS, scan.table)
+    connection.execute(f"CREATE VIEW results AS SELECT * FROM {RESULT_ROWS}")
     connection.execute(f"CREATE VIEW stages AS {stages_sql(scan.table.column_names)}")
     return Results(connection, set().union(*scan.trial_ids.values()), scan.damaged)
+
+
+RESULT_ROWS = "result_rows"  # the rows as read; ``results`` is a view over them
+# An input filter leaves the model alone: its row's clean_acc_after, asr_after, ra_after and der
+# are the model's own, and what it serves is apart (served_*, der_served).
+SERVED_OUTCOMES = {"clean_acc_after": "served_clean_acc", "asr_after": "served_asr", "ra_after": "served_ra",
+                   "der": "der_served"}
+
+
+def read_served_outcomes(connection: duckdb.DuckDBPyConnection) -> bool:
+    """Make ``results`` and ``stages`` on ``connection`` read a pipeline's defended outcome: what an
+    input filter serves where one stands last, the model's own elsewhere (the summary report's
+    view: a filter that rejects triggered inputs defends, though the model keeps its backdoor).
+
+    Returns whether any served column was there to read. ``bdsweep query`` keeps both apart.
+    """
+    try:
+        columns = [row[0] for row in connection.execute(f"DESCRIBE {RESULT_ROWS}").fetchall()]
+    except duckdb.CatalogException:  # rows put behind ``results`` some other way: left as they are
+        return False
+    present = {after: served for after, served in SERVED_OUTCOMES.items() if after in columns and served in columns}
+    if not present:
+        return False
+    replaced = ", ".join(f"coalesce({quote_identifier(served)}, {quote_identifier(after)}) AS {quote_identifier(after)}"
+                         for after, served in present.items())
+    connection.execute(f"CREATE OR REPLACE VIEW results AS SELECT * REPLACE ({replaced}) FROM {RESULT_ROWS}")
+    connection.execute(f"CREATE OR REPLACE VIEW stages AS {stages_sql(columns)}")
+    return True
 
 
 def connect(storage: str | Path | StorageRoot, sweep: str | None = None, warn: bool = True) -> duckdb.DuckDBPyConnection:

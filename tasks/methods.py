@@ -434,7 +434,14 @@ class ModelInspection(Defense):
 
     @abstractmethod
     def inspect(self, params: StageConfig, model: "keras.Model", data: CleanData, context: Context) -> Inspected:
-        """Per-class scores and flags of ``model``."""
+        """Per-class scores and flags of ``model``; ``context.prepared`` holds what :meth:`prepare` ran."""
+
+    def prepare(self, params: StageConfig, graph: "TrialGraph", label: str) -> tuple:
+        """Refs of stages of the method's own that :meth:`inspect` reads (``context.prepared``, in
+        order), run on ``graph``'s current model and data: work keyed by fewer parameters than the
+        inspection, so configurations that differ only in how they flag or repair share it
+        (Neural Cleanse's reversed triggers). Default: none."""
+        return ()
 
     def repairs(self, params: StageConfig) -> bool:
         """Whether this configuration repairs the model after the inspection (default: no)."""

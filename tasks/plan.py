@@ -157,7 +157,9 @@ def walk_filter(method: TrainingSetFilter, params, graph: TrialGraph, label: str
 def walk_inspection(method: ModelInspection, params, graph: TrialGraph, label: str) -> dict:
     """A model inspection at ``label`` (stage ``inspection``), then its repair where it repairs."""
     config = MethodConfig.of(method, params, graph.train_config)
-    inspection, record = graph.run(f"{label}_inspection", INSPECTION, config, graph.dataset, graph.poison, graph.model)
+    prepared = method.prepare(params, graph, label)
+    inspection, record = graph.run(f"{label}_inspection", INSPECTION, config, graph.dataset, graph.poison, graph.model,
+                                   *prepared)
     row = dict(record.metrics)
     if method.repairs(params):
         repaired, repair_record = graph.run(f"{label}_inspection_repair", INSPECTION_REPAIR, config,

@@ -22,7 +22,7 @@ import duckdb
 import numpy as np
 import pyarrow as pa
 
-from orchestrator.results import stages_sql, write_row
+from orchestrator.results import RESULT_ROWS, stages_sql, write_row
 
 # Every parameter of each defense with its default, as the search space fills them in (rows carry
 # them all, typed; None is a typed NULL). Kept here so that making rows needs no TensorFlow import.
@@ -137,8 +137,8 @@ def connect_rows(rows: list[dict]) -> duckdb.DuckDBPyConnection:
     columns = list(dict.fromkeys(key for row in rows for key in row))
     table = pa.table({column: pa.array([row.get(column) for row in rows]) for column in columns})
     connection = duckdb.connect()
-    connection.register("results_table", table)
-    connection.execute("CREATE VIEW results AS SELECT * FROM results_table")
+    connection.register(RESULT_ROWS, table)
+    connection.execute(f"CREATE VIEW results AS SELECT * FROM {RESULT_ROWS}")
     connection.execute(f"CREATE VIEW stages AS {stages_sql(columns)}")
     return connection
 

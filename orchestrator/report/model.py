@@ -124,6 +124,13 @@ class ReportContext:
     facts: SweepFacts
     budgets: tuple[float, ...] = (1.0, 2.0, 5.0)
 
+    def __post_init__(self):
+        # Every section reads a pipeline's defended outcome: for one that ends in an input filter,
+        # what the filter serves (a rejected input is neither correct nor a backdoor success).
+        from orchestrator.results import read_served_outcomes
+
+        read_served_outcomes(self.connection)
+
     def frame(self, sql: str, *params) -> pd.DataFrame:
         """The answer of ``sql`` (over ``results`` and ``stages``) as a DataFrame."""
         return self.connection.execute(sql, list(params)).df()

@@ -43,8 +43,8 @@ class MethodConfig(MethodOrigin):
         method = defense(self.name, self.origin)
         return method, method.Params(**self.params)
 
-    def context(self, model=None) -> Context:
-        return Context(seed=self.train.seed, train=self.train, model=model)
+    def context(self, model=None, prepared: tuple = ()) -> Context:
+        return Context(seed=self.train.seed, train=self.train, model=model, prepared=tuple(prepared))
 
 
 def clean_data(dataset: ImageDataset) -> CleanData:
@@ -95,12 +95,12 @@ class Inspection:
 
 
 def inspection_stage(config: MethodConfig, dataset: ImageDataset, poisoned: PoisonedDataset,
-                     model: TrainedModel) -> Inspection:
-    """Stage ``inspection``: the method's per-class scores and flags of ``model``. The poisoned data
-    is a parent only for the target class, which the row's ground-truth columns compare against;
-    the method never sees it."""
+                     model: TrainedModel, *prepared) -> Inspection:
+    """Stage ``inspection``: the method's per-class scores and flags of ``model``, reading what its
+    :meth:`~tasks.methods.ModelInspection.prepare` ran. The poisoned data is a parent only for the
+    target class, which the row's ground-truth columns compare against; the method never sees it."""
     method, params = config.method()
-    inspected = method.inspect(params, model.model, clean_data(dataset), config.context(model.model))
+    inspected = method.inspect(params, model.model, clean_data(dataset), config.context(model.model, prepared))
     shape = (dataset.n_classes,)
     if np.shape(inspected.scores) != shape or np.shape(inspected.flagged) != shape:
         raise ValueError(f"{config.name}.inspect returned scores {np.shape(inspected.scores)} and flags "

@@ -17,7 +17,7 @@ SPACE = """
     train: {epochs: 3, batch_size: 16}
     attack: {source: all, target: 1, trigger: big_yellow_square, poison_pct: [0, 20]}
     defenses: [none, {strip: {n_overlays: 4}}, [fine_tune: {epochs: 1}, strip: {n_overlays: 4}],
-               {spectre: {retrain: none}}]
+               {spectre: {retrain: none}}, {neural_cleanse: {steps: 30, repair: [none, unlearn]}}]
 """
 
 
@@ -42,6 +42,12 @@ def test_strip_serves_apart_from_the_models_own_metrics_and_the_report_shows_its
     chained = frame.loc[(20.0, "fine_tune(epochs=1)>strip(n_overlays=4)")]
     assert chained["d2_kind"] == "input_filter" and pd.notna(chained["d2_threshold"])
     assert pd.isna(undefended.get("served_asr")) and pd.isna(undefended.get("d1_input_frr"))
+    # Neural Cleanse: one reverse engineering per model, shared by its repair variants.
+    inspect_only, unlearnt = frame.loc[(20.0, "neural_cleanse(repair=none,steps=30)")], frame.loc[(20.0, "neural_cleanse(steps=30)")]
+    assert inspect_only["d1_kind"] == "model_inspection" and len(inspect_only["d1_mask_l1"]) == 4
+    assert inspect_only["d1_reverse_triggers_computed"] != unlearnt["d1_reverse_triggers_computed"]
+    assert inspect_only["asr_after"] == inspect_only["asr_before"] and not inspect_only["d1_repaired"]
+    assert unlearnt["d1_repaired"] and unlearnt["d1_unlearned_images"] >= 0
     spectre = frame.loc[(20.0, "spectre(retrain=none)")]
     assert spectre["d1_kind"] == "training_set_filter" and 0 <= spectre["d1_auroc"] <= 1
     assert spectre["d1_removed_total"] > 0 and spectre["d1_classes_skipped"] == 0 and spectre["d1_dimensions_mean"] >= 1
@@ -60,6 +66,12 @@ def test_strip_serves_apart_from_the_models_own_metrics_and_the_report_shows_its
 
     with sweep_context(sweep.storage, sweep.name) as context:
         assert input_filter_rates(context)["input_frr_n"].tolist() == [1, 1]
+        # The report reads a filter's served outcome as its 'after'; other pipelines keep theirs.
+        after = context.frame("SELECT pipeline, poison_pct, asr_after, der FROM results").set_index(["poison_pct", "pipeline"])
+        assert after.loc[(20.0, "strip(n_overlays=4)"), "asr_after"] == alone["served_asr"]
+        assert after.loc[(20.0, "strip(n_overlays=4)"), "der"] == alone["der_served"]
+        assert after.loc[(20.0, "spectre(retrain=none)"), "asr_after"] == spectre["asr_after"]
+    assert "is what it serves: a rejected input counts" in html  # the master table says which 'after' it shows
 
 
 def test_strip_anywhere_but_last_is_refused_naming_the_entry(tmp_path):

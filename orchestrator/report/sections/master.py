@@ -54,7 +54,11 @@ def section(context: ReportContext) -> Section | None:
         how = (f"The sweep has {len(pipelines)} defense configurations, too many to set side by side: each table is "
                f"one attack setting, with a row per configuration, always in the same order: no defense first, then "
                f"the controls, single defenses and combinations.")
-    intro = Paragraph(f"Every defense configuration on every attack setting. {how} {DEFINITION}")
+    served = ("" if "served_asr" not in columns else
+              " Where a configuration ends in an input filter, 'after' is what it serves: a rejected input counts "
+              "as neither correct nor a backdoor success, so its ASR, clean accuracy and DER are the filter's, not "
+              "the model's (which it leaves unchanged).")
+    intro = Paragraph(f"Every defense configuration on every attack setting. {how} {DEFINITION}{served}")
     return Section("master", "Master table: every defense on every attack", [intro, *tables])
 
 
