@@ -5,9 +5,14 @@
   ``predict_on_batch`` over the same number of images in batches of the same size, on one
   ``gtsrb_cnn`` (32x32, 10 classes). Goal: ratio >= 0.8.
 - ``spectre``: seconds to score 5,000 activations of width 512 in 10 classes of 500. Goal: <= 2 s.
+- ``neural_cleanse``: images per second through its optimisation step (each step's batch stamped
+  with every class's candidate: forward and backward through the model) against a plain training
+  step of the same model on batches of the same size (``train_on_batch``). Goal: ratio >= 0.8.
+  Then, with ``--nc-model``, the defaults' wall time on a ``gtsrb_cnn`` trained for a few epochs on
+  ten synthetic signs (goal: under 2 minutes).
 
 Each timing is the best of ``--repeats`` runs in this process (this VM's memory speed varies).
-Neural Cleanse and I-BAU are not built yet. Run: ``python bench/bench_defenses.py [--threads 1]``.
+I-BAU is not built yet. Run: ``python bench/bench_defenses.py [--threads 1] [--nc-model]``.
 """
 
 from __future__ import annotations
@@ -67,10 +72,57 @@ def spectre_seconds(repeats: int) -> float:
     return best_of(repeats, lambda: Spectre().detect(Params(), data, context))
 
 
+def neural_cleanse_ratio(repeats: int, steps: int = 40) -> dict:
+    """Neural Cleanse's optimisation against plain training steps, images per second, on an
+    untrained ``gtsrb_cnn`` with 10 classes (the rate does not depend on the weights)."""
+    from tasks.defenses.neural_cleanse import ReverseConfig, reverse_triggers
+    from tasks.models import build_model
+
+    rng = np.random.default_rng(0)
+    classes, batch = 10, ReverseConfig().batch_size
+    model = build_model("gtsrb_cnn", (32, 32, 3), classes)
+    x = rng.integers(0, 256, size=(200, 32, 32, 3), dtype=np.uint8)
+    y = np.repeat(np.arange(classes), 20)
+    # A fixed number of steps: no early stop, and a threshold no candidate reaches in 40 steps.
+    config = ReverseConfig(steps=steps, early_stop_patience=10 ** 6, attack_succ_threshold=1.0)
+    reverse_triggers(model, x, y, classes, ReverseConfig(steps=2))  # traced once
+    nc_s = best_of(repeats, lambda: reverse_triggers(model, x, y, classes, config))
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+    images = rng.integers(0, 256, size=(batch * classes, 32, 32, 3), dtype=np.uint8)
+    labels = np.repeat(np.arange(classes), batch)
+    model.train_on_batch(images, labels)
+
+    def plain():
+        for _ in range(steps):
+            model.train_on_batch(images, labels)
+
+    plain_s = best_of(repeats, plain)
+    n = steps * batch * classes
+    return {"images": n, "nc_images_per_s": n / nc_s, "train_images_per_s": n / plain_s, "ratio": plain_s / nc_s}
+
+
+def neural_cleanse_defaults_seconds() -> tuple[float, int]:
+    """Wall time of Neural Cleanse's reverse engineering at its defaults on a gtsrb_cnn trained 4
+    epochs on ten synthetic signs (120 a class), and the steps it ran."""
+    from tasks.datasets import load_dataset
+    from tasks.datasets.synthetic_signs import Config as SignsConfig
+    from tasks.defenses.neural_cleanse import ReverseConfig, reverse_triggers
+    from tasks.train import TrainConfig, train_from_scratch
+
+    classes = ["speed_limit_60", "speed_limit_80", "speed_limit_120", "no_passing", "priority_road", "yield",
+               "stop", "no_entry", "general_caution", "turn_right_ahead"]
+    data = load_dataset(SignsConfig(name="synthetic_signs", classes=classes))
+    model = train_from_scratch(TrainConfig(model="gtsrb_cnn", epochs=4), data.x_train, data.y_train, data.n_classes)
+    start = time.perf_counter()
+    reversed_triggers = reverse_triggers(model, data.x_tune, data.y_tune, data.n_classes, ReverseConfig())
+    return time.perf_counter() - start, reversed_triggers.steps_run
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, default=1, help="TensorFlow threads (a trial's resources.cpu)")
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--nc-model", action="store_true", help="also time Neural Cleanse's defaults on a trained model")
     args = parser.parse_args()
     from tasks.runtime import configure_tensorflow
 
@@ -79,6 +131,13 @@ def main() -> None:
     print(f"strip: {strip['images']} images, {strip['strip_images_per_s']:.0f} images/s against plain predict's "
           f"{strip['predict_images_per_s']:.0f}: ratio {strip['ratio']:.2f} (goal >= 0.8)")
     print(f"spectre: 5,000 activations of width 512 in {spectre_seconds(args.repeats):.2f} s (goal <= 2 s)")
+    nc = neural_cleanse_ratio(args.repeats)
+    print(f"neural_cleanse: {nc['images']} images, {nc['nc_images_per_s']:.0f} images/s against plain training's "
+          f"{nc['train_images_per_s']:.0f}: ratio {nc['ratio']:.2f} (goal >= 0.8)")
+    if args.nc_model:
+        seconds, steps = neural_cleanse_defaults_seconds()
+        print(f"neural_cleanse at its defaults on a trained gtsrb_cnn, 10 classes: {seconds:.0f} s, {steps} steps "
+              f"(goal < 120 s)")
 
 
 if __name__ == "__main__":

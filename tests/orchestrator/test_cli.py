@@ -31,7 +31,7 @@ def no_ray(monkeypatch):
         (GOOD.replace("poison_pct: 10", "poison_pct: lots"), "attack.poison_pct[0]"),
         (GOOD.replace("trigger: yellow_square", "trigger: purple_square"), "attack.trigger[0]"),
         (GOOD.replace("model: gtsrb_cnn", "model: resnet50"), "model[0]"),
-        (GOOD + "defenses: [none, {strip: {}}]\n", "defenses[1]"),
+        (GOOD + "defenses: [none, {no_such_defense: {}}]\n", "defenses[1]"),
     ],
 )
 def test_bad_space_exits_2_naming_file_and_field(tmp_path, no_ray, bad, field):
