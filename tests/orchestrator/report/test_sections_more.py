@@ -388,7 +388,7 @@ def test_provenance_lists_versions_formulas_and_command():
 def test_provenance_absent_without_rows():
     rows = synthetic_rows(["yellow_square"], [6], [0], ["none"])
     context = context_of(rows)
-    context.connection.execute("CREATE OR REPLACE VIEW results AS SELECT * FROM results_table WHERE FALSE")
+    context.connection.execute("CREATE OR REPLACE VIEW results AS SELECT * FROM result_rows WHERE FALSE")
     assert provenance.section(context) is None
 
 
