@@ -119,6 +119,14 @@ def roc_over_shares(scored: list[tuple[np.ndarray, np.ndarray]], is_poison: np.n
     return {"roc_fpr": fpr.tolist(), "roc_tpr": tpr.tolist(), "auroc": auroc}
 
 
+# The ROC of a filter that removes a share of each class, as roc_over_shares computes it.
+ROC_METRICS = (
+    Metric("roc_fpr", list[float], "false-positive rates as the share removed goes 0..1 (101 points)"),
+    Metric("roc_tpr", list[float], "true-positive rates at the same shares"),
+    Metric("auroc", float, "area under that ROC"),
+)
+
+
 class SpectralSignatures(TrainingSetFilter):
     """Spectral Signatures (Tran et al. 2018): remove each class's top share of outlier scores."""
 
@@ -126,9 +134,7 @@ class SpectralSignatures(TrainingSetFilter):
     Params = Params
     metrics = (
         Metric("flagged_share", float, "share of every class removed: min(1, eps_multiplier * expected_pp_poison)"),
-        Metric("roc_fpr", list[float], "false-positive rates as the share removed goes 0..1 (101 points)"),
-        Metric("roc_tpr", list[float], "true-positive rates at the same shares"),
-        Metric("auroc", float, "area under that ROC"),
+        *ROC_METRICS,
     )
 
     def prepare(self, params: Params, graph, label: str) -> tuple:

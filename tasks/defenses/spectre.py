@@ -31,7 +31,7 @@ from pydantic import Field
 from scipy.linalg import cholesky, eigh, solve_triangular
 from scipy.stats import chi2
 
-from tasks.defenses.spectral_signatures import flag_share, roc_over_shares
+from tasks.defenses.spectral_signatures import ROC_METRICS, flag_share, roc_over_shares
 from tasks.methods import Context, DefenseData, Detected, FilterParams, Metric, TrainingSetFilter
 
 DIMENSIONS = (1, 4, 9, 16, 25, 36, 49, 64)  # the PCA sizes tried, as the authors' squares up to 64
@@ -134,9 +134,7 @@ class Spectre(TrainingSetFilter):
         Metric("flagged_share", float, "share of every scored class removed: min(1, eps_multiplier * expected_pp_poison)"),
         Metric("classes_skipped", int, "classes too small to score (fewer than 2 samples left after trimming)"),
         Metric("dimensions_mean", float, "PCA size chosen, averaged over the scored classes"),
-        Metric("roc_fpr", list[float], "false-positive rates as the share removed goes 0..1 (101 points)"),
-        Metric("roc_tpr", list[float], "true-positive rates at the same shares"),
-        Metric("auroc", float, "area under that ROC"),
+        *ROC_METRICS,
     )
 
     def prepare(self, params: Params, graph, label: str) -> tuple:
