@@ -14,10 +14,10 @@ SPACE = """
     name: defenses
     dataset: {name: synthetic_signs, per_class: 30, test_per_class: 6, classes: [speed_limit_100, stop, yield, no_entry]}
     model: gtsrb_cnn
-    train: {epochs: 3, batch_size: 16}
+    train: {epochs: 2, batch_size: 16}
     attack: {source: all, target: 1, trigger: big_yellow_square, poison_pct: [0, 20]}
     defenses: [none, {strip: {n_overlays: 4}}, [fine_tune: {epochs: 1}, strip: {n_overlays: 4}],
-               {spectre: {retrain: none}}, {neural_cleanse: {steps: 30, repair: [none, unlearn]}}]
+               {spectre: {retrain: none}}, {neural_cleanse: {steps: 10, repair: [none, unlearn]}}]
 """
 
 
@@ -43,7 +43,7 @@ def test_strip_serves_apart_from_the_models_own_metrics_and_the_report_shows_its
     assert chained["d2_kind"] == "input_filter" and pd.notna(chained["d2_threshold"])
     assert pd.isna(undefended.get("served_asr")) and pd.isna(undefended.get("d1_input_frr"))
     # Neural Cleanse: one reverse engineering per model, shared by its repair variants.
-    inspect_only, unlearnt = frame.loc[(20.0, "neural_cleanse(repair=none,steps=30)")], frame.loc[(20.0, "neural_cleanse(steps=30)")]
+    inspect_only, unlearnt = frame.loc[(20.0, "neural_cleanse(repair=none,steps=10)")], frame.loc[(20.0, "neural_cleanse(steps=10)")]
     assert inspect_only["d1_kind"] == "model_inspection" and len(inspect_only["d1_mask_l1"]) == 4
     assert inspect_only["d1_reverse_triggers_computed"] != unlearnt["d1_reverse_triggers_computed"]
     assert inspect_only["asr_after"] == inspect_only["asr_before"] and not inspect_only["d1_repaired"]
