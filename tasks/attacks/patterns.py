@@ -81,13 +81,18 @@ def png_pattern(path: str, height: int, width: int) -> np.ndarray:
 CHUNK = 2048  # images per slice in map_chunks: float32 temporaries of a slice stay in cache (~25 MB at 32x32)
 
 
+def usable_cores() -> int:
+    """The cores this process may run on (its affinity: a container's or a pinned worker's), at least 1."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
 def in_threads(function, items: list) -> list:
     """``[function(item) for item in items]`` on one thread per core.
 
     NumPy releases the GIL inside its loops, so array work on separate slices runs in parallel.
     ``function`` must not draw from a shared generator: the order of calls is not fixed.
     """
-    workers = max(1, min(os.cpu_count() or 1, len(items)))
+    workers = max(1, min(usable_cores(), len(items)))
     if workers == 1:
         return [function(item) for item in items]
     with ThreadPoolExecutor(workers) as pool:

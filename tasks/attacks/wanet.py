@@ -10,12 +10,10 @@ in NumPy, batched: one gather per corner for the whole batch, no loop over image
 
 from __future__ import annotations
 
-import os
-
 import numpy as np
 from pydantic import Field
 
-from tasks.attacks.patterns import in_threads
+from tasks.attacks.patterns import in_threads, usable_cores
 from tasks.config import StageConfig
 from tasks.methods import Attack
 
@@ -81,6 +79,7 @@ def grid_sample(x: np.ndarray, grid: np.ndarray, *, jitter: float = 0.0,
 
     Returns uint8 (n, h, w, c), rounded to the nearest level.
     """
+    x = np.ascontiguousarray(x)  # slices are written through reshaped views of the output
     n, height, width, _ = x.shape
     grid = np.asarray(grid, dtype=np.float32)
     # Pixel coordinates of the grid, tiled over one slice's images.
@@ -88,9 +87,9 @@ def grid_sample(x: np.ndarray, grid: np.ndarray, *, jitter: float = 0.0,
     grid_y = np.tile(((grid[..., 1] + 1) * np.float32((height - 1) / 2)).ravel(), chunk)
     starts = range(0, n, chunk)
     noise = rng.spawn(len(starts)) if rng is not None and jitter else [None] * len(starts)
-    out = np.empty_like(x)
+    out = np.empty(x.shape, x.dtype)
     # One share of the slices per core, each share with its own buffers.
-    shares = np.array_split(np.arange(len(starts)), os.cpu_count() or 1)
+    shares = np.array_split(np.arange(len(starts)), usable_cores())
     in_threads(lambda share: _resample_slices(x, out, [(starts[i], noise[i]) for i in share],
                                               grid_x, grid_y, jitter, chunk), [s for s in shares if len(s)])
     return out

@@ -4,9 +4,10 @@ trigger is abnormally small, and optionally unlearn it.
 B. Wang, Y. Yao, S. Shan, H. Li, B. Viswanath, H. Zheng, B. Y. Zhao, "Neural Cleanse: Identifying
 and Mitigating Backdoor Attacks in Neural Networks", IEEE S&P 2019. For every class c, a mask m
 (h x w, shared over channels) and a pattern p minimise ``CE(f((1 - m) x + m p), c) + lambda |m|_1``
-on clean tuning images, with the authors' schedule: lambda starts at ``init_cost`` and is doubled
-(halved) after ``patience`` steps whose attack success is above (below)
-``attack_succ_threshold``; Adam at ``learning_rate`` 0.1 (betas 0.5, 0.9, as their code). All
+on clean tuning images, with the authors' schedule as issue 19 states it: lambda starts at
+``init_cost`` and is doubled (halved) after ``patience`` steps whose attack success is above
+(below) ``attack_succ_threshold`` (the authors' code multiplies by 1.5 and divides by 1.5^1.5);
+Adam at ``learning_rate`` 0.1 (betas 0.5, 0.9, as their code). All
 classes are optimised together, one compiled step over a batch stamped with every class's
 candidate. A class's result is its smallest mask that reached the threshold.
 
@@ -46,7 +47,7 @@ class ReverseSettings(StageConfig):
     steps: int = Field(500, ge=1, le=100_000, description="optimisation steps at most (the paper: 1,000)")
     samples_per_class: int = Field(20, ge=1, description="clean tuning images of each class in the pool")
     batch_size: int = Field(8, ge=1, description="pool images per step, each stamped with every class's candidate")
-    init_cost: float = Field(1e-3, ge=0, description="lambda, the weight of the mask's L1 norm, at the start")
+    init_cost: float = Field(1e-3, gt=0, description="lambda, the weight of the mask's L1 norm, at the start")
     attack_succ_threshold: float = Field(0.99, gt=0, le=1, description="attack success a candidate must reach")
     patience: int = Field(5, ge=1, description="steps above (below) the threshold before lambda doubles (halves)")
     learning_rate: float = Field(0.1, gt=0)
@@ -129,7 +130,9 @@ def reverse_triggers(model, x: np.ndarray, y: np.ndarray, n_classes: int, config
             loss = tf.reduce_sum(tf.reduce_mean(entropy, axis=1) + cost * l1)
         optimizer.apply_gradients(zip(tape.gradient(loss, [mask_var, pattern_var]), [mask_var, pattern_var]))
         hits = tf.cast(tf.equal(tf.argmax(probabilities, axis=1, output_type=tf.int32), labels), tf.float32)
-        return tf.reduce_mean(tf.reshape(hits, (k, batch)), axis=1), l1
+        # The candidates that were measured, from before the update, so a kept best mask is one
+        # whose success and L1 norm were seen.
+        return tf.reduce_mean(tf.reshape(hits, (k, batch)), axis=1), l1, mask[..., 0], pattern
 
     best_l1 = np.full(k, np.inf)
     best_masks = np.zeros((k, height, width), np.float32)
@@ -138,14 +141,12 @@ def reverse_triggers(model, x: np.ndarray, y: np.ndarray, n_classes: int, config
     reached, raised, lowered = np.zeros(k, bool), np.zeros(k, bool), np.zeros(k, bool)
     steps_run = 0
     for steps_run in range(1, config.steps + 1):
-        success, l1 = (value.numpy() for value in step(tf.constant(images[rng.choice(len(pool), batch, replace=False)])))
+        success, l1, masks, patterns = (value.numpy() for value in step(
+            tf.constant(images[rng.choice(len(pool), batch, replace=False)])))
         succeeded = success >= config.attack_succ_threshold
         improved = succeeded & (l1 < best_l1)
         shrunk = succeeded & (l1 < best_l1 * (1 - 1e-3))  # by more than 0.1 %: the authors' early-stop threshold
-        if improved.any():
-            masks = (np.tanh(mask_var.numpy()[..., 0]) / 2 + 0.5)
-            patterns = (np.tanh(pattern_var.numpy()) / 2 + 0.5) * 255
-            best_masks[improved], best_patterns[improved], best_l1[improved] = masks[improved], patterns[improved], l1[improved]
+        best_masks[improved], best_patterns[improved], best_l1[improved] = masks[improved], patterns[improved], l1[improved]
         reached |= succeeded
         stale = np.where(shrunk, 0, stale + reached)
         above, below = np.where(succeeded, above + 1, 0), np.where(succeeded, 0, below + 1)
@@ -158,12 +159,9 @@ def reverse_triggers(model, x: np.ndarray, y: np.ndarray, n_classes: int, config
         # balance) and its best mask has not shrunk for early_stop_patience steps.
         if (raised & lowered & (stale >= config.early_stop_patience)).all():
             break
-    # A class that never reached the threshold keeps its last candidate (a large mask, so not flagged).
-    last_masks = np.tanh(mask_var.numpy()[..., 0]) / 2 + 0.5
+    # A class that never reached the threshold keeps its last measured candidate.
     missing = ~reached
-    best_masks[missing] = last_masks[missing]
-    best_patterns[missing] = ((np.tanh(pattern_var.numpy()) / 2 + 0.5) * 255)[missing]
-    best_l1[missing] = last_masks[missing].sum(axis=(1, 2))
+    best_masks[missing], best_patterns[missing], best_l1[missing] = masks[missing], patterns[missing], l1[missing]
     return ReversedTriggers(best_masks, best_patterns.astype(np.float32), best_l1, reached, steps_run)
 
 
