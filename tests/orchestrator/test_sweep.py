@@ -170,6 +170,36 @@ def test_three_attacks_cross_none_ac_and_perfect_filter_on_ray_with_one_type_per
     assert not {name: kinds for name, kinds in types.items() if len(kinds - {"null"}) > 1}
 
 
+def test_three_new_defenses_cross_one_attack_and_none_on_ray_with_one_type_per_column(tmp_path, local_ray):
+    """Issue 19: an input filter, a training-set filter and a model inspection (with its own shared
+    stage) run under Tune like any other defense; their rows share one schema."""
+    import pyarrow.parquet as pq
+
+    storage = tmp_path / "runs"
+    result = run_space(tmp_path, """
+        name: defenses
+        dataset: {name: synthetic_signs, per_class: 10, test_per_class: 2, classes: [speed_limit_100, stop, yield, no_entry]}
+        model: gtsrb_cnn
+        train: {epochs: 1}
+        attack: {source: all, target: 1, trigger: blend, poison_pct: 25}
+        defenses: [none, {strip: {n_overlays: 4}}, {spectre: {retrain: none}}, {neural_cleanse: {steps: 5}}]
+        resources: {cpu: 1}
+    """, "--max-concurrent", "2")
+    assert result.exit_code == 0, result.output
+    rows = query(storage, "SELECT * FROM results").set_index("pipeline")
+    assert len(rows) == 4
+    assert rows.loc["strip(n_overlays=4)", "d1_kind"] == "input_filter"
+    assert 0 <= rows.loc["strip(n_overlays=4)", "served_asr"] <= rows.loc["strip(n_overlays=4)", "asr_after"]
+    assert rows.loc["spectre(retrain=none)", "d1_kind"] == "training_set_filter"
+    assert rows.loc["neural_cleanse(steps=5)", "d1_kind"] == "model_inspection"
+    assert len(rows.loc["neural_cleanse(steps=5)", "d1_mask_l1"]) == 4
+    types: dict[str, set] = {}
+    for path in (storage / "defenses" / "results").rglob("*.parquet"):
+        for field in pq.read_schema(path):
+            types.setdefault(field.name, set()).add(str(field.type))
+    assert not {name: kinds for name, kinds in types.items() if len(kinds - {"null"}) > 1}
+
+
 @pytest.mark.ray
 def test_a_local_sweep_starts_its_own_ray_even_after_a_ray_start_on_this_machine(tmp_path):
     # `ray start` records its cluster in /tmp/ray/ray_current_cluster and a plain ray.init() joins it,
