@@ -96,3 +96,15 @@ def run_space(text: str, directory: Path, *, storage: str | Path | StorageRoot |
             except Exception as error:  # noqa: BLE001 - a failed trial is a result here, as under Tune
                 sweep.errors[trial.trial_id] = error
     return sweep
+
+
+def mixed_column_types(row_files) -> dict[str, set[str]]:
+    """The columns that have more than one Parquet type (nulls aside) across ``row_files``, with
+    their types: empty when every column has one type in every row."""
+    import pyarrow.parquet as pq
+
+    types: dict[str, set[str]] = {}
+    for path in row_files:
+        for column in pq.read_schema(path):
+            types.setdefault(column.name, set()).add(str(column.type))
+    return {name: kinds for name, kinds in types.items() if len(kinds - {"null"}) > 1}

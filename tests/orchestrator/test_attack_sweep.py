@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import pandas as pd
-import pyarrow.parquet as pq
 import pytest
 
 from orchestrator.errors import SearchSpaceError
-from tests.harness import load_trials, run_space
+from tests.harness import load_trials, mixed_column_types, run_space
 
 pytestmark = pytest.mark.slow
 
@@ -46,12 +45,7 @@ def test_new_attacks_run_beside_a_patch_and_rows_carry_their_columns_with_one_ty
     # One Parquet type per column across every attack's rows.
     row_files = sorted(sweep.storage.local_path().rglob("*.parquet"))
     assert len(row_files) >= len(frame)
-    types: dict[str, set] = {}
-    for schema in map(pq.read_schema, row_files):
-        for field in schema:
-            types.setdefault(field.name, set()).add(str(field.type))
-    mixed = {name: kinds for name, kinds in types.items() if len(kinds - {"null"}) > 1}
-    assert not mixed
+    assert not mixed_column_types(row_files)
     # The report groups by attack and parameters and shows visibility against ASR, with no edit for them.
     from orchestrator.report.sweep_report import write_sweep_report
 

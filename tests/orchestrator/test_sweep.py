@@ -12,6 +12,7 @@ from typer.testing import CliRunner
 
 from orchestrator.cli import app
 from orchestrator.results import query
+from tests.harness import mixed_column_types
 from tests.harness import run_space as run_in_process
 
 pytestmark = pytest.mark.slow
@@ -142,8 +143,6 @@ def test_a_no_cache_sweep_computes_each_trial_alone_and_a_failed_trial_is_report
 @pytest.mark.ray
 def test_three_attacks_cross_none_ac_and_perfect_filter_on_ray_with_one_type_per_column(tmp_path, local_ray):
     """Issue 18: attacks beyond patches run under Tune like any other; their rows share one schema."""
-    import pyarrow.parquet as pq
-
     storage = tmp_path / "runs"
     result = run_space(tmp_path, """
         name: attacks
@@ -163,18 +162,12 @@ def test_three_attacks_cross_none_ac_and_perfect_filter_on_ray_with_one_type_per
     assert rows["attack_ssim_mean"].between(-1, 1).all() and rows["attack_test_linf_max"].gt(0).all()
     perfect = rows[rows["pipeline"].str.startswith("perfect_filter")]
     assert (perfect["d1_tpr"] == 1).all() and (perfect["d1_removed_cover"] == 0).all()
-    types: dict[str, set] = {}
-    for path in (storage / "attacks" / "results").rglob("*.parquet"):
-        for field in pq.read_schema(path):
-            types.setdefault(field.name, set()).add(str(field.type))
-    assert not {name: kinds for name, kinds in types.items() if len(kinds - {"null"}) > 1}
+    assert not mixed_column_types((storage / "attacks" / "results").rglob("*.parquet"))
 
 
 def test_three_new_defenses_cross_one_attack_and_none_on_ray_with_one_type_per_column(tmp_path, local_ray):
     """Issue 19: an input filter, a training-set filter and a model inspection (with its own shared
     stage) run under Tune like any other defense; their rows share one schema."""
-    import pyarrow.parquet as pq
-
     storage = tmp_path / "runs"
     result = run_space(tmp_path, """
         name: defenses
@@ -193,11 +186,7 @@ def test_three_new_defenses_cross_one_attack_and_none_on_ray_with_one_type_per_c
     assert rows.loc["spectre(retrain=none)", "d1_kind"] == "training_set_filter"
     assert rows.loc["neural_cleanse(steps=5)", "d1_kind"] == "model_inspection"
     assert len(rows.loc["neural_cleanse(steps=5)", "d1_mask_l1"]) == 4
-    types: dict[str, set] = {}
-    for path in (storage / "defenses" / "results").rglob("*.parquet"):
-        for field in pq.read_schema(path):
-            types.setdefault(field.name, set()).add(str(field.type))
-    assert not {name: kinds for name, kinds in types.items() if len(kinds - {"null"}) > 1}
+    assert not mixed_column_types((storage / "defenses" / "results").rglob("*.parquet"))
 
 
 @pytest.mark.ray
