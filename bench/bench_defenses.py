@@ -10,9 +10,15 @@
   step of the same model on batches of the same size (``train_on_batch``). Goal: ratio >= 0.8.
   Then, with ``--nc-model``, the defaults' wall time on a ``gtsrb_cnn`` trained for a few epochs on
   ten synthetic signs (goal: under 2 minutes).
+- ``i_bau``: images per second through its passes against plain training steps on batches of the
+  same size. Counted, per round: the perturbation search's forward and backward pass over every
+  tuning batch (its forward-only prediction of the model's own labels is not counted); per
+  unlearning step, the outer loss's pass over the batch, and over the first batch the inner
+  gradient's pass, ``k - 1`` Hessian-vector products and the weights' mixed second derivative
+  (each a backward pass through the inner gradient: counted as one pass). Goal: ratio >= 0.8.
 
 Each timing is the best of ``--repeats`` runs in this process (this VM's memory speed varies).
-I-BAU is not built yet. Run: ``python bench/bench_defenses.py [--threads 1] [--nc-model]``.
+Run: ``python bench/bench_defenses.py [--threads 1] [--nc-model]``.
 """
 
 from __future__ import annotations
@@ -101,6 +107,37 @@ def neural_cleanse_ratio(repeats: int, steps: int = 40) -> dict:
     return {"images": n, "nc_images_per_s": n / nc_s, "train_images_per_s": n / plain_s, "ratio": plain_s / nc_s}
 
 
+def i_bau_ratio(repeats: int, n_tune: int = 500) -> dict:
+    """I-BAU's passes against plain training steps, images per second, on an untrained
+    ``gtsrb_cnn`` with 10 classes and ``n_tune`` tuning images at its defaults but one round."""
+    from tasks.defenses.i_bau import Params, unlearn
+    from tasks.models import build_model
+
+    rng = np.random.default_rng(0)
+    params = Params(rounds=1)
+    model = build_model("gtsrb_cnn", (32, 32, 3), 10)
+    x = rng.integers(0, 256, size=(n_tune, 32, 32, 3), dtype=np.uint8)
+    y = rng.integers(0, 10, n_tune)
+    unlearn(model, x, y, params, seed=0)  # traced once
+    i_bau_s = best_of(repeats, lambda: unlearn(model, x, y, params, seed=0))
+    batches = -(-n_tune // params.batch_size)
+    first = min(params.batch_size, n_tune)
+    n = n_tune + n_tune + batches * first * (params.k + 1)  # perturbation, outer, inner passes
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+    images, labels = x[:params.batch_size], y[:params.batch_size]
+    model.train_on_batch(images, labels)
+    steps = -(-n // params.batch_size)
+
+    def plain():
+        for _ in range(steps):
+            model.train_on_batch(images, labels)
+
+    plain_s = best_of(repeats, plain)
+    return {"images": n, "i_bau_images_per_s": n / i_bau_s,
+            "train_images_per_s": steps * params.batch_size / plain_s,
+            "ratio": (n / i_bau_s) / (steps * params.batch_size / plain_s), "seconds": i_bau_s}
+
+
 def neural_cleanse_defaults_seconds() -> tuple[float, int]:
     """Wall time of Neural Cleanse's reverse engineering at its defaults on a gtsrb_cnn trained 4
     epochs on ten synthetic signs (120 a class), and the steps it ran."""
@@ -134,6 +171,10 @@ def main() -> None:
     nc = neural_cleanse_ratio(args.repeats)
     print(f"neural_cleanse: {nc['images']} images, {nc['nc_images_per_s']:.0f} images/s against plain training's "
           f"{nc['train_images_per_s']:.0f}: ratio {nc['ratio']:.2f} (goal >= 0.8)")
+    ibau = i_bau_ratio(args.repeats)
+    print(f"i_bau: {ibau['images']} images through its passes in {ibau['seconds']:.1f} s, "
+          f"{ibau['i_bau_images_per_s']:.0f} images/s against plain training's {ibau['train_images_per_s']:.0f}: "
+          f"ratio {ibau['ratio']:.2f} (goal >= 0.8)")
     if args.nc_model:
         seconds, steps = neural_cleanse_defaults_seconds()
         print(f"neural_cleanse at its defaults on a trained gtsrb_cnn, 10 classes: {seconds:.0f} s, {steps} steps "

@@ -6,6 +6,7 @@ from tasks.defenses.activation_clustering import ActivationClustering
 from tasks.defenses.data_provenance import DataProvenance
 from tasks.defenses.fine_pruning import FinePruning
 from tasks.defenses.fine_tune import FineTune
+from tasks.defenses.i_bau import IBau
 from tasks.defenses.neural_cleanse import NeuralCleanse
 from tasks.defenses.perfect_filter import PerfectFilter
 from tasks.defenses.random_filter import RandomFilter
@@ -20,6 +21,7 @@ DEFENSES = (
     DataProvenance(),
     FinePruning(),
     FineTune(),
+    IBau(),
     NeuralCleanse(),
     PerfectFilter(),
     RandomFilter(),

@@ -18,7 +18,8 @@ from tests.memory_steps import walk_defense
 
 # Settings that keep each defense's work small; any other defense runs with its defaults.
 QUICK = {"dp": {"detection_epochs": 1}, "fp": {"epochs": 1}, "fine_tune": {"epochs": 1},
-         "neural_cleanse": {"steps": 20, "unlearning_epochs": 1}, "strip": {"n_overlays": 10}}
+         "neural_cleanse": {"steps": 20, "unlearning_epochs": 1}, "strip": {"n_overlays": 10},
+         "i_bau": {"rounds": 1, "k": 2}}
 SEALED = {"x_test", "y_test", "x_test_triggered", "y_test_triggered"}
 
 

@@ -22,7 +22,7 @@ DEFENSE_CONFIGURATIONS = {
     "ac": {}, "ac(ex_re_threshold)": {"ex_re_threshold": 1.0}, "ac(retrain=none)": {"retrain": "none"},
     "ac(retrain=finetune)": {"retrain": "finetune"}, "ss": {}, "dp": {}, "fp": {}, "fine_tune": {},
     "perfect_filter": {}, "random_filter": {}, "random_filter(same_as=ac)": {"same_as": "ac"}, "strip": {},
-    "spectre": {}, "neural_cleanse": {}, "neural_cleanse(repair=none)": {"repair": "none"},
+    "spectre": {}, "neural_cleanse": {}, "neural_cleanse(repair=none)": {"repair": "none"}, "i_bau": {},
 }
 
 
