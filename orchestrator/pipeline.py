@@ -163,11 +163,24 @@ def trial_row(trial: TrialSpec, records: list[tuple[str, StageRecord]], position
         row[f"{label}_seconds"] = record.seconds
         row[f"{label}_computed"] = record.computed
     row["n_stages_computed"] = sum(record.computed for _, record in records)
+    row["defense_seconds"] = defense_seconds(trial, by_label) if trial.defenses else None
     row["dataset_fingerprint"] = dataset_metrics["fingerprint"]
     row["code_version"] = code_version()
     row.update(package_versions())
     row["node"] = node_name()
     return row
+
+
+def defense_seconds(trial: TrialSpec, by_label: dict[str, StageRecord]) -> float:
+    """What the defenses cost one model, in seconds: every stage of theirs (``dN_...``; a reused
+    stage counts what it took when computed, so the cost does not depend on the cache), plus, where
+    an input filter stands last, what screening the test inputs added to the final evaluation
+    (``evaluate_after`` over ``evaluate_before``, which evaluate as many inputs)."""
+    total = sum(record.seconds for label, record in by_label.items()
+                if label[:1] == "d" and label[1:].split("_", 1)[0].isdigit())
+    if isinstance(trial.defenses[-1].method(), InputFilter) and {"evaluate_after", "evaluate_before"} <= set(by_label):
+        total += max(0.0, by_label["evaluate_after"].seconds - by_label["evaluate_before"].seconds)
+    return float(total)
 
 
 def _canonical(value: Any) -> Any:

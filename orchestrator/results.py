@@ -38,6 +38,7 @@ TRIAL_COLUMNS = (
     "sweep", "trial_id", "dataset", "model", "trigger", "source", "target", "poison_pct", "seed", "pipeline",
     "n_defenses", "clean_acc_before", "asr_before", "ra_before", "clean_acc_after", "asr_after", "ra_after", "der",
     "served_clean_acc", "served_asr", "served_ra", "der_served",  # with an input filter
+    "defense_seconds",
 )
 
 

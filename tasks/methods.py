@@ -415,6 +415,7 @@ INSPECTION_METRICS = (
     Metric("n_flagged_classes", int, "how many classes were flagged"),
     Metric("target_flagged", bool, "whether the attack's target class was flagged"),
     Metric("target_score", float, "the target class's suspicion score"),
+    Metric("target_rank", int, "the target class's rank by suspicion score (1 = most suspicious; ties share the best)"),
     Metric("repaired", bool, "whether the model was repaired after the inspection"),
 )
 

@@ -77,6 +77,7 @@ class Inspection:
             "n_flagged_classes": len(flagged),
             "target_flagged": bool(self.inspected.flagged[self.target]),
             "target_score": float(self.inspected.scores[self.target]),
+            "target_rank": 1 + int((self.inspected.scores > self.inspected.scores[self.target]).sum()),
         }
 
     def save(self, directory: Path) -> None:

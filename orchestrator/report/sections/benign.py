@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from orchestrator.report import figures
+from orchestrator.report.methods import INPUT_FILTER, MODEL_INSPECTION, kind_sql
 from orchestrator.report.model import Figure, Paragraph, ReportContext, Section, Table
 from orchestrator.report.sections.settings import (
     NO_DEFENSE,
@@ -54,7 +55,9 @@ def section(context: ReportContext) -> Section | None:
         "independent; the counts summed over models stand beside it (a configuration with two filtering steps has a row per step; "
         "the second sees only what the first kept). Clean-accuracy cost: clean accuracy before the defense "
         "minus after it, in percentage points, mean [95 % CI] n = seeds; a negative cost is a gain. "
-        "A defense that removes no training samples (a model repair, an input filter) has a cost and no FPR. "
+        "A defense that removes no training samples (a model repair, an input filter) has a cost and no FPR; "
+        "an input filter's false alarms are the clean test inputs it rejects (its cost is the clean accuracy it "
+        "serves), a model inspection's the classes it flags on a clean model. "
         "Trials at 0 % that differ only in their "
         "trigger train on the same clean data with the same seed: they are averaged per seed first.")]
     # A colour per defense, the same in every figure of this section; combinations last.
@@ -110,6 +113,14 @@ def benign_table(context: ReportContext, keys: list[str]) -> pd.DataFrame:
         merged = cost.merge(rates, on=[*keys, "pipeline"], how="left")
         merged["position"] = merged["position"].fillna(0).astype("int64")
         merged["defense"] = merged["defense"].fillna("")
+    alarms = _other_alarms(context, keys)
+    if not alarms.empty:
+        merged = merged.merge(alarms, on=[*keys, "pipeline"], how="left")
+    for metric in ALARMS:
+        for part in ("mean", "lo", "hi"):
+            if f"{metric}_{part}" not in merged:
+                merged[f"{metric}_{part}"] = np.nan
+        merged[f"{metric}_n"] = merged[f"{metric}_n"].fillna(0).astype("int64") if f"{metric}_n" in merged else 0
     for column in ("fp", "tn", "seeds", "fpr_n"):
         merged[column] = merged[column].fillna(0).astype("int64") if column in merged else 0
     for column in ("fpr", "fpr_lo", "fpr_hi"):
@@ -119,7 +130,7 @@ def benign_table(context: ReportContext, keys: list[str]) -> pd.DataFrame:
     merged = merged.sort_values([*keys, "pipeline", "position"],
                                 key=lambda c: c.map(rank) if c.name == "pipeline" else c)
     columns = [*keys, "pipeline", "position", "defense", "fp", "tn", "fpr", "fpr_lo", "fpr_hi", "fpr_n", "seeds",
-               *(f"{m}_{p}" for m in ("acc_cost", "clean_acc_before") for p in ("mean", "lo", "hi", "n"))]
+               *(f"{m}_{p}" for m in ("acc_cost", "clean_acc_before", *ALARMS) for p in ("mean", "lo", "hi", "n"))]
     return merged[columns].reset_index(drop=True)
 
 
@@ -139,6 +150,35 @@ def _false_positives(context: ReportContext, keys: list[str]) -> pd.DataFrame:
     return rates[[*keys, "pipeline", "position", "defense", "fp", "tn", "fpr", "fpr_lo", "fpr_hi", "fpr_n", "seeds"]]
 
 
+ALARMS = ("input_frr", "n_flagged_classes")  # an input filter's clean rejections, an inspection's flags
+
+
+def _other_alarms(context: ReportContext, keys: list[str]) -> pd.DataFrame:
+    """Per (``keys``, pipeline) at 0 % poison, the false alarms of the steps that remove no samples:
+    an input filter's share of clean test inputs rejected (``input_frr``) and a model inspection's
+    classes flagged on a clean model (``n_flagged_classes``), averaged per seed first:
+    ``<metric>_mean/_lo/_hi/_n``, n = seeds. Empty without such steps."""
+    columns = context.columns("stages")
+    if "position" not in columns or not set(ALARMS) & columns:
+        return pd.DataFrame()
+    kind = kind_sql(columns)
+    values = {"input_frr": f"CASE WHEN {kind} = '{INPUT_FILTER}' THEN input_frr END",
+              "n_flagged_classes": f"CASE WHEN {kind} = '{MODEL_INSPECTION}' THEN n_flagged_classes END"}
+    present = [m for m in ALARMS if m in columns]
+    by = ", ".join(quote(k) for k in [*keys, "pipeline", "seed"])
+    per_seed = (f"(SELECT {by}, " + ", ".join(f"avg({values[m]}::DOUBLE) AS {m}" for m in present)
+                + f" FROM stages WHERE {BENIGN} GROUP BY {by})")
+    return aggregate(context.connection, per_seed, [*keys, "pipeline"], present)
+
+
+def _alarm_cells(rows: pd.DataFrame) -> list[str]:
+    """A step's false alarms other than removed samples: rejected clean inputs, flagged classes; – where none."""
+    frr, flags = estimate_cells(rows, "input_frr"), estimate_cells(rows, "n_flagged_classes", scale=1.0,
+                                                                     bounds=(0.0, np.inf))
+    return [f"{f} % of clean inputs rejected" if n_frr else f"{g} classes flagged" if n_flags else "–"
+            for f, g, n_frr, n_flags in zip(frr, flags, rows["input_frr_n"], rows["n_flagged_classes_n"])]
+
+
 def _step(position: int, defense: str) -> str:
     return f"{position}:\u00a0{defense}" if position else "– (removes no samples)"
 
@@ -149,12 +189,16 @@ def _table(stem: str, label: str, rows: pd.DataFrame) -> Table:
     shown["FPR (%)"] = rate_cells(rows, "fpr")
     shown["Clean removed, pooled"] = ["–" if not position else f"{fp:,} of {fp + tn:,}"
                               for position, fp, tn in zip(rows["position"], rows["fp"], rows["tn"])]
+    if (rows[[f"{m}_n" for m in ALARMS]] > 0).any(axis=None):
+        shown["Other false alarms"] = _alarm_cells(rows)
     shown["Clean acc. before (%)"] = estimate_cells(rows, "clean_acc_before")
     shown["Clean-acc. cost (pp)"] = estimate_cells(rows, "acc_cost", bounds=None)
     return Table(stem, f"Benign arm on {label}: false positives and clean-accuracy cost at 0 % poison", shown, rows,
                  "FPR: clean samples removed over clean samples seen per model (counts averaged over triggers "
                  "first), mean [95 % Student-t interval] n = models (seeds). Clean removed, pooled: counts summed over the "
-                 "models. Cost: before − after in percentage points, mean [95 % CI] n = seeds.")
+                 "models. Cost: before − after in percentage points, mean [95 % CI] n = seeds; for an input filter, "
+                 "after is the accuracy it serves. Other false alarms: an input filter's clean test inputs rejected, a "
+                 "model inspection's classes flagged on a clean model, mean [95 % CI] n = seeds.")
 
 
 def _summary(label: str, rows: pd.DataFrame) -> Paragraph:

@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from orchestrator.report import figures
-from orchestrator.report.methods import INPUT_FILTER, TRAINING_SET_FILTER, defenses, kind_sql
+from orchestrator.report.methods import INPUT_FILTER, MODEL_INSPECTION, TRAINING_SET_FILTER, defenses, kind_sql
 from orchestrator.report.model import Figure, Paragraph, ReportContext, Section, Table
 from orchestrator.report.sections.settings import (
     estimate_cells,
@@ -31,6 +31,7 @@ from orchestrator.report.sections.settings import (
     rate_cells,
     select_panel,
     setting_columns,
+    shown_keys,
 )
 from orchestrator.report.stats import aggregate, detection_rates, format_estimate
 
@@ -39,6 +40,7 @@ MAX_PANELS = 6
 SCORE_LABELS = {"art": "ART score (un-centred)", "centered": "centred score (Tran et al.)"}
 ROC_METRICS = {"roc_fpr", "roc_tpr", "auroc"}  # a filter that declares these gets its ROC drawn
 REJECTIONS = {"input_frr", "input_tpr"}  # an input filter's kind metrics
+INSPECTED = {"target_flagged", "target_rank", "target_score", "n_flagged_classes"}  # a model inspection's
 # An input filter that sets a threshold on clean images declares how many (strip does); a threshold
 # set on fewer than FEW_CALIBRATION_IMAGES is named under the table: its false-rejection rate is loose.
 CALIBRATION_N, FEW_CALIBRATION_IMAGES = "calibration_n", 200
@@ -65,9 +67,10 @@ def section(context: ReportContext) -> Section | None:
             blocks += [figure for defense in roc_defenses(context)
                        if (figure := roc_figure(context, counts, defense)) is not None]
     blocks += input_filter_blocks(context)
+    blocks += inspection_blocks(context)
     if not blocks:
         return None
-    return Section("detection", "Detection: what the filters removed or rejected", blocks)
+    return Section("detection", "Detection: what the filters removed or rejected, what the inspections flagged", blocks)
 
 
 INTERVALS = (
@@ -104,6 +107,54 @@ def input_filter_rates(context: ReportContext) -> pd.DataFrame:
     rank = {p: i for i, p in enumerate(pipeline_order(frame["pipeline"]))}
     return frame.sort_values(["dataset", "model", "pipeline", "position"],
                              key=lambda c: c.map(rank) if c.name == "pipeline" else c).reset_index(drop=True)
+
+
+def inspection_results(context: ReportContext) -> pd.DataFrame:
+    """Per (dataset, model, setting columns, pipeline, position, defense) of the model-inspection steps on
+    backdoored models: the share of models whose target class was flagged (``target_flagged``), the
+    target's rank by suspicion among the classes (1 = most suspicious), its score, and how many classes
+    were flagged, each averaged per model (seed) first: ``<metric>_mean/_lo/_hi/_n`` with a 95 %
+    Student-t interval, n = models; ``asr_before`` beside them. Empty when no inspection ran."""
+    columns = context.columns("stages")
+    if not INSPECTED | {"defense", "position"} <= columns:
+        return pd.DataFrame()
+    metrics = ["target_flagged", "target_rank", "target_score", "n_flagged_classes", "asr_before"]
+    group = list(dict.fromkeys(["dataset", "model", *setting_columns(context), "pipeline", "position", "defense"]))
+    keys = ", ".join(quote(k) for k in [*group, "seed"])
+    means = ", ".join(f"avg({quote(m)}::DOUBLE) AS {quote(m)}" for m in metrics)
+    per_model = (f"(SELECT {keys}, {means} FROM stages WHERE {kind_sql(columns)} = '{MODEL_INSPECTION}' "
+                 f"AND poison_pct > 0 AND target_flagged IS NOT NULL GROUP BY {keys})")
+    frame = aggregate(context.connection, per_model, group, metrics)
+    if frame.empty:
+        return frame
+    rank = {p: i for i, p in enumerate(pipeline_order(frame["pipeline"]))}
+    return frame.sort_values(group, key=lambda c: c.map(rank) if c.name == "pipeline" else c).reset_index(drop=True)
+
+
+def inspection_blocks(context: ReportContext) -> list:
+    """A paragraph and a table of what each model-inspection configuration flagged; [] when none ran."""
+    found = inspection_results(context)
+    if found.empty:
+        return []
+    shown = shown_keys(found, [k for k in setting_columns(context)], keep=("trigger", "poison_pct"))
+    shown[heading("pipeline")] = found["pipeline"]
+    shown["Models"] = found["target_flagged_n"].astype(str)
+    shown["ASR before (%)"] = estimate_cells(found, "asr_before")
+    shown["Target flagged (%)"] = estimate_cells(found, "target_flagged")
+    shown["Target's rank"] = estimate_cells(found, "target_rank", scale=1.0, digits=1, bounds=(1.0, np.inf))
+    shown["Target's score"] = estimate_cells(found, "target_score", scale=1.0, digits=2, bounds=None)
+    shown["Classes flagged"] = estimate_cells(found, "n_flagged_classes", scale=1.0, digits=1, bounds=(0.0, np.inf))
+    return [
+        Paragraph("Model inspections score every class of a model and flag the suspicious ones (Neural Cleanse: the "
+                  "anomaly index of the class's reversed trigger). Per attack setting and configuration, over the "
+                  "backdoored models (seeds): the share of models whose attack target was flagged, the target's rank "
+                  "among the classes by score (1 = the most suspicious class; ties share the better rank), its score, "
+                  "and how many classes were flagged in all (a flagged class that is not the target is a false "
+                  "flag). Mean [95 % Student-t interval] n = models."),
+        Table("detection_inspections", "Model inspections: was the target flagged, and where did it rank", shown, found,
+              "Mean [95 % Student-t interval over models] n = models; the share flagged in percent. A target ranked 1 "
+              "but not flagged was the most suspicious class without crossing the threshold."),
+    ]
 
 
 def input_filter_blocks(context: ReportContext) -> list:

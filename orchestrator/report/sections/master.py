@@ -8,6 +8,7 @@ tables, so the table turns: one per attack setting, a row per configuration.
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 
 from orchestrator.report.model import Paragraph, ReportContext, Section, Table
@@ -24,14 +25,17 @@ from orchestrator.report.sections.settings import (
 )
 from orchestrator.report.stats import aggregate
 
-METRICS = {"clean_acc_after": "Clean acc. (%)", "asr_after": "ASR (%)", "der": "DER"}
+METRICS = {"clean_acc_after": "Clean acc. (%)", "asr_after": "ASR (%)", "der": "DER",
+           "defense_seconds": "Defense compute (s)"}
 PER_TABLE = 2  # configurations per table: 2 × 3 columns of two-line cells fit a 1000 px page
 MAX_WIDE = 12  # more configurations than this: one table per attack setting instead
 
 DEFINITION = (f"Cells: mean [95 % CI] n = seeds after the defense; clean accuracy and ASR in percent. {DER_FORMULA}; "
-              "– where there is no defense.")
+              "– where there is no defense. Defense compute: seconds the defense's stages took per model (a stage "
+              "reused from the cache counts what it took when computed), with an input filter's screening of the "
+              "test inputs.")
 NOTE = ("Cells: mean [95 % CI] n = seeds after the defense; clean accuracy and ASR in percent, DER from 0 to 1 "
-        "(0.5 = no effect, 1 = backdoor gone at no cost).")
+        "(0.5 = no effect, 1 = backdoor gone at no cost), defense compute in seconds per model.")
 
 
 def section(context: ReportContext) -> Section | None:
@@ -101,4 +105,6 @@ def per_setting_tables(stats: pd.DataFrame, keys: list[str], metrics: list[str],
 
 
 def _cells(frame: pd.DataFrame, metric: str) -> list[str]:
+    if metric == "defense_seconds":
+        return estimate_cells(frame, metric, scale=1.0, digits=0, bounds=(0.0, np.inf))
     return der_cells(frame) if metric == "der" else estimate_cells(frame, metric)

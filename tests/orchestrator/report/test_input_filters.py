@@ -79,3 +79,56 @@ def test_an_input_filter_stands_in_the_generic_sections_by_its_label():
         svgs = " ".join(getattr(block, "svg", "") for block in sections[section_id].blocks)
         # The trade-off's table lists its Pareto front only; its figure has a colour for every defense.
         assert GATE in text or "entropy_gate" in svgs, section_id
+
+
+# A made-up model inspection (no registry knows it): per seed, (target flagged, target's rank,
+# target's score, classes flagged).
+CLEANSE = "mask_check"
+INSPECTED = {0: (True, 1, 3.5, 1), 1: (False, 2, 1.5, 1), 2: (True, 1, 2.5, 2)}
+
+
+def inspected_rows(poison_pct: float = 4) -> list[dict]:
+    rows = synthetic_rows(["yellow_square"], [poison_pct], SEEDS, ["none"])
+    inspected = []
+    for row in rows:
+        flagged, rank, score, n_flagged = INSPECTED[row["seed"]]
+        inspected.append({**row, "trial_id": row["trial_id"][:12] + "mask", "pipeline": CLEANSE, "n_defenses": 1,
+                          "d1_name": CLEANSE, "d1_kind": "model_inspection", "d1_target_flagged": flagged,
+                          "d1_target_rank": rank, "d1_target_score": score, "d1_n_flagged_classes": n_flagged,
+                          "d1_flagged_classes": "1", "d1_repaired": False, "der": 0.5})
+    return rows + inspected
+
+
+def test_a_model_inspection_gets_a_table_of_the_targets_flags_and_rank_over_models():
+    table = tables(detection.section(context_of(inspected_rows())))["detection_inspections"]
+    row = table.data.set_index("pipeline").loc[CLEANSE]
+    for index, metric in enumerate(("target_flagged", "target_rank", "target_score", "n_flagged_classes")):
+        values = [float(INSPECTED[seed][index]) for seed in SEEDS]
+        assert row[f"{metric}_mean"] == pytest.approx(np.mean(values)) and row[f"{metric}_n"] == 3
+        assert (row[f"{metric}_lo"], row[f"{metric}_hi"]) == pytest.approx(interval(values))
+    shown = table.shown.set_index("Defense configuration").loc[CLEANSE]
+    assert shown["Target flagged (%)"].startswith("66.7 [") and shown["Models"] == "3"
+    low, high = interval([1.0, 2.0, 1.0])
+    assert shown["Target's rank"] == f"1.3 [1.0, {high:.1f}] n=3"  # cut at rank 1
+    # At 0 % there is no target to flag: the table leaves those models out.
+    assert detection.section(context_of(inspected_rows(poison_pct=0))) is None
+
+
+def test_the_benign_arm_shows_an_input_filters_clean_rejections_and_an_inspections_false_flags():
+    from orchestrator.report.sections import benign
+
+    rows = gated_rows(others=()) + inspected_rows()
+    for row in rows:
+        row["poison_pct"] = 0.0
+    table = tables(benign.section(context_of(rows)))
+    (found,) = table.values()
+    shown = found.shown.set_index("Defense configuration")
+    frr = [PLANTED[seed][0] for seed in SEEDS]
+    low, high = interval(frr)
+    assert shown.loc[GATE, "Other false alarms"] == (f"5.0 [{100 * max(low, 0):.1f}, {100 * high:.1f}] n=3 % of "
+                                                     "clean inputs rejected")
+    assert shown.loc[CLEANSE, "Other false alarms"].startswith("1.3 [") and "classes flagged" in shown.loc[CLEANSE, "Other false alarms"]
+    served = found.data.set_index("pipeline").loc[GATE]
+    # The gate's cost is the clean accuracy it serves: before minus served, per seed.
+    before = [r["clean_acc_before"] for r in rows if r["pipeline"] == GATE]
+    assert served["acc_cost_mean"] == pytest.approx(np.mean([b - PLANTED[s][2] for b, s in zip(before, SEEDS)]))

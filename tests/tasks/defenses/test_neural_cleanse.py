@@ -102,3 +102,14 @@ def test_nothing_flagged_leaves_the_weights_alone(monkeypatch):
     assert repaired is not model and metrics["unlearned_images"] == 0
     for before, after in zip(model.get_weights(), repaired.get_weights()):
         np.testing.assert_array_equal(before, after)
+
+
+def test_an_inspection_ranks_the_target_among_the_classes_by_score():
+    from tasks.defenses.kinds import Inspection
+
+    scores = np.array([0.5, 3.0, 1.0, 3.0, 1.0])
+    inspected = Inspected(scores, scores > 2)
+    assert Inspection(inspected, target=2).metrics["target_rank"] == 3  # two classes score higher; a tie shares
+    assert Inspection(inspected, target=4).metrics["target_rank"] == 3
+    assert Inspection(inspected, target=1).metrics | {"target_flagged": True, "n_flagged_classes": 2} == \
+        Inspection(inspected, target=1).metrics and Inspection(inspected, target=1).metrics["target_rank"] == 1
