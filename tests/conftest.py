@@ -107,6 +107,45 @@ def local_ray():
     assert wait_until_gone(started), "the module's raylet or GCS server outlived ray.shutdown()"
 
 
+def pytest_configure(config):
+    """Start pip's resolution for ``tests/test_packaging.py`` now, in the background, when this run
+    may run that test: it mostly waits on the package index, so it overlaps the CPU-bound tests
+    instead of holding an xdist worker for minutes. Workers inherit where it writes (they start
+    after this hook); the test waits for it there."""
+    import tempfile
+    from pathlib import Path
+
+    from tests.test_packaging import RESOLUTION_DIR, start_resolution
+
+    if hasattr(config, "workerinput") or os.environ.get(RESOLUTION_DIR) or not _may_run_resolution(config):
+        return
+    directory = Path(tempfile.mkdtemp(prefix="bdsweep-pip-resolution-"))
+    start_resolution(directory)
+    os.environ[RESOLUTION_DIR] = str(directory)
+    config.stash[_RESOLUTION_KEY] = directory
+
+
+_RESOLUTION_KEY = pytest.StashKey()
+
+
+def pytest_unconfigure(config):
+    import shutil
+
+    if (directory := config.stash.get(_RESOLUTION_KEY, None)) is not None:
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+def _may_run_resolution(config) -> bool:
+    """Whether the run's paths include tests/test_packaging.py and its marks leave slow tests in."""
+    from pathlib import Path
+
+    if "not slow" in (config.getoption("markexpr", "") or ""):
+        return False
+    target = Path(__file__).with_name("test_packaging.py").resolve()
+    paths = [Path(config.invocation_params.dir, arg.split("::")[0]).resolve() for arg in config.args]
+    return not paths or any(path == target or path in target.parents for path in paths)
+
+
 def pytest_collection_modifyitems(config, items):
     """Under pytest-xdist (``-n``), every test that starts Ray is in one group (``--dist loadgroup``):
     it runs on one worker, one test after another, while the in-process tests, which start no Ray,
