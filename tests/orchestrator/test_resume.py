@@ -1,14 +1,16 @@
 """Crash and resume: the driver is SIGKILLed at several points of a real sweep, then `bdsweep resume` finishes it.
 
-The storage root is a local directory, or (``[midway]``) a bucket of a real S3 server (moto) on
-127.0.0.1: a sweep on S3 survives its driver as one on disk does, and ``status`` and ``query`` read it.
+Two sweeps, three kill points: on a local directory, the run killed before any trial ends, then its
+resume killed after the last trial ends; on a bucket of a real S3 server (moto) on 127.0.0.1, the
+run killed midway: a sweep on S3 survives its driver as one on disk does, and ``status`` and
+``query`` read it.
 
 What "before the crash" holds is read once every process of the killed sweep has ended. Its Ray
 workers outlive their driver: a worker notices that its raylet died only at its next check (once a
 second; ``RAY_raylet_death_check_interval_milliseconds``), and until then the trial in flight goes
 on, publishing artifacts and writing its row. Read earlier, such a row is one the resumed sweep
 seems to have written, and the stages its trial computed look computed twice (the `[midway]`
-failure of issue 17). In ``[midway]`` the workers check every 10 s instead, so that trials in flight
+failure of issue 17). In the midway kill the workers check every 10 s instead, so that trials in flight
 often finish after the kill.
 """
 
@@ -136,47 +138,22 @@ KILL_POINTS = {
 }
 
 
-@pytest.fixture(params=list(KILL_POINTS))
-def kill_point_and_storage(request, tmp_path) -> tuple[str, str]:
-    """A kill point and the storage root of its sweep: S3 for ``midway``, a directory otherwise."""
-    if request.param == "midway":
-        return request.param, request.getfixturevalue("s3_root")
-    return request.param, str(tmp_path / "runs")
-
-
-def test_resume_after_the_driver_is_killed_leaves_one_row_per_trial_and_recomputes_nothing(tmp_path,
-                                                                                         kill_point_and_storage):
-    kill_point, storage = kill_point_and_storage
-    space = tmp_path / "space.yaml"
-    space.write_text(textwrap.dedent(SPACE))
-    _, trials = load_search_space(space)
-
-    # Workers notice a dead raylet at a check every second; every 10 s in [midway] (see the module's docstring).
-    linger = {"RAY_raylet_death_check_interval_milliseconds": "10000"} if kill_point == "midway" else {}
-    driver = bdsweep("run", str(space), "--storage", storage, "--max-concurrent", "2", env=linger)
+def killed_at(kill_point: str, storage: str, *command: str, env: dict[str, str] | None = None):
+    """Run ``bdsweep *command``, SIGKILL it at ``kill_point``; the rows and artifacts it left."""
+    driver = bdsweep(*command, env=env)
     try:
         wait_for(lambda: KILL_POINTS[kill_point](storage), driver)
     finally:
         kill_driver(driver)
-    rows_before, artifacts_before = settled_rows(storage), manifests(storage)
-    assert len(rows_before) < 6 or kill_point == "after_the_last_trial_ends"
+    return settled_rows(storage), manifests(storage)
 
-    refused = bdsweep("run", str(space), "--storage", storage)
-    assert "bdsweep resume crash" in finish(refused, 120) and refused.returncode == 2
-    resumed = bdsweep("resume", "crash", "--storage", storage)
-    output = finish(resumed, 240)
-    assert resumed.returncode == 0, output
-    assert "Failed to fetch metrics" not in output  # Tune's warning about the result files it does not write
-    if len(rows_before) < len(trials):  # else there is nothing to run and no Ray to start
-        where = "s3://" if storage.startswith("s3://") else storage
-        assert f"restoring Tune's experiment {where}" in output  # Tune had saved its state before the kill
 
-    # Exactly one row per trial, and the rows written before the crash were left alone.
+def check_resumed(storage: str, trials, rows_before: set[str], artifacts_before: dict[str, float]) -> None:
+    """Exactly one row per trial, the rows and artifacts written before the crash left alone, and
+    every stage a resumed trial computed one that had not finished before."""
     assert rows(storage) == {t.trial_id for t in trials}
-    # No artifact that existed before the crash was computed again...
     artifacts_after = manifests(storage)
     assert {key: artifacts_after[key] for key in artifacts_before} == artifacts_before
-    # ...and every stage that the resumed trials computed was one that had not finished before.
     recomputed = []
     # Stages after the dataset are keyed by its fingerprint: the stored artifacts tell the keys.
     stored = StoredContents(artifact_store(open_storage(storage)))
@@ -189,10 +166,64 @@ def test_resume_after_the_driver_is_killed_leaves_one_row_per_trial_and_recomput
                 recomputed.append(label)
     assert recomputed == []
 
-    if kill_point == "midway":  # the commands that read a sweep, on S3
-        status = bdsweep("status", "crash", "--storage", storage)
-        assert "6 trials: 6 done, 0 running, 0 errored, 0 pending" in finish(status, 120)
-        answer = bdsweep("query", "SELECT count(*) AS n, count(DISTINCT trial_id) AS ids FROM results",
-                         "--storage", storage)
-        words = finish(answer, 120).split()
-        assert answer.returncode == 0 and words[-2:] == ["6", "6"], words
+
+def resume(storage: str, trials, rows_before: set[str]) -> str:
+    """``bdsweep resume crash`` to the end; its output."""
+    resumed = bdsweep("resume", "crash", "--storage", storage)
+    output = finish(resumed, 240)
+    assert resumed.returncode == 0, output
+    assert "Failed to fetch metrics" not in output  # Tune's warning about the result files it does not write
+    if len(rows_before) < len(trials):  # else there is nothing to run and no Ray to start
+        where = "s3://" if storage.startswith("s3://") else storage
+        assert f"restoring Tune's experiment {where}" in output  # Tune had saved its state before the kill
+    return output
+
+
+def refused(space: Path, storage: str) -> None:
+    """``run`` of a sweep that has started is refused, pointing to ``resume``."""
+    again = bdsweep("run", str(space), "--storage", storage)
+    assert "bdsweep resume crash" in finish(again, 120) and again.returncode == 2
+
+
+def crash_space(tmp_path: Path):
+    space = tmp_path / "space.yaml"
+    space.write_text(textwrap.dedent(SPACE))
+    return space, load_search_space(space)[1]
+
+
+def test_a_sweep_killed_before_any_trial_ends_then_its_resume_killed_after_the_last_resumes_once_each(tmp_path):
+    """Two kill points in one sweep on a local root: the run, killed once a stage but no trial has
+    finished; its resume, killed once every trial has its row (the driver still up); a last resume
+    with nothing left to run."""
+    space, trials = crash_space(tmp_path)
+    storage = str(tmp_path / "runs")
+    rows_before, artifacts_before = killed_at("before_any_trial_ends", storage, "run", str(space),
+                                              "--storage", storage, "--max-concurrent", "2")
+    assert len(rows_before) < 6
+    refused(space, storage)
+    rows_resumed, artifacts_resumed = killed_at("after_the_last_trial_ends", storage, "resume", "crash",
+                                                "--storage", storage)
+    check_resumed(storage, trials, rows_before, artifacts_before)
+    resume(storage, trials, rows_resumed)
+    check_resumed(storage, trials, rows_resumed, artifacts_resumed)
+    assert manifests(storage) == artifacts_resumed  # nothing was left to compute
+
+
+def test_a_sweep_on_s3_killed_midway_resumes_and_status_and_query_read_it(tmp_path, s3_root):
+    """Killed once two trials have rows, on S3; its workers check for a dead raylet every 10 s (see
+    the module's docstring), so trials in flight often finish after the kill."""
+    space, trials = crash_space(tmp_path)
+    storage = s3_root
+    linger = {"RAY_raylet_death_check_interval_milliseconds": "10000"}
+    rows_before, artifacts_before = killed_at("midway", storage, "run", str(space), "--storage", storage,
+                                              "--max-concurrent", "2", env=linger)
+    assert len(rows_before) < 6
+    refused(space, storage)
+    resume(storage, trials, rows_before)
+    check_resumed(storage, trials, rows_before, artifacts_before)
+    status = bdsweep("status", "crash", "--storage", storage)
+    assert "6 trials: 6 done, 0 running, 0 errored, 0 pending" in finish(status, 120)
+    answer = bdsweep("query", "SELECT count(*) AS n, count(DISTINCT trial_id) AS ids FROM results",
+                     "--storage", storage)
+    words = finish(answer, 120).split()
+    assert answer.returncode == 0 and words[-2:] == ["6", "6"], words
