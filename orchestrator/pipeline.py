@@ -162,6 +162,9 @@ def trial_row(trial: TrialSpec, records: list[tuple[str, StageRecord]], position
     for label, record in records:
         row[f"{label}_seconds"] = record.seconds
         row[f"{label}_computed"] = record.computed
+        # The artifact the step used, for readers of the store (the report draws from some); a
+        # method's own metric of that name (Fine-Pruning's fine_tune_key) says the same and stays.
+        row.setdefault(f"{label}_key", record.key)
     row["n_stages_computed"] = sum(record.computed for _, record in records)
     row["defense_seconds"] = defense_seconds(trial, by_label) if trial.defenses else None
     row["dataset_fingerprint"] = dataset_metrics["fingerprint"]

@@ -259,6 +259,12 @@ def finished_trial_ids(storage: str | Path | StorageRoot, sweep: str, warn: bool
     return scan.trial_ids[sweep]
 
 
+# Columns ``<step label><suffix>`` that record how a step went (its time, whether it was computed,
+# the key of the artifact it used), not a configuration, though the labels ``dataset`` and
+# ``train`` start like configuration columns.
+STEP_SUFFIXES = ("_seconds", "_computed", "_key")
+
+
 def stages_sql(columns: list[str]) -> str:
     """The ``stages`` view over ``results`` with these ``columns``: a row per (trial, defense position).
 
@@ -270,7 +276,7 @@ def stages_sql(columns: list[str]) -> str:
     # train_*), so a per-model aggregate over stages never merges two models.
     trial = [c for c in TRIAL_COLUMNS if c in columns] + [
         c for c in columns if c.startswith(("dataset_", "train_"))
-        and c != "dataset_fingerprint" and not c.endswith(("_seconds", "_computed"))]  # not the stages' costs
+        and c != "dataset_fingerprint" and not c.endswith(STEP_SUFFIXES)]  # not the steps' costs and keys
     positions = sorted({int(c[1:].split("_", 1)[0]) for c in columns if c.startswith("d") and c.endswith("_name")
                         and c[1:].split("_", 1)[0].isdigit()})
     keep = ", ".join(quote_identifier(c) for c in trial)

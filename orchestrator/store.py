@@ -316,6 +316,15 @@ class ArtifactStore:
         LOADED_ARTIFACTS.put(self._loaded_key(ref, manifest), readable, stamps, value)
         return value
 
+    def read_stored(self, stage: Stage, key: str) -> Any | None:
+        """The stored artifact of ``stage`` under ``key``, its checksums verified, or None when it is
+        missing or damaged: a reader's view (the report's), which never computes nor discards."""
+        ref = ArtifactRef(stage, key, self.path(stage, key), self, None, [])
+        manifest = self._whole_manifest(ref, checksums=True)
+        if manifest is None:
+            return None
+        return stage.artifact.load(self._readable(ref, manifest))
+
     def _loaded_before(self, ref: ArtifactRef) -> Any:
         """The value of ``ref`` this process loaded and verified before, if the stored artifact is
         still the one it was loaded from; else :data:`NOT_LOADED`.

@@ -8,6 +8,7 @@ objects, so a section never formats for one output.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any, Callable
 
 import duckdb
 import pandas as pd
@@ -118,11 +119,14 @@ class ReportContext:
         trial and defense position) views, as :func:`orchestrator.results.connect` makes them
     facts : the sweep's :class:`SweepFacts`
     budgets : clean-accuracy drops (percentage points) the guidelines keep within
+    read_artifact : ``(stage, key) -> artifact or None``: a stored artifact the rows name (``<label>_key``),
+        checksums verified, None when missing or damaged; None when the report cannot read the store
     """
 
     connection: duckdb.DuckDBPyConnection
     facts: SweepFacts
     budgets: tuple[float, ...] = (1.0, 2.0, 5.0)
+    read_artifact: Callable[[Any, str], Any] | None = None
 
     def __post_init__(self):
         # Every section reads a pipeline's defended outcome: for one that ends in an input filter,

@@ -19,6 +19,7 @@ from orchestrator.report.model import ReportContext, SweepFacts
 from orchestrator.results import open_results
 from orchestrator.search_space import TrialSpec
 from orchestrator.storage import StorageRoot
+from orchestrator.store import artifact_store
 from orchestrator.status import trial_states
 from orchestrator.sweep import TRIALS_FILE, require_sweep, trial_label
 from orchestrator.trainable import error_file, last_line
@@ -102,7 +103,7 @@ def sweep_context(storage: StorageRoot, name: str, command: str = "",
     results = open_results(storage, name)
     try:
         facts = sweep_facts(storage, name, results.trial_ids, results.damaged, command)
-        yield ReportContext(results.connection, facts, tuple(budgets))
+        yield ReportContext(results.connection, facts, tuple(budgets), artifact_store(storage).read_stored)
     finally:
         results.connection.close()
 

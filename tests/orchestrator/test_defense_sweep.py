@@ -17,7 +17,8 @@ SPACE = """
     train: {epochs: 2, batch_size: 16}
     attack: {source: all, target: 1, trigger: big_yellow_square, poison_pct: [0, 20]}
     defenses: [none, {strip: {n_overlays: 4}}, [fine_tune: {epochs: 1}, strip: {n_overlays: 4}],
-               {spectre: {retrain: none}}, {neural_cleanse: {steps: 10, repair: [none, unlearn]}}]
+               {spectre: {retrain: none}}, {neural_cleanse: {steps: 10, repair: [none, unlearn]}},
+               {i_bau: {rounds: 1, k: 2}}]
 """
 
 
@@ -48,6 +49,9 @@ def test_strip_serves_apart_from_the_models_own_metrics_and_the_report_shows_its
     assert inspect_only["d1_reverse_triggers_computed"] != unlearnt["d1_reverse_triggers_computed"]
     assert inspect_only["asr_after"] == inspect_only["asr_before"] and not inspect_only["d1_repaired"]
     assert unlearnt["d1_repaired"] and unlearnt["d1_unlearned_images"] >= 0
+    i_bau = frame.loc[(20.0, "i_bau(rounds=1,k=2)")]
+    assert i_bau["d1_kind"] == "model_repair" and i_bau["d1_unlearning_steps"] >= 1 and i_bau["d1_n_tune"] > 0
+    assert (frame.loc[20.0, "defense_seconds"].dropna() > 0).all() and pd.isna(undefended["defense_seconds"])
     spectre = frame.loc[(20.0, "spectre(retrain=none)")]
     assert spectre["d1_kind"] == "training_set_filter" and 0 <= spectre["d1_auroc"] <= 1
     assert spectre["d1_removed_total"] > 0 and spectre["d1_classes_skipped"] == 0 and spectre["d1_dimensions_mean"] >= 1
@@ -72,6 +76,10 @@ def test_strip_serves_apart_from_the_models_own_metrics_and_the_report_shows_its
         assert after.loc[(20.0, "strip(n_overlays=4)"), "der"] == alone["der_served"]
         assert after.loc[(20.0, "spectre(retrain=none)"), "asr_after"] == spectre["asr_after"]
     assert "is what it serves: a rejected input counts" in html  # the master table says which 'after' it shows
+    # Neural Cleanse's table and its reversed triggers, drawn from the store; the benign arm's false alarms.
+    assert "Model inspections: was the target flagged" in html and "Reversed triggers beside the real one" in html
+    assert "Defense compute (s)" in html
+    assert "% of clean inputs rejected" in html and "classes flagged" in html
 
 
 def test_strip_anywhere_but_last_is_refused_naming_the_entry(tmp_path):

@@ -20,6 +20,7 @@ import pandas as pd
 from orchestrator.report import figures
 from orchestrator.report.methods import INPUT_FILTER, MODEL_INSPECTION, TRAINING_SET_FILTER, defenses, kind_sql
 from orchestrator.report.model import Figure, Paragraph, ReportContext, Section, Table
+from orchestrator.report.sections.reversed_triggers import reversed_trigger_figure
 from orchestrator.report.sections.settings import (
     estimate_cells,
     file_stem,
@@ -154,6 +155,7 @@ def inspection_blocks(context: ReportContext) -> list:
         Table("detection_inspections", "Model inspections: was the target flagged, and where did it rank", shown, found,
               "Mean [95 % Student-t interval over models] n = models; the share flagged in percent. A target ranked 1 "
               "but not flagged was the most suspicious class without crossing the threshold."),
+        *([figure] if (figure := reversed_trigger_figure(context)) is not None else []),
     ]
 
 

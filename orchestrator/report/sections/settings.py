@@ -37,7 +37,7 @@ def without_oracle_sql() -> str:
     names it and knows the poison as well."""
     return " AND ".join(f"pipeline NOT LIKE '%{name}%'" for name in defenses_in_role("oracle")) or "TRUE"
 # Columns of a row that start like configuration columns but record cost or provenance.
-_NOT_CONFIG = re.compile(r".*_(seconds|computed)$|dataset_fingerprint$")
+_NOT_CONFIG = re.compile(r".*_(seconds|computed|key)$|dataset_fingerprint$")  # results.STEP_SUFFIXES
 
 HEADINGS = {"dataset": "Dataset", "model": "Model", "source": "Source class", "target": "Target class",
             "trigger": "Trigger", "poison_pct": "Poison %", "pipeline": "Defense configuration", "seed": "Seed"}
