@@ -150,7 +150,8 @@ def train_from_scratch(config: TrainConfig, x: np.ndarray, y: np.ndarray, n_clas
     model = build_model(config.model, x.shape[1:], n_classes, weights=config.weights, random_init=config.random_init)
     check_weights_unchanged(config)
     for layer, channels in pruned:
-        model = prune_channels(model, layer, channels)
+        if len(channels):  # a Fine-Pruning that pruned nothing left the architecture as it was
+            model = prune_channels(model, layer, channels)
     return fit_model(config, model, x, y)
 
 

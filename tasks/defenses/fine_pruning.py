@@ -28,7 +28,7 @@ from tasks.datasets import ImageDataset
 from tasks.methods import Metric, ModelRepair
 from tasks.stage import Stage
 from tasks.surgery import conv_layer, prune_channels, tail_model
-from tasks.train import TrainConfig, TrainedModel, fit_model
+from tasks.train import TrainConfig, TrainedModel, copy_model, fit_model
 
 
 class PruningCurveConfig(StageConfig):
@@ -148,13 +148,14 @@ class ChannelSelection:
     thresholds that prune the same channels share one fine-tuning.
     """
 
-    layer: str
+    layer: str | None
     channels: np.ndarray
     metrics: dict
 
     def selected(self) -> "ChannelSelection":
-        """What ``selection_digest`` covers: the layer and the channels, without the curve's metrics."""
-        return ChannelSelection(self.layer, self.channels, {})
+        """What ``selection_digest`` covers: the layer and the channels, without the curve's metrics;
+        no layer when no channel is pruned (the model is unchanged whatever the layer)."""
+        return ChannelSelection(self.layer if len(self.channels) else None, self.channels, {})
 
     def save(self, directory: Path) -> None:
         np.save(directory / "channels.npy", self.channels)
@@ -166,11 +167,19 @@ class ChannelSelection:
         return cls(facts["layer"], np.load(directory / "channels.npy"), facts["metrics"])
 
 
+def selection_digest(layer: str | None, channels: np.ndarray) -> str:
+    """The digest the fine-tuning is keyed by: the layer and the channels pruned, in order. Pruning
+    nothing has one digest whatever the layer, so Fine-Pruning that prunes nothing and plain
+    fine-tuning (``fine_tune``) share one fine-tuning."""
+    channels = np.asarray(channels, dtype=np.int64)
+    return hashlib.sha256(json.dumps([layer if len(channels) else None, channels.tolist()]).encode()).hexdigest()[:24]
+
+
 def select_channels(config: PruningConfig, curve: PruningCurve) -> ChannelSelection:
     """Stage ``pruning``: the channels to prune by ``curve`` and ``config.threshold``."""
     n_pruned = channels_to_prune(curve.accuracy, config.threshold)
     channels = np.asarray(curve.order[:n_pruned], dtype=np.int64)
-    digest = hashlib.sha256(json.dumps([curve.layer, channels.tolist()]).encode()).hexdigest()[:24]
+    digest = selection_digest(curve.layer, channels)
     return ChannelSelection(curve.layer, channels, {
         # Not "layer": that is the parameter's name (last_conv), and a row holds both.
         "pruned_layer": curve.layer,
@@ -181,6 +190,16 @@ def select_channels(config: PruningConfig, curve: PruningCurve) -> ChannelSelect
         "tune_acc_curve": [float(a) for a in curve.accuracy],
         "selection_digest": digest,
     })
+
+
+class NothingPrunedConfig(StageConfig):
+    """Stage ``pruning`` of a repair that prunes nothing (plain fine-tuning): no parameters."""
+
+
+def nothing_pruned(config: NothingPrunedConfig) -> ChannelSelection:
+    """Stage ``pruning`` that selects no channel: the parent of plain fine-tuning's ``fine_tune``."""
+    channels = np.zeros(0, dtype=np.int64)
+    return ChannelSelection(None, channels, {"pruned_channels": 0, "selection_digest": selection_digest(None, channels)})
 
 
 class FineTuneConfig(StageConfig):
@@ -194,7 +213,8 @@ class FineTuneConfig(StageConfig):
 def fine_tune(config: FineTuneConfig, dataset: ImageDataset, model: TrainedModel, selection: ChannelSelection) -> TrainedModel:
     """Stage ``fine_tune``: remove ``selection``'s channels from ``model`` physically, then fine-tune
     on the clean tuning set. Always a new model (pruning nothing copies it): the parent stays as it was."""
-    pruned = prune_channels(model.model, selection.layer, selection.channels)
+    pruned = (prune_channels(model.model, selection.layer, selection.channels) if len(selection.channels)
+              else copy_model(model.model))
     if config.epochs:
         tuning = config.train.model_copy(update={"epochs": config.epochs, "learning_rate": config.learning_rate})
         pruned = fit_model(tuning, pruned, np.asarray(dataset.x_tune), np.asarray(dataset.y_tune))
@@ -203,8 +223,11 @@ def fine_tune(config: FineTuneConfig, dataset: ImageDataset, model: TrainedModel
 
 
 PRUNING_CURVE = Stage("pruning_curve", 2, compute_pruning_curve, PruningCurve)
-PRUNING = Stage("pruning", 1, select_channels, ChannelSelection, identity="selection_digest",
+# Version 2: a selection of no channel has one digest whatever the layer (selection_digest).
+PRUNING = Stage("pruning", 2, select_channels, ChannelSelection, identity="selection_digest",
                 view=ChannelSelection.selected)
+NOTHING_PRUNED = Stage("pruning", 2, nothing_pruned, ChannelSelection, identity="selection_digest",
+                       view=ChannelSelection.selected)
 FINE_TUNE = Stage("fine_tune", 1, fine_tune, TrainedModel)
 STAGES = (PRUNING_CURVE, PRUNING, FINE_TUNE)
 

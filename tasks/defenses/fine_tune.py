@@ -1,7 +1,9 @@
 """Control ``fine_tune``: fine-tune the model on the clean tuning set, nothing else.
 
 Fine-Pruning without the pruning: how much of a repair's effect does fine-tuning on clean data
-alone explain? (BackdoorBench's "FT" baseline.)
+alone explain? (BackdoorBench's "FT" baseline.) It is Fine-Pruning's own ``fine_tune`` stage with a
+selection of no channel as its parent, so a Fine-Pruning that prunes nothing at the same epochs and
+learning rate shares its artifact (both are keyed by what they train, not by who asked).
 """
 
 from __future__ import annotations
@@ -9,8 +11,8 @@ from __future__ import annotations
 from pydantic import Field
 
 from tasks.config import StageConfig
-from tasks.methods import CleanData, Context, Metric, ModelRepair
-from tasks.train import copy_model, fit_model
+from tasks.defenses.fine_pruning import FINE_TUNE, NOTHING_PRUNED, FineTuneConfig, NothingPrunedConfig
+from tasks.methods import Metric, ModelRepair
 
 
 class Params(StageConfig):
@@ -25,8 +27,11 @@ class FineTune(ModelRepair):
 
     name = "fine_tune"
     Params = Params
-    metrics = (Metric("n_tune", int, "clean tuning samples it was fine-tuned on"),)
+    stages = (NOTHING_PRUNED, FINE_TUNE)
+    metrics = (Metric("fine_tune_key", str, "key of the fine-tuned model handed on"),)
 
-    def repair(self, params: Params, model, data: CleanData, context: Context):
-        tuning = context.train.model_copy(update={"epochs": params.epochs, "learning_rate": params.learning_rate})
-        return fit_model(tuning, copy_model(model), data.x_tune, data.y_tune), {"n_tune": len(data.y_tune)}
+    def repaired(self, params: Params, graph, label: str):
+        nothing, _ = graph.run(f"{label}_pruning", NOTHING_PRUNED, NothingPrunedConfig())
+        config = FineTuneConfig(train=graph.train_config, epochs=params.epochs, learning_rate=params.learning_rate)
+        tuned, _ = graph.run(f"{label}_fine_tune", FINE_TUNE, config, graph.dataset, graph.model, nothing)
+        return tuned, {"fine_tune_key": tuned.key}

@@ -77,3 +77,30 @@ def test_thresholds_that_prune_the_same_channels_share_one_fine_tuning(trained):
         keys.append(state.model.key)
     assert keys[0] == keys[1] != keys[2]
     assert steps.computed.count("d1_fine_tune") == 2 and steps.computed.count("d1_pruning") == 3
+
+
+def test_fine_pruning_that_prunes_nothing_and_plain_fine_tuning_share_one_fine_tuning(trained, monkeypatch):
+    from tasks.defenses import fine_pruning
+
+    dataset, poisoned, train, model = trained
+    monkeypatch.setattr(fine_pruning, "channels_to_prune", lambda accuracy, threshold: 0)
+    pruned_nothing, metrics, steps = walk_defense(DefenseSpec(name="fp", params={"epochs": 1}), dataset, poisoned,
+                                                  train, model)
+    assert metrics["pruned_channels"] == 0
+    tuned, tuned_metrics, steps = walk_defense(DefenseSpec(name="fine_tune", params={"epochs": 1}), dataset, poisoned,
+                                               train, model, steps)
+    assert tuned.model.key == pruned_nothing.model.key == tuned_metrics["fine_tune_key"]
+    assert steps.computed.count("d1_fine_tune") == 1  # the second walk reused the first's
+    # Plain fine-tuning changed the weights on the same architecture, and left the parent alone.
+    new = tuned.model.value.model
+    assert [w.shape for w in new.get_weights()] == [w.shape for w in model.model.get_weights()]
+    assert any(not np.array_equal(a, b) for a, b in zip(new.get_weights(), model.model.get_weights()))
+    assert tuned.architecture == ()
+
+
+def test_a_selection_of_no_channel_has_one_digest_whatever_the_layer():
+    from tasks.defenses.fine_pruning import selection_digest
+
+    none = np.zeros(0, dtype=np.int64)
+    assert selection_digest("conv_5", none) == selection_digest("conv_6", none) == selection_digest(None, none)
+    assert selection_digest("conv_5", np.array([3])) != selection_digest("conv_6", np.array([3]))
