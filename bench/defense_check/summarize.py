@@ -22,7 +22,7 @@ from orchestrator.report.render import markdown_table
 from orchestrator.report.stats import aggregate, format_estimate
 from orchestrator.results import connect
 
-SWEEPS = ("defense_check_digits", "defense_check_synthetic_signs")
+SWEEPS = ("defense_check_digits", "defense_check_synthetic_signs", "defense_check_digits_source_specific")
 SETTING = ["dataset", "trigger", "source", "poison_pct"]
 
 
