@@ -298,3 +298,72 @@ def format_estimate(mean: float, lower: float, upper: float, n: int, scale: floa
     if n < 2 or math.isnan(lower):
         return f"{number(mean)} (n = 1)"
     return f"{number(mean)} [{number(lower)}, {number(upper)}] n={n}"
+
+
+def bootstrap_ranks(values: pd.DataFrame, cell: Sequence[str], item: str, value: str, n_boot: int = 2000,
+                    seed: int = 0) -> pd.DataFrame:
+    """Each item's rank within its cell by mean ``value`` (1 = highest), with a 95 % percentile
+    interval from a bootstrap that resamples each (cell, item)'s observations (seeds) with
+    replacement, so that items whose means the seeds cannot tell apart get overlapping ranks.
+
+    Parameters
+    ----------
+    values : one row per observation: ``cell`` columns, ``item`` (a defense), ``value`` (its DER)
+    n_boot : bootstrap replicates; ``seed`` seeds the generator (the answer is reproducible)
+
+    Returns
+    -------
+    DataFrame with ``cell``, ``item``, ``mean``, ``n``, ``rank`` (of the observed means; ties share
+    the best rank), ``rank_lo``, ``rank_hi`` (the 2.5 and 97.5 percentiles of the replicates' ranks)
+    and ``p_first`` (share of replicates ranking it first, ties included).
+    """
+    rng = np.random.default_rng(seed)
+    answers = []
+    for key, group in values.dropna(subset=[value]).groupby(list(cell), sort=True):
+        items = sorted(group[item].unique(), key=str)
+        samples = [group.loc[group[item] == name, value].to_numpy(dtype=float) for name in items]
+        means = np.array([s.mean() for s in samples])
+        # (n_boot, n_items): each item's mean over a resample of its own observations.
+        replicates = np.stack([s[rng.integers(0, len(s), size=(n_boot, len(s)))].mean(axis=1) for s in samples], axis=1)
+        ranks = stats.rankdata(-replicates, method="min", axis=1)
+        lower, upper = np.percentile(ranks, [2.5, 97.5], axis=0, method="inverted_cdf")
+        frame = pd.DataFrame({item: items, "mean": means, "n": [len(s) for s in samples],
+                              "rank": stats.rankdata(-means, method="min").astype(int),
+                              "rank_lo": lower.astype(int), "rank_hi": upper.astype(int),
+                              "p_first": (ranks == 1).mean(axis=0)})
+        for column, part in zip(cell, key if isinstance(key, tuple) else (key,)):
+            frame[column] = part
+        answers.append(frame)
+    if not answers:
+        return pd.DataFrame(columns=[*cell, item, "mean", "n", "rank", "rank_lo", "rank_hi", "p_first"])
+    return pd.concat(answers, ignore_index=True)[[*cell, item, "mean", "n", "rank", "rank_lo", "rank_hi", "p_first"]]
+
+
+def spearman_interval(ours: pd.DataFrame, theirs: pd.Series, item: str, value: str, n_boot: int = 2000,
+                      seed: int = 0) -> tuple[float, float, float, int]:
+    """Spearman's correlation of our mean ``value`` per ``item`` with ``theirs`` (a value per item,
+    indexed by item), over the items both have, with a 95 % percentile interval from a bootstrap
+    that resamples each item's observations (seeds) with replacement.
+
+    Returns ``(rho, lower, upper, n_items)``; NaNs where fewer than three items are shared or an
+    order is constant.
+    """
+    ours = ours.dropna(subset=[value])
+    shared = sorted(set(ours[item]) & set(theirs.dropna().index), key=str)
+    if len(shared) < 3:
+        return math.nan, math.nan, math.nan, len(shared)
+    reference = theirs.loc[shared].to_numpy(dtype=float)
+    samples = [ours.loc[ours[item] == name, value].to_numpy(dtype=float) for name in shared]
+    rho = _spearman(np.array([s.mean() for s in samples]), reference)
+    rng = np.random.default_rng(seed)
+    replicates = np.stack([s[rng.integers(0, len(s), size=(n_boot, len(s)))].mean(axis=1) for s in samples], axis=1)
+    rhos = np.array([_spearman(row, reference) for row in replicates])
+    rhos = rhos[~np.isnan(rhos)]
+    lower, upper = (np.percentile(rhos, [2.5, 97.5]) if len(rhos) else (math.nan, math.nan))
+    return rho, float(lower), float(upper), len(shared)
+
+
+def _spearman(a: np.ndarray, b: np.ndarray) -> float:
+    if np.ptp(a) == 0 or np.ptp(b) == 0:
+        return math.nan
+    return float(stats.spearmanr(a, b).statistic)

@@ -178,3 +178,42 @@ def test_estimates_read_as_cells_and_never_show_minus_zero():
     assert format_estimate(0.7341, float("nan"), float("nan"), 1, scale=1.0, digits=3) == "0.734 (n = 1)"
     assert format_estimate(-0.002, -0.003, -0.0002, 9) == "-0.2 [-0.3, 0.0] n=9"
     assert format_estimate(float("nan"), 0.0, 0.0, 0) == "–"
+
+
+# Ranks with intervals (the leaderboard's) --------------------------------------------------------
+
+def ranked(means: dict[str, list[float]], cell: str = "blend") -> pd.DataFrame:
+    return pd.DataFrame([{"attack": cell, "defense": name, "seed": seed, "der": value}
+                         for name, values in means.items() for seed, value in enumerate(values)])
+
+
+def test_rank_intervals_separate_clear_winners_and_overlap_for_indistinguishable_defenses():
+    from orchestrator.report.stats import bootstrap_ranks
+
+    values = pd.concat([
+        ranked({"a": [0.90, 0.91, 0.92], "b": [0.60, 0.61, 0.62], "c": [0.30, 0.31, 0.29]}, "blend"),
+        # d and e have the same three values: neither can be told first.
+        ranked({"d": [0.70, 0.80, 0.60], "e": [0.70, 0.80, 0.60], "f": [0.10, 0.12, 0.11]}, "wanet"),
+    ])
+    ranks = bootstrap_ranks(values, ["attack"], "defense", "der", n_boot=500, seed=1).set_index("defense")
+    assert ranks.loc[["a", "b", "c"], ["rank", "rank_lo", "rank_hi"]].to_numpy().tolist() == [[1, 1, 1], [2, 2, 2], [3, 3, 3]]
+    assert ranks.loc["a", "p_first"] == 1.0 and ranks.loc["a", "mean"] == pytest.approx(0.91)
+    # Tied observed means share rank 1; the bootstrap puts each first about half of the time.
+    assert ranks.loc["d", "rank"] == ranks.loc["e", "rank"] == 1
+    assert (ranks.loc["d", "rank_lo"], ranks.loc["d", "rank_hi"]) == (1, 2) == (ranks.loc["e", "rank_lo"], ranks.loc["e", "rank_hi"])
+    assert 0.3 < ranks.loc["d", "p_first"] < 0.9 and ranks.loc["f", "rank_lo"] == 3
+    again = bootstrap_ranks(values, ["attack"], "defense", "der", n_boot=500, seed=1)
+    assert again.equals(bootstrap_ranks(values, ["attack"], "defense", "der", n_boot=500, seed=1))
+
+
+def test_spearman_interval_of_an_agreeing_and_a_reversed_order():
+    from orchestrator.report.stats import spearman_interval
+
+    ours = ranked({"a": [0.90, 0.91, 0.92], "b": [0.60, 0.61, 0.62], "c": [0.30, 0.31, 0.29], "x": [0.5, 0.5, 0.5]})
+    theirs = pd.Series({"a": 0.8, "b": 0.7, "c": 0.2, "not_ours": 0.9})
+    rho, lower, upper, n = spearman_interval(ours[ours["defense"] != "x"], theirs, "defense", "der", n_boot=300)
+    assert (rho, lower, upper, n) == (1.0, 1.0, 1.0, 3)
+    rho, lower, upper, n = spearman_interval(ours[ours["defense"] != "x"], -theirs, "defense", "der", n_boot=300)
+    assert (rho, lower, upper) == (-1.0, -1.0, -1.0)
+    # Fewer than three shared defenses: no correlation.
+    assert math.isnan(spearman_interval(ours, theirs.loc[["a", "not_ours"]], "defense", "der")[0])
