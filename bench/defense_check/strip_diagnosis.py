@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 
 import numpy as np
+import pandas as pd
 
 from orchestrator.results import query
 from orchestrator.storage import open_storage
@@ -68,7 +69,8 @@ def main() -> None:
         triggered = poisoned.x_test_triggered[rng.choice(len(poisoned.x_test_triggered), args.inputs, replace=False)]
         overlays = np.asarray(dataset.x_tune)[rng.choice(len(dataset.y_tune), args.overlays, replace=False)]
         found = diagnose(model, clean, triggered, overlays, int(row.target))
-        print(f"{row.trigger:14s} source {row.source:>3} {row.poison_pct:g} % seed {row.seed}: ASR {found['asr']:.2f}, "
+        source = "all" if pd.isna(row.source) else int(row.source)
+        print(f"{row.trigger:14s} source {source:>3} {row.poison_pct:g} % seed {row.seed}: ASR {found['asr']:.2f}, "
               f"target share superimposed {found['target_share_superimposed']:.2f}; entropy clean "
               f"{found['clean_entropy']:.2f}, triggered {found['triggered_entropy']:.2f} nats; saturated pixels "
               f"clean {found['clean_saturated']:.2f}, triggered {found['triggered_saturated']:.2f}")
