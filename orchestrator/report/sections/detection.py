@@ -96,18 +96,24 @@ def input_filter_rates(context: ReportContext) -> pd.DataFrame:
         return pd.DataFrame()
     metrics = [m for m in ("input_frr", "input_tpr", "input_auroc", "served_clean_acc", "asr_before", "served_asr",
                            CALIBRATION_N) if m in columns]
-    group = ["dataset", "model", "pipeline", "position", "defense"]
-    per_model_keys = ", ".join(quote(k) for k in dict.fromkeys([*group, *setting_columns(context), "seed"]))
+    return step_estimates(context, INPUT_FILTER, ["dataset", "model", "pipeline", "position", "defense"], metrics)
+
+
+def step_estimates(context: ReportContext, kind: str, group: list[str], metrics: list[str],
+                   where: str = "TRUE") -> pd.DataFrame:
+    """Per ``group`` of the defense steps of ``kind`` on backdoored models (and ``where``): each of
+    ``metrics`` averaged per model (attack setting and seed; NaN left out) first, then over models,
+    ``<metric>_mean/_lo/_hi/_n`` with a 95 % Student-t interval, n = models; configurations in reading order."""
+    keys = ", ".join(quote(k) for k in dict.fromkeys([*group, *setting_columns(context), "seed"]))
     means = ", ".join(f"avg(CASE WHEN isnan({quote(m)}::DOUBLE) THEN NULL ELSE {quote(m)}::DOUBLE END) AS {quote(m)}"
                       for m in metrics)
-    per_model = (f"(SELECT {per_model_keys}, {means} FROM stages "
-                 f"WHERE {kind_sql(columns)} = '{INPUT_FILTER}' AND poison_pct > 0 GROUP BY {per_model_keys})")
+    per_model = (f"(SELECT {keys}, {means} FROM stages WHERE {kind_sql(context.columns('stages'))} = '{kind}' "
+                 f"AND poison_pct > 0 AND {where} GROUP BY {keys})")
     frame = aggregate(context.connection, per_model, group, metrics)
     if frame.empty:
         return frame
     rank = {p: i for i, p in enumerate(pipeline_order(frame["pipeline"]))}
-    return frame.sort_values(["dataset", "model", "pipeline", "position"],
-                             key=lambda c: c.map(rank) if c.name == "pipeline" else c).reset_index(drop=True)
+    return frame.sort_values(group, key=lambda c: c.map(rank) if c.name == "pipeline" else c).reset_index(drop=True)
 
 
 def inspection_results(context: ReportContext) -> pd.DataFrame:
@@ -121,15 +127,7 @@ def inspection_results(context: ReportContext) -> pd.DataFrame:
         return pd.DataFrame()
     metrics = ["target_flagged", "target_rank", "target_score", "n_flagged_classes", "asr_before"]
     group = list(dict.fromkeys(["dataset", "model", *setting_columns(context), "pipeline", "position", "defense"]))
-    keys = ", ".join(quote(k) for k in [*group, "seed"])
-    means = ", ".join(f"avg({quote(m)}::DOUBLE) AS {quote(m)}" for m in metrics)
-    per_model = (f"(SELECT {keys}, {means} FROM stages WHERE {kind_sql(columns)} = '{MODEL_INSPECTION}' "
-                 f"AND poison_pct > 0 AND target_flagged IS NOT NULL GROUP BY {keys})")
-    frame = aggregate(context.connection, per_model, group, metrics)
-    if frame.empty:
-        return frame
-    rank = {p: i for i, p in enumerate(pipeline_order(frame["pipeline"]))}
-    return frame.sort_values(group, key=lambda c: c.map(rank) if c.name == "pipeline" else c).reset_index(drop=True)
+    return step_estimates(context, MODEL_INSPECTION, group, metrics, where="target_flagged IS NOT NULL")
 
 
 def inspection_blocks(context: ReportContext) -> list:
