@@ -25,6 +25,7 @@ MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")
 GREY = "#9a9a9a"
 REFERENCE_COLOUR, REFERENCE_MARKER = "#222222", "*"  # see reference_points
 MAX_WIDTH_IN = 10.0  # 960 px at 96 px/in, the report's content width
+HEATMAP_COLOURS = "cividis"  # perceptually uniform and readable with every common colour-vision deficiency
 
 STYLE = {
     "font.size": 10.5,
@@ -221,3 +222,37 @@ def label_points(axes: Axes, x: Sequence[float], y: Sequence[float], labels: Seq
         placed.append(box)
         axes.annotate(label, (x_value, y_value), xytext=(dx, dy), textcoords="offset points", fontsize=fontsize,
                       fontweight="bold", ha="right" if dx < 0 else "left")
+
+
+def annotated_heatmap(figure: Figure, axes: Axes, matrix: np.ndarray, row_labels: Sequence[str],
+                      column_labels: Sequence[str], label: str, limits: tuple[float, float] | None,
+                      decimals: int = 0, marked: np.ndarray | None = None) -> None:
+    """One heatmap of ``matrix`` (rows x columns) with each cell's value written in it and a colour
+    bar; NaN cells are left blank. ``marked`` (bool, the matrix's shape) hatches cells a caption
+    explains (an interval that holds a reference value)."""
+    from matplotlib import colormaps
+    from matplotlib.colors import Normalize
+    from matplotlib.patches import Rectangle
+
+    finite = matrix[np.isfinite(matrix)]
+    low, high = limits if limits else ((finite.min(), finite.max()) if finite.size else (0.0, 1.0))
+    if high <= low:
+        high = low + 1.0
+    norm = Normalize(low, high)
+    cmap = colormaps[HEATMAP_COLOURS].with_extremes(bad="#f4f4f4")
+    image = axes.imshow(np.ma.masked_invalid(matrix), cmap=cmap, norm=norm, aspect="auto")
+    axes.grid(False)
+    axes.set_xticks(range(len(column_labels)), column_labels)
+    axes.set_yticks(range(len(row_labels)), row_labels)
+    axes.set_title(label)
+    font = 7.5 if matrix.shape[1] <= 6 else 6.5
+    for (row, column), value in np.ndenumerate(matrix):
+        if np.isfinite(value):
+            red, green, blue, _ = cmap(norm(value))
+            ink = "black" if 0.299 * red + 0.587 * green + 0.114 * blue > 0.5 else "white"
+            axes.text(column, row, f"{value:.{decimals}f}", ha="center", va="center", fontsize=font, color=ink,
+                      in_layout=False)
+            if marked is not None and marked[row, column]:
+                axes.add_patch(Rectangle((column - 0.5, row - 0.5), 1, 1, fill=False, hatch="///", edgecolor=ink,
+                                         linewidth=0, alpha=0.45))
+    figure.colorbar(image, ax=axes, shrink=0.85, pad=0.02)

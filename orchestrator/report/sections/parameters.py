@@ -18,8 +18,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from matplotlib import colormaps
-from matplotlib.colors import Normalize
 
 from orchestrator.report import figures
 from orchestrator.report.methods import TRAINING_SET_FILTER, DefenseInfo, defenses
@@ -41,7 +39,6 @@ from orchestrator.report.stats import aggregate, detection_rates, format_estimat
 FULL_TABLE_CELLS = 24  # a grid with more cells shows only its best ones in the table
 BEST_SHOWN = 12
 MAX_AXES = 3  # parameters on a heatmap's axes: one down, two across; further ones get a figure each
-HEATMAP_COLOURS = "cividis"  # perceptually uniform and readable with every common colour-vision deficiency
 THRESHOLD_STYLES = (":", "--", "-.", (0, (5, 1, 1, 1, 1, 1)))  # one line style per FP threshold, grey
 COUNT_COLUMNS = ("d1_removed_poisoned", "d1_removed_clean", "d1_n_seen", "d1_n_poisoned")
 CURVE_METRICS = {"tune_acc_curve", "layer_width", "pruned_channels"}
@@ -236,7 +233,7 @@ def _heatmap_figure(grid: Grid, cells: pd.DataFrame, name: str, title: str) -> F
     with figures.panels(len(panels), max_columns=per_row, panel_size=(width, height), name=name) as (figure, axes_list):
         for axes, (column, label, scale, limits, decimals) in zip(axes_list, panels):
             matrix = _matrix(cells, grid, row_labels, column_keys, column) * scale
-            _heatmap(figure, axes, matrix, row_labels, column_labels, label, limits, decimals)
+            figures.annotated_heatmap(figure, axes, matrix, row_labels, column_labels, label, limits, decimals)
             axes.set_ylabel(grid.rows)
             axes.set_xlabel(" / ".join(grid.columns))
         svg = figures.to_svg(figure)
@@ -254,30 +251,6 @@ def _matrix(cells: pd.DataFrame, grid: Grid, row_labels: list[str], column_keys:
     table = cells.set_index([grid.rows, *grid.columns])[value]
     index = pd.MultiIndex.from_tuples([(row, *key) for row in row_labels for key in column_keys])
     return table.reindex(index).to_numpy(dtype=float).reshape(len(row_labels), len(column_keys))
-
-
-def _heatmap(figure, axes, matrix: np.ndarray, row_labels: list[str], column_labels: list[str], label: str,
-             limits: tuple[float, float] | None, decimals: int = 0) -> None:
-    """One annotated heatmap with its colour bar; NaN cells are left blank."""
-    finite = matrix[np.isfinite(matrix)]
-    low, high = limits if limits else ((finite.min(), finite.max()) if finite.size else (0.0, 1.0))
-    if high <= low:
-        high = low + 1.0
-    norm = Normalize(low, high)
-    cmap = colormaps[HEATMAP_COLOURS].with_extremes(bad="#f4f4f4")
-    image = axes.imshow(np.ma.masked_invalid(matrix), cmap=cmap, norm=norm, aspect="auto")
-    axes.grid(False)
-    axes.set_xticks(range(len(column_labels)), column_labels)
-    axes.set_yticks(range(len(row_labels)), row_labels)
-    axes.set_title(label)
-    font = 7.5 if matrix.shape[1] <= 6 else 6.5
-    for (row, column), value in np.ndenumerate(matrix):
-        if np.isfinite(value):
-            red, green, blue, _ = cmap(norm(value))
-            ink = "black" if 0.299 * red + 0.587 * green + 0.114 * blue > 0.5 else "white"
-            axes.text(column, row, f"{value:.{decimals}f}", ha="center", va="center", fontsize=font, color=ink,
-                      in_layout=False)
-    figure.colorbar(image, ax=axes, shrink=0.85, pad=0.02)
 
 
 def _column_label(grid: Grid, key: tuple) -> str:

@@ -1,0 +1,9 @@
+"""The leaderboard study (issue 20): every attack against every defense, all-to-one as BackdoorBench
+runs them, with seeds, intervals and rank ranges. Its sections: Leaderboard (:mod:`.board`), shown
+for the all-to-one rows of any sweep with two seeds or more.
+"""
+
+from orchestrator.report.sections import register_section
+from orchestrator.studies.leaderboard import board
+
+register_section(board.section, after="master")
