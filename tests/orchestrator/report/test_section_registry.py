@@ -33,7 +33,7 @@ def test_a_study_section_shows_after_the_generic_section_it_names(monkeypatch):
 
 def test_the_thesis_study_registers_its_sections_where_the_report_showed_them():
     modules = [function.__module__.rsplit(".", 1)[-1] for function in sections.report_sections()]
-    assert modules == ["sweep", "answers", "attacks", "master", "tradeoff", "detection", "failures", "parameters",
+    assert modules == ["sweep", "answers", "attacks", "master", "board", "tradeoff", "detection", "failures", "parameters",
                        "combinations", "controls", "benign", "guidelines", "beside", "provenance"]
 
 
