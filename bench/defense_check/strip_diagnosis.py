@@ -65,9 +65,11 @@ def main() -> None:
         dataset = store.read_stored(DATASET, row.dataset_key)
         poisoned = store.read_stored(POISON, row.poison_key)
         model = store.read_stored(TRAIN, row.train_key).model
-        clean = np.asarray(dataset.x_test)[rng.choice(len(dataset.y_test), args.inputs, replace=False)]
-        triggered = poisoned.x_test_triggered[rng.choice(len(poisoned.x_test_triggered), args.inputs, replace=False)]
-        overlays = np.asarray(dataset.x_tune)[rng.choice(len(dataset.y_tune), args.overlays, replace=False)]
+        def some(x, n):
+            return np.asarray(x)[rng.choice(len(x), min(n, len(x)), replace=False)]
+
+        clean, triggered = some(dataset.x_test, args.inputs), some(poisoned.x_test_triggered, args.inputs)
+        overlays = some(dataset.x_tune, args.overlays)
         found = diagnose(model, clean, triggered, overlays, int(row.target))
         source = "all" if pd.isna(row.source) else int(row.source)
         print(f"{row.trigger:14s} source {source:>3} {row.poison_pct:g} % seed {row.seed}: ASR {found['asr']:.2f}, "
