@@ -203,14 +203,19 @@ def report(
 def findings(
     name: str = typer.Argument(..., help="Sweep name (thesis_study for the README)."),
     storage: StorageRoot = STORAGE,
-    readme: Path = typer.Option(Path("README.md"), "--readme", help="Markdown file holding the findings markers."),
-    figures: Path = typer.Option(Path("docs/findings"), "--figures", help="Folder for the two PNG figures."),
+    study: str = typer.Option("thesis", "--study", help="Whose findings: thesis or leaderboard."),
+    readme: Path = typer.Option(Path("README.md"), "--readme", help="Markdown file holding the study's findings markers."),
+    figures: Path = typer.Option(Path("docs/findings"), "--figures", help="Folder for the study's PNG figures."),
 ) -> None:
-    """Write the sweep's Answers table and two figures into README's findings block (between its markers)."""
-    from orchestrator.studies.thesis.findings import write_findings
+    """Write a study's findings of the sweep (tables and figures) into README's block between that study's markers."""
+    from orchestrator.studies import findings_writers
+    from orchestrator.studies.findings import write_findings
 
+    writers = findings_writers()
+    if study not in writers:
+        raise typer.BadParameter(f"unknown study {study!r}; known: {', '.join(sorted(writers))}", param_hint="--study")
     with _reported(storage):
-        written = write_findings(storage, name, readme, figures)
+        written = write_findings(storage, name, writers[study], readme, figures)
     typer.echo(f"findings of {written.n_trials} trials: {readme}, " + ", ".join(str(p) for p in written.figures))
 
 

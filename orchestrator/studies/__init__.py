@@ -8,3 +8,12 @@ a new study is a sibling package, imported below.
 """
 
 from orchestrator.studies import leaderboard, thesis  # noqa: F401
+
+
+def findings_writers() -> dict:
+    """Each study's :class:`~orchestrator.studies.findings.FindingsWriter` by study name (imported
+    here, not above: they import the report, which imports the studies)."""
+    from orchestrator.studies.leaderboard import findings as leaderboard_findings
+    from orchestrator.studies.thesis import findings as thesis_findings
+
+    return {writer.study: writer for writer in (thesis_findings.WRITER, leaderboard_findings.WRITER)}

@@ -108,7 +108,32 @@ def _table(cell: pd.DataFrame, dataset: str, model: str, trigger: str, poison_pc
 
 
 def heatmap(part: pd.DataFrame, dataset: str, model: str) -> Figure:
-    """Mean DER, attack settings by defense configurations; hatched where the interval holds 0.5."""
+    """The report's figure: :func:`draw_heatmap` as inline SVG with its caption."""
+    name = file_stem("leaderboard_heatmap", dataset, model)
+    with figures.panels(1, max_columns=1, panel_size=heatmap_size(part), name=name) as (figure, (axes,)):
+        draw_heatmap(figure, axes, part)
+        svg = figures.to_svg(figure)
+    return Figure(name, f"Mean DER of every defense against every attack on {dataset} / {model}", svg, HEATMAP_CAPTION)
+
+
+HEATMAP_CAPTION = ("Each cell: the defense's mean DER over seeds against that attack setting (0.5: no effect; 1: "
+                   "backdoor removed at no cost). Hatched: the 95 % interval over seeds holds 0.5, so the seeds "
+                   "cannot rule out that the defense does nothing there. Blank: not run.")
+
+
+def heatmap_size(part: pd.DataFrame) -> tuple[float, float]:
+    """(width, height) in inches of :func:`draw_heatmap`'s panel for ``part``'s attacks and defenses."""
+    rows = part[["trigger", "poison_pct"]].drop_duplicates()
+    longest = max(len(f"{t} {format_value(p)} %") for t, p in rows.itertuples(index=False))
+    columns = part["pipeline"].nunique()
+    width = min(figures.MAX_WIDTH_IN, 0.75 * columns + 0.08 * longest + 1.6)
+    lines = max(len(_wrap(d, 14)) for d in part["pipeline"].unique())
+    return width, 0.34 * len(rows) + 1.2 + 0.16 * lines
+
+
+def draw_heatmap(figure, axes, part: pd.DataFrame) -> None:
+    """Mean DER of ``part`` (one dataset and model of :func:`leaderboard`), attack settings by defense
+    configurations; hatched where the interval holds 0.5."""
     attacks = part[["trigger", "poison_pct"]].drop_duplicates().sort_values(["trigger", "poison_pct"])
     row_labels = [f"{t} {format_value(p)} %" for t, p in attacks.itertuples(index=False)]
     defenses = pipeline_order(part["pipeline"].unique())
@@ -122,17 +147,8 @@ def heatmap(part: pd.DataFrame, dataset: str, model: str) -> Figure:
                 matrix[i, j] = row["der_mean"]
                 marked[i, j] = row["der_n"] >= 2 and row["der_lo"] <= 0.5 <= row["der_hi"]
     column_labels = ["\n".join(_wrap(d, 14)) for d in defenses]
-    width = min(figures.MAX_WIDTH_IN, 0.75 * len(defenses) + 0.08 * max(map(len, row_labels)) + 1.6)
-    height = 0.34 * len(row_labels) + 1.2 + 0.16 * max(label.count("\n") + 1 for label in column_labels)
-    name = file_stem("leaderboard_heatmap", dataset, model)
-    with figures.panels(1, max_columns=1, panel_size=(width, height), name=name) as (figure, (axes,)):
-        figures.annotated_heatmap(figure, axes, matrix, row_labels, column_labels, "mean DER", (0.0, 1.0), 2, marked)
-        axes.tick_params(axis="x", labelrotation=0, labelsize=7)
-        svg = figures.to_svg(figure)
-    return Figure(name, f"Mean DER of every defense against every attack on {dataset} / {model}", svg,
-                  "Each cell: the defense's mean DER over seeds against that attack setting (0.5: no effect; 1: "
-                  "backdoor removed at no cost). Hatched: the 95 % interval over seeds holds 0.5, so the seeds "
-                  "cannot rule out that the defense does nothing there. Blank: not run.")
+    figures.annotated_heatmap(figure, axes, matrix, row_labels, column_labels, "mean DER", (0.0, 1.0), 2, marked)
+    axes.tick_params(axis="x", labelrotation=0, labelsize=7)
 
 
 def _wrap(label: str, width: int) -> list[str]:

@@ -70,3 +70,57 @@ def test_no_leaderboard_for_source_specific_rows_or_one_seed():
     assert board.section(context_of(planted_rows(poison_base="source"))) is None
     one_seed = [row for row in planted_rows() if row["seed"] == 0]
     assert board.section(context_of(one_seed)) is None
+
+
+BOARD_SPACE = """
+name: board
+dataset: {name: synthetic_signs, per_class: 10}
+model: gtsrb_cnn
+attack: {source: all, target: 14, trigger: [yellow_square, blend], poison_pct: 10}
+seeds: [0, 1, 2]
+defenses: [none, {ac: {cluster_analysis: smaller}}, fine_tune]
+"""
+
+
+def test_findings_write_the_leaderboard_block_beside_the_thesis_block_and_again_the_same_bytes(tmp_path):
+    import textwrap
+
+    from typer.testing import CliRunner
+
+    from orchestrator.cli import app
+    from orchestrator.pipeline import row_types, trial_row
+    from orchestrator.results import write_row
+    from orchestrator.search_space import load_search_space
+    from orchestrator.studies.findings import markers
+    from orchestrator.sweep import plan_sweep, record_sweep
+    from tests.fake_trials import fake_records
+
+    root = str(tmp_path / "runs")
+    space = tmp_path / "board.yaml"
+    space.write_text(textwrap.dedent(BOARD_SPACE))
+    _, trials = load_search_space(space)
+    record_sweep(plan_sweep(trials, root, "board"), space)
+    for index, trial in enumerate(trials):
+        records = fake_records(trial, asr_after=0.05 + 0.03 * index, clean_acc_after=0.93 - 0.002 * index)
+        write_row(root, "board", trial_row(trial, *records, "board"), types=row_types(trial))
+    thesis_start, thesis_end = markers("thesis")
+    board_start, board_end = markers("leaderboard")
+    readme = tmp_path / "README.md"
+    thesis_block = f"{thesis_start}\nthe thesis's findings, written earlier\n{thesis_end}\n"
+    readme.write_text(f"# Project\n\n{thesis_block}\nBetween.\n\n{board_start}\nstale\n{board_end}\n\nAfter.\n")
+    arguments = ["findings", "board", "--study", "leaderboard", "--storage", root, "--readme", str(readme),
+                 "--figures", str(tmp_path / "figures")]
+    result = CliRunner().invoke(app, arguments)
+    assert result.exit_code == 0, result.output
+    text = readme.read_text()
+    assert thesis_block in text and text.endswith(f"{board_end}\n\nAfter.\n") and "stale" not in text
+    block = text.split(board_start)[1].split(board_end)[0]
+    assert "From the `board` sweep (" in block and "| Dataset / model | Attack | May rank first |" in block
+    assert "](figures/leaderboard_heatmap_synthetic_signs_gtsrb_cnn.png)" in block
+    png = (tmp_path / "figures" / "leaderboard_heatmap_synthetic_signs_gtsrb_cnn.png").read_bytes()
+    assert CliRunner().invoke(app, arguments).exit_code == 0
+    assert readme.read_text() == text
+    assert (tmp_path / "figures" / "leaderboard_heatmap_synthetic_signs_gtsrb_cnn.png").read_bytes() == png
+    # An unknown study is refused by name.
+    refused = CliRunner().invoke(app, [*arguments[:3], "nowhere", *arguments[4:]])
+    assert refused.exit_code == 2 and "unknown study 'nowhere'" in refused.output

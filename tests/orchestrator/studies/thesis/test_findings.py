@@ -8,12 +8,14 @@ from scipy import stats
 from typer.testing import CliRunner
 
 from orchestrator.cli import app
-from orchestrator.studies.thesis.findings import END, START, defense_effects, findings_markdown, short_pipeline
+from orchestrator.studies.findings import markers
+from orchestrator.studies.thesis.findings import defense_effects, findings_markdown, short_pipeline
 from orchestrator.report.model import ReportContext, SweepFacts
 from tests.orchestrator.report.test_sweep_report import recorded, write_rows
 from tests.report_rows import connect_rows, synthetic_rows
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+START, END = markers("thesis")
 README = f"# Project\n\nIntro stays.\n\n## Findings\n\n{START}\nstale text\n{END}\n\n## After\n\nStays too.\n"
 
 
@@ -33,11 +35,11 @@ def test_findings_replace_only_the_marked_block_and_write_two_png_figures(tmp_pa
     assert "are judged, each at 95 %:" in block and "Holm" in block
     # The Answers table: a header, its rule and one line per claim of the report's Answers section.
     assert sum(line.startswith("| RQ") for line in block.splitlines()) == 11
-    for name in ("asr_by_trigger.png", "defenses.png"):
+    for name in ("thesis_asr_by_trigger.png", "thesis_defenses.png"):
         assert (figures / name).read_bytes().startswith(PNG_MAGIC)
         assert f"](docs/findings/{name})" in block
     # Written again from the same rows, the README and the figures are byte for byte the same.
-    pngs = {name: (figures / name).read_bytes() for name in ("asr_by_trigger.png", "defenses.png")}
+    pngs = {name: (figures / name).read_bytes() for name in ("thesis_asr_by_trigger.png", "thesis_defenses.png")}
     assert CliRunner().invoke(app, arguments).exit_code == 0
     assert readme.read_text() == text
     assert {name: (figures / name).read_bytes() for name in pngs} == pngs
@@ -50,11 +52,11 @@ def test_a_sweep_without_defenses_gets_no_defense_figure_and_loses_a_stale_one(t
     readme, figures = tmp_path / "README.md", tmp_path / "figures"
     readme.write_text(README)
     figures.mkdir()
-    (figures / "defenses.png").write_bytes(PNG_MAGIC)  # from an earlier sweep
+    (figures / "thesis_defenses.png").write_bytes(PNG_MAGIC)  # from an earlier sweep
     result = CliRunner().invoke(app, ["findings", "paper", "--storage", root, "--readme", str(readme),
                                       "--figures", str(figures)])
     assert result.exit_code == 0, result.output
-    assert sorted(p.name for p in figures.iterdir()) == ["asr_by_trigger.png"]
+    assert sorted(p.name for p in figures.iterdir()) == ["thesis_asr_by_trigger.png"]
     block = readme.read_text().split(START)[1]
     assert block.startswith("\n**Partial: 8 of 16 trials done.** From the `paper` sweep") and "defenses.png" not in block
 
@@ -70,7 +72,7 @@ def test_a_readme_without_one_pair_of_markers_is_named_and_left_alone(tmp_path, 
                                       "--figures", str(tmp_path / "figures")])
     assert result.exit_code == 2
     assert str(readme) in result.output
-    assert ("file not found" if readme_text is None else "findings:start") in result.output
+    assert ("file not found" if readme_text is None else "findings:thesis:start") in result.output
     assert (readme.read_text() if readme_text is not None else None) == readme_text
     assert not (tmp_path / "figures").exists()
 
