@@ -31,10 +31,12 @@ def test_a_study_section_shows_after_the_generic_section_it_names(monkeypatch):
         sections.register_section(leaderboard, after="nowhere")
 
 
-def test_the_thesis_study_registers_its_sections_where_the_report_showed_them():
-    modules = [function.__module__.rsplit(".", 1)[-1] for function in sections.report_sections()]
-    assert modules == ["sweep", "answers", "attacks", "master", "board", "tradeoff", "detection", "failures", "parameters",
-                       "combinations", "controls", "benign", "guidelines", "beside", "provenance"]
+def test_the_studies_register_their_sections_where_the_report_shows_them():
+    modules = [function.__module__.removeprefix("orchestrator.").replace("report.sections.", "")
+               for function in sections.report_sections()]
+    assert modules == ["sweep", "studies.thesis.answers", "attacks", "master", "studies.leaderboard.board", "tradeoff",
+                       "detection", "studies.thesis.failures", "parameters", "combinations", "controls", "benign",
+                       "guidelines", "studies.leaderboard.beside", "studies.thesis.beside", "provenance"]
 
 
 def test_the_generic_sections_name_no_built_in_defense_outside_the_controls():

@@ -124,3 +124,60 @@ def test_findings_write_the_leaderboard_block_beside_the_thesis_block_and_again_
     # An unknown study is refused by name.
     refused = CliRunner().invoke(app, [*arguments[:3], "nowhere", *arguments[4:]])
     assert refused.exit_code == 2 and "unknown study 'nowhere'" in refused.output
+
+
+# Beside BackdoorBench ----------------------------------------------------------------------------
+
+def test_backdoorbench_der_is_computed_from_its_own_no_defense_cell():
+    from orchestrator.studies.leaderboard.beside import backdoorbench, reference_cells
+
+    from importlib import resources
+
+    import pandas as pd
+
+    cells = backdoorbench()
+    nc = cells[(cells["attack_name"] == "badnet") & (cells["defense_name"] == "nc") & np.isclose(cells["ratio"], 0.1)]
+    raw = pd.read_csv(resources.files("orchestrator.studies.leaderboard") / "reference"
+                      / "backdoorbench_gtsrb_preactresnet18.csv")
+    at = raw[(raw["attack_name"] == "badnet") & np.isclose(raw["ratio"], 0.1)].set_index("defense_name")
+    expected = (max(0, at.loc["no defense", "test_asr"] - at.loc["nc", "test_asr"])
+                - max(0, at.loc["no defense", "test_acc"] - at.loc["nc", "test_acc"]) + 1) / 2
+    assert nc["der"].iloc[0] == pytest.approx(expected)
+    reference = reference_cells()
+    assert set(reference.loc[reference["trigger"] == "sig", "bb_ratio"]) == {0.005}
+    assert reference[reference["trigger"] == "label_consistent"].empty  # no defended lc cell
+
+
+def beside_rows(agree: bool) -> list[dict]:
+    """Our white_pattern rows for the defenses BackdoorBench has against BadNets, whose DER order agrees
+    with (or reverses) BackdoorBench's (its BadNets DERs have no ties)."""
+    from orchestrator.studies.leaderboard.beside import DEFENSES, reference_cells
+
+    reference = reference_cells()
+    theirs = reference[reference["trigger"] == "white_pattern"].set_index("defense")["bb_der"]
+    assert theirs.is_unique
+    base = synthetic_rows(["yellow_square"], [10], SEEDS, ["none", "ac(cluster_analysis=smaller)"])
+    ranked = theirs.rank(method="first")
+    rows = [dict(row, poison_base="all", trigger="white_pattern") for row in base if row["pipeline"] == "none"]
+    for name in theirs.index:
+        order = ranked[name] if agree else len(ranked) + 1 - ranked[name]
+        for row in base:
+            if row["pipeline"] != "none":
+                rows.append(dict(row, poison_base="all", trigger="white_pattern", pipeline=name, d1_name=name, n_defenses=1,
+                                 trial_id=f"{row['trial_id'][:10]}{name}", der=0.1 * order + 0.01 * row["seed"]))
+    assert set(theirs.index) <= set(DEFENSES)
+    return rows
+
+
+def test_spearman_of_the_defense_orders_is_one_when_ours_agrees_and_minus_one_when_reversed():
+    from orchestrator.studies.leaderboard import beside
+
+    agreeing = beside.orders(context_of(beside_rows(agree=True))).set_index("attack")
+    assert agreeing.loc["white_pattern", "rho"] == pytest.approx(1.0)
+    assert agreeing.loc["white_pattern", "rho_lo"] == pytest.approx(1.0)
+    reversed_ = beside.orders(context_of(beside_rows(agree=False))).set_index("attack")
+    assert reversed_.loc["white_pattern", "rho"] == pytest.approx(-1.0)
+    section = beside.section(context_of(beside_rows(agree=True)))
+    table = next(b for b in section.blocks if isinstance(b, Table) and b.name == "beside_backdoorbench")
+    assert len(table.data) == agreeing.loc["white_pattern", "n"] >= 3
+    assert (table.data["bb_ratio"] == 0.1).all() and table.data["der_n"].eq(3).all()
