@@ -21,12 +21,10 @@ claims with a test, from the two-sided p-values of the same t statistics as the 
 from __future__ import annotations
 
 import functools
-import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
-import numpy as np
 import pandas as pd
 
 from orchestrator.report.model import Paragraph, ReportContext, Section, Table
@@ -37,7 +35,22 @@ from orchestrator.report.sections.settings import (
     quote,
     setting_columns,
 )
-from orchestrator.report.stats import CONFIDENCE, holm, mean_interval, t_pvalue, welch_interval, welch_pvalue
+from orchestrator.report.stats import CONFIDENCE, holm
+# AGREES, DISAGREES, INCONCLUSIVE, Judgement, decide: re-exported, the thesis's Answers speak in them.
+from orchestrator.studies.claims import (  # noqa: F401
+    AGREES,
+    DISAGREES,
+    FAMILY_ALPHA,
+    INCONCLUSIVE,
+    NOT_IN_SWEEP,
+    Evidence,
+    Judgement,
+    after_holm,
+    comparable,
+    decide,
+    judge,
+    paired_differences,
+)
 from orchestrator.studies.thesis.reference import load_reference, thesis_settings
 from orchestrator.studies.thesis.setup import AC, AC_SETUP, FACE_DATASETS, FP_THRESHOLD, SIGN_DATASETS
 
@@ -48,7 +61,6 @@ IMPLANTED_ASR = 0.5
 THESIS_AC = {f"ac.{parameter}": value for parameter, value in AC.items()}
 THESIS_FP_THRESHOLD = FP_THRESHOLD
 
-AGREES, DISAGREES, INCONCLUSIVE, NOT_IN_SWEEP = "agrees", "disagrees", "inconclusive", "not in this sweep"
 VERDICT_RULE = (
     "Verdict rule. Each claim is one statistic: a difference in percentage points, oriented so that the "
     "thesis's answer predicts a value above 0. A paired claim takes one difference per pair (defined in the "
@@ -61,7 +73,6 @@ VERDICT_RULE = (
     f"{IMPLANTED_ASR * 100:.0f} %, so that there is a backdoor to remove (the thesis's models had 51–100 %). "
     "A claim's p-value is the two-sided p of the same t statistic (Student's for pairs, Welch's for two groups): "
     "its interval leaves out 0 exactly when p < 0.05.")
-FAMILY_ALPHA = 1 - CONFIDENCE  # Holm's family-wise error rate over the claims with a test
 
 
 class Runs(Protocol):
@@ -160,47 +171,6 @@ def defense_parameters(defense: str) -> list[str]:
 
 
 @dataclass(frozen=True)
-class Evidence:
-    """What one source says about a claim, in fractions (differences of ASRs).
-
-    Attributes
-    ----------
-    first : a paired claim's differences, one per pair; a two-group claim's values of the first group
-        (face models), one per model
-    second : a two-group claim's values of the second group (traffic-sign models); None when paired
-    basis : the datasets and models the values come from, with counts, for a reader to check
-    """
-
-    first: np.ndarray
-    second: np.ndarray | None = None
-    basis: str = ""
-
-    @property
-    def paired(self) -> bool:
-        return self.second is None
-
-
-@dataclass(frozen=True)
-class Judgement:
-    """A claim's statistic over one source with its interval and verdict (percentage points).
-
-    ``n_first`` counts pairs, or the first group's models; ``n_second`` the second group's models
-    (None for a paired claim). Bounds are NaN without an interval; the mean is NaN without data.
-    ``p_value`` is the two-sided p that the statistic is 0, from the interval's t statistic (NaN
-    without an interval: fewer than 2 pairs, or 2 models in a group).
-    """
-
-    mean: float
-    lower: float
-    upper: float
-    n_first: int
-    n_second: int | None
-    verdict: str
-    reason: str
-    p_value: float = math.nan
-
-
-@dataclass(frozen=True)
 class Claim:
     """One testable part of the thesis's answer to a research question.
 
@@ -224,97 +194,6 @@ class Claim:
     statistic: str
     pair: str
     measure: Callable[[Runs], Evidence]
-
-
-def decide(lower: float, upper: float, count: int, enough: bool, too_few: str) -> tuple[str, str]:
-    """The verdict of :data:`VERDICT_RULE` and its reason, from an interval (percentage points).
-
-    Parameters
-    ----------
-    lower, upper : the 95 % interval's bounds (NaN without one)
-    count : pairs, or the smaller group's models; 0 means the sweep cannot form the statistic
-    enough : at least 2 pairs (2 models in each group)
-    too_few : the reason given when not ``enough``
-    """
-    if count == 0:
-        return NOT_IN_SWEEP, "no pair in this sweep"
-    if not enough:
-        return INCONCLUSIVE, too_few
-    if lower > 0:
-        return AGREES, "interval above 0"
-    if upper < 0:
-        return DISAGREES, "interval below 0"
-    return INCONCLUSIVE, "interval contains 0"
-
-
-def judge(evidence: Evidence) -> Judgement:
-    """The statistic of ``evidence`` in percentage points with its 95 % interval and verdict."""
-    if evidence.paired:
-        values = np.asarray(evidence.first, dtype=float) * 100
-        mean, lower, upper, n = mean_interval(values)
-        verdict, reason = decide(lower, upper, n, n >= 2, "fewer than 2 pairs")
-        return Judgement(mean, lower, upper, n, None, verdict, reason, t_pvalue(values))
-    first, second = (np.asarray(group, dtype=float) * 100 for group in (evidence.first, evidence.second))
-    first, second = first[~np.isnan(first)], second[~np.isnan(second)]
-    mean, lower, upper, _ = welch_interval(first, second)
-    smaller = min(len(first), len(second))
-    verdict, reason = decide(lower, upper, smaller, smaller >= 2, "fewer than 2 models in a group")
-    return Judgement(mean, lower, upper, len(first), len(second), verdict, reason, welch_pvalue(first, second))
-
-
-def after_holm(verdict: str, rejected: bool) -> str:
-    """A claim's verdict once Holm's procedure has judged the family: AGREES and DISAGREES stand only
-    where Holm rejects the claim's null hypothesis (statistic = 0), else they become INCONCLUSIVE; an
-    INCONCLUSIVE or 'not in this sweep' verdict stays as it is (Holm never rejects what the claim's
-    own 95 % interval does not)."""
-    if verdict in (AGREES, DISAGREES):
-        return verdict if rejected else INCONCLUSIVE
-    return verdict
-
-
-def paired_differences(frame: pd.DataFrame, unit: list[str], match: list[str], arm: str, first: object,
-                       second: object, value: str) -> pd.DataFrame:
-    """One difference per unit: ``value`` where ``arm`` is ``first`` minus where it is ``second``.
-
-    Rows of one (``unit``, ``match``, ``arm``) are averaged (several trials of one configuration), a
-    difference is taken where both arms ran with equal ``match`` values (None equals None), and the
-    differences of one unit are averaged, so that n counts units (backdoored models), never one twice.
-
-    Returns
-    -------
-    DataFrame with the ``unit`` columns and ``difference`` (the units where both arms ran)
-    """
-    empty = pd.DataFrame(columns=[*unit, "difference"])
-    if frame.empty or arm not in frame or value not in frame:
-        return empty
-    matched = [f"_match{index}" for index in range(len(match))]
-    frame = frame.assign(_arm=_comparable(frame[arm]), _value=pd.to_numeric(frame[value], errors="coerce"),
-                         **{name: _comparable(frame[column]).astype(str) for name, column in zip(matched, match)})
-    first, second = _comparable(pd.Series([first, second])).tolist()
-    frame = frame[frame["_arm"].isin([first, second]) & frame["_value"].notna()]
-    if frame.empty:
-        return empty
-    means = frame.groupby([*unit, *matched, "_arm"], dropna=False)["_value"].mean().unstack("_arm")
-    if first not in means.columns or second not in means.columns:
-        return empty
-    differences = (means[first] - means[second]).dropna()
-    if differences.empty:
-        return empty
-    return differences.groupby(level=unit, dropna=False).mean().rename("difference").reset_index()
-
-
-def _comparable(values: pd.Series) -> pd.Series:
-    """Values as match keys: floats rounded (a threshold read back from Parquet equals the YAML's), NA as None."""
-    def normal(value: object) -> object:
-        if value is None or (isinstance(value, float) and math.isnan(value)) or value is pd.NA:
-            return None
-        if isinstance(value, (float, np.floating)):
-            return round(float(value), 9)
-        if isinstance(value, np.integer):
-            return int(value)
-        return value
-
-    return values.astype(object).map(normal)
 
 
 def _basis(units: pd.DataFrame, group: str | None = None) -> str:
@@ -344,7 +223,7 @@ def _thesis_fp(frame: pd.DataFrame) -> pd.Series:
     """Rows whose Fine-Pruning ran at the thesis's threshold (:data:`THESIS_FP_THRESHOLD`)."""
     if "fp.threshold" not in frame:
         return pd.Series(False, index=frame.index)
-    return _comparable(frame["fp.threshold"]) == THESIS_FP_THRESHOLD
+    return comparable(frame["fp.threshold"]) == THESIS_FP_THRESHOLD
 
 
 def trigger_contrast(pairs: list[tuple[str, str]]) -> Callable[[Runs], Evidence]:
