@@ -34,7 +34,7 @@ def test_a_study_section_shows_after_the_generic_section_it_names(monkeypatch):
 def test_the_studies_register_their_sections_where_the_report_shows_them():
     modules = [function.__module__.removeprefix("orchestrator.").replace("report.sections.", "")
                for function in sections.report_sections()]
-    assert modules == ["sweep", "studies.thesis.answers", "attacks", "master", "studies.leaderboard.board", "tradeoff",
+    assert modules == ["sweep", "studies.leaderboard.answers", "studies.thesis.answers", "attacks", "master", "studies.leaderboard.board", "tradeoff",
                        "detection", "studies.thesis.failures", "parameters", "combinations", "controls", "benign",
                        "guidelines", "studies.leaderboard.beside", "studies.thesis.beside", "provenance"]
 
