@@ -174,6 +174,18 @@ def _estimate(row) -> str:
     return f"{row['mean']:+.{digits}f}{unit} [{row['lower']:+.{digits}f}, {row['upper']:+.{digits}f}] ({n})"
 
 
+def answers_table(table: pd.DataFrame) -> Table:
+    """:func:`answers_frame` as the report shows it (the README block drops the models column)."""
+    shown = pd.DataFrame({
+        "Question": table["question"], "Claim": table["claim"], "Ours": [_estimate(r) for _, r in table.iterrows()],
+        "Verdict (95 % each)": table["verdict"].str.upper(), "After Holm": table["holm_verdict"].str.upper(),
+        "Models": table["basis"],
+    })
+    return Table("leaderboard_answers", "Answers: four claims judged on the leaderboard's rows", shown, table,
+                 "Statistic and unit of each claim: "
+                 + " ".join(f"{c.question}: {c.statistic}; one value = {c.unit}." for c in CLAIMS))
+
+
 def benign_costs(context: ReportContext) -> pd.DataFrame:
     """Per single defense on the all-to-one 0 % models: clean-accuracy cost (before − after), mean
     [t interval] n = models."""
@@ -192,14 +204,7 @@ def section(context: ReportContext) -> Section | None:
     table = answers_frame(frame)
     if (table["verdict"] == NOT_IN_SWEEP).all():
         return None
-    shown = pd.DataFrame({
-        "Question": table["question"], "Claim": table["claim"], "Ours": [_estimate(r) for _, r in table.iterrows()],
-        "Verdict (95 % each)": table["verdict"].str.upper(), "After Holm": table["holm_verdict"].str.upper(),
-        "Models": table["basis"],
-    })
-    blocks = [Paragraph(RULE), Table("leaderboard_answers", "Answers: four claims judged on the leaderboard's rows",
-                                     shown, table, "Statistic and unit of each claim: "
-                                     + " ".join(f"{c.question}: {c.statistic}; one value = {c.unit}." for c in CLAIMS))]
+    blocks = [Paragraph(RULE), answers_table(table)]
     costs = benign_costs(context)
     if not costs.empty:
         blocks += [Paragraph("Beside the claims, not a claim: what each defense costs when nothing is poisoned "

@@ -14,7 +14,9 @@ from orchestrator.report.model import ReportContext
 from orchestrator.report.render import markdown_table
 from orchestrator.report.sections.settings import file_stem, format_value
 from orchestrator.report.stats import format_estimate
+from orchestrator.studies.claims import NOT_IN_SWEEP
 from orchestrator.studies.findings import FindingsWriter
+from orchestrator.studies.leaderboard import answers
 from orchestrator.studies.leaderboard.board import draw_heatmap, heatmap_size, leaderboard, rank_cells
 
 
@@ -54,6 +56,11 @@ def markdown(context: ReportContext, name: str, figure_paths: list[str], partial
              "has every defense's row). Per attack setting, the defenses whose rank range over a bootstrap of the "
              "seeds reaches 1: the seeds cannot tell which of them is best.", "",
              *markdown_table(front_runners(board)), ""]
+    claims = answers.answers_frame(answers.trials(context))
+    if (claims["verdict"] != NOT_IN_SWEEP).any():
+        shown = answers.answers_table(claims).shown.drop(columns=["Models"])
+        lines += ["The four claims, each judged at 95 % by the report's rule (Leaderboard answers), and after "
+                  "Holm's adjustment over them:", "", *markdown_table(shown), ""]
     for path in figure_paths:
         caption = f"Mean DER, {Path(path).stem.removeprefix('leaderboard_heatmap_')}: " + HEATMAP_SHORT
         lines += [f"![{caption}]({path})", "", f"*{caption}*", ""]
