@@ -90,7 +90,7 @@ def table(frame: pd.DataFrame) -> pd.DataFrame:
 def acceptance(frame: pd.DataFrame) -> list[str]:
     """The counts of acceptance 2 on the all-to-one BadNets models with ASR >= 0.9."""
     lines = []
-    badnets = frame[(frame["trigger"] == "white_pattern") & (frame["poison_pct"] > 0) & (frame["source"] < 0)
+    badnets = frame[(frame["trigger"] == "white_pattern") & (frame["poison_pct"] > 0) & frame["source"].isna()
                     & (frame["asr_before"] >= 0.9)]
     for dataset, rows in badnets.groupby("dataset"):
         nc = rows[rows["pipeline"].str.startswith("neural_cleanse")]
