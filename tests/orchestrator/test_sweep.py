@@ -141,52 +141,43 @@ def test_a_no_cache_sweep_computes_each_trial_alone_and_a_failed_trial_is_report
 
 
 @pytest.mark.ray
-def test_three_attacks_cross_none_ac_and_perfect_filter_on_ray_with_one_type_per_column(tmp_path, local_ray):
-    """Issue 18: attacks beyond patches run under Tune like any other; their rows share one schema."""
+def test_new_attacks_and_new_defenses_run_on_ray_in_one_sweep_with_one_type_per_column(tmp_path, local_ray):
+    """Issue 18: three attacks beyond patches crossed with none, ac and perfect_filter; issue 19: an
+    input filter, a training-set filter and a model inspection (with its own shared stage) crossed
+    with one attack and none. Under Tune like any other method, in one sweep of two blocks (one Ray
+    start); every row of either block shares one schema."""
     storage = tmp_path / "runs"
     result = run_space(tmp_path, """
-        name: attacks
+        name: new_methods
         dataset: {name: synthetic_signs, per_class: 10, test_per_class: 2, classes: [speed_limit_100, stop, yield, no_entry]}
         model: gtsrb_cnn
         train: {epochs: 1}
-        attack: {source: all, target: 1, trigger: [{blend: {alpha: 0.3}}, sig, wanet], poison_pct: 25}
-        defenses: [none, {ac: {retrain: none}}, {perfect_filter: {retrain: none}}]
+        attack: {source: all, target: 1, poison_pct: 25}
         resources: {cpu: 1}
+        blocks:
+          - attack: {trigger: [{blend: {alpha: 0.3}}, sig, wanet]}
+            defenses: [none, {ac: {retrain: none}}, {perfect_filter: {retrain: none}}]
+          - attack: {trigger: blend}
+            defenses: [none, {strip: {n_overlays: 4}}, {spectre: {retrain: none}}, {neural_cleanse: {steps: 5}}]
     """, "--max-concurrent", "2")
     assert result.exit_code == 0, result.output
     rows = query(storage, "SELECT * FROM results")
-    assert len(rows) == 9 and set(rows["trigger"]) == {"blend(alpha=0.3)", "sig", "wanet"}
-    by_attack = rows.groupby("trigger").first()
+    attacks = rows[rows["trigger"] != "blend"]
+    assert len(attacks) == 9 and set(attacks["trigger"]) == {"blend(alpha=0.3)", "sig", "wanet"}
+    by_attack = attacks.groupby("trigger").first()
     assert by_attack.loc["sig", "poison_base"] == "target" and by_attack.loc["wanet", "poison_base"] == "all"
     assert by_attack.loc["sig", "attack_label_mode"] == "clean" and by_attack.loc["wanet", "n_cover"] > 0
-    assert rows["attack_ssim_mean"].between(-1, 1).all() and rows["attack_test_linf_max"].gt(0).all()
-    perfect = rows[rows["pipeline"].str.startswith("perfect_filter")]
+    assert attacks["attack_ssim_mean"].between(-1, 1).all() and attacks["attack_test_linf_max"].gt(0).all()
+    perfect = attacks[attacks["pipeline"].str.startswith("perfect_filter")]
     assert (perfect["d1_tpr"] == 1).all() and (perfect["d1_removed_cover"] == 0).all()
-    assert not mixed_column_types((storage / "attacks" / "results").rglob("*.parquet"))
-
-
-def test_three_new_defenses_cross_one_attack_and_none_on_ray_with_one_type_per_column(tmp_path, local_ray):
-    """Issue 19: an input filter, a training-set filter and a model inspection (with its own shared
-    stage) run under Tune like any other defense; their rows share one schema."""
-    storage = tmp_path / "runs"
-    result = run_space(tmp_path, """
-        name: defenses
-        dataset: {name: synthetic_signs, per_class: 10, test_per_class: 2, classes: [speed_limit_100, stop, yield, no_entry]}
-        model: gtsrb_cnn
-        train: {epochs: 1}
-        attack: {source: all, target: 1, trigger: blend, poison_pct: 25}
-        defenses: [none, {strip: {n_overlays: 4}}, {spectre: {retrain: none}}, {neural_cleanse: {steps: 5}}]
-        resources: {cpu: 1}
-    """, "--max-concurrent", "2")
-    assert result.exit_code == 0, result.output
-    rows = query(storage, "SELECT * FROM results").set_index("pipeline")
-    assert len(rows) == 4
-    assert rows.loc["strip(n_overlays=4)", "d1_kind"] == "input_filter"
-    assert 0 <= rows.loc["strip(n_overlays=4)", "served_asr"] <= rows.loc["strip(n_overlays=4)", "asr_after"]
-    assert rows.loc["spectre(retrain=none)", "d1_kind"] == "training_set_filter"
-    assert rows.loc["neural_cleanse(steps=5)", "d1_kind"] == "model_inspection"
-    assert len(rows.loc["neural_cleanse(steps=5)", "d1_mask_l1"]) == 4
-    assert not mixed_column_types((storage / "defenses" / "results").rglob("*.parquet"))
+    defended = rows[rows["trigger"] == "blend"].set_index("pipeline")
+    assert len(defended) == 4
+    assert defended.loc["strip(n_overlays=4)", "d1_kind"] == "input_filter"
+    assert 0 <= defended.loc["strip(n_overlays=4)", "served_asr"] <= defended.loc["strip(n_overlays=4)", "asr_after"]
+    assert defended.loc["spectre(retrain=none)", "d1_kind"] == "training_set_filter"
+    assert defended.loc["neural_cleanse(steps=5)", "d1_kind"] == "model_inspection"
+    assert len(defended.loc["neural_cleanse(steps=5)", "d1_mask_l1"]) == 4
+    assert not mixed_column_types((storage / "new_methods" / "results").rglob("*.parquet"))
 
 
 @pytest.mark.ray
