@@ -14,6 +14,8 @@ averaged per seed first, and n counts seeds.
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pandas as pd
 
@@ -218,10 +220,10 @@ def _summary(label: str, rows: pd.DataFrame) -> Paragraph:
     return Paragraph(text + ".")
 
 
-def wrap_label(label: str, width: int = LABEL_WIDTH) -> str:
-    """A configuration's label on lines of at most ``width`` characters, broken after ``,`` or ``>``
-    (a part longer than ``width`` keeps its own line)."""
-    parts = [part for part in label.replace(",", ",\n").replace(">", ">\n").split("\n") if part]
+def wrap_label(label: str, width: int = LABEL_WIDTH, after: str = ",>") -> str:
+    """A label on lines of at most ``width`` characters, broken after any character of ``after``
+    (a configuration's ``,`` and ``>`` by default; a part longer than ``width`` keeps its own line)."""
+    parts = [part for part in re.sub(f"([{re.escape(after)}])", "\\1\n", label).split("\n") if part]
     lines = [""]
     for part in parts:
         if lines[-1] and len(lines[-1]) + len(part) > width:

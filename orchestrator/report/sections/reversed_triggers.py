@@ -16,6 +16,7 @@ import pandas as pd
 from orchestrator.report import figures
 from orchestrator.report.methods import MODEL_INSPECTION, kind_sql
 from orchestrator.report.model import Figure, ReportContext
+from orchestrator.report.sections.benign import wrap_label
 
 MAX_MODELS = 6  # rows of the figure: one model per attack setting and configuration, the first seed's
 MAX_OTHER_FLAGGED = 2  # flagged classes besides the target shown per model
@@ -81,7 +82,9 @@ def reversed_trigger_figure(context: ReportContext) -> Figure | None:
 
 def stamp_image(mask: np.ndarray, pattern: np.ndarray) -> np.ndarray:
     """What the reversed trigger puts on an image, on black: ``mask * pattern`` as uint8 (h, w, c)."""
-    return np.clip(np.round(np.asarray(mask)[..., None] * np.asarray(pattern)), 0, 255).astype(np.uint8)
+    from tasks.defenses.neural_cleanse import stamp_reversed
+
+    return stamp_reversed(np.zeros((1, *np.shape(pattern)), np.uint8), np.asarray(mask), np.asarray(pattern))[0]
 
 
 def _draw(panels: list[tuple[str, list[tuple[str, np.ndarray]]]]) -> Figure:
@@ -100,7 +103,7 @@ def _draw(panels: list[tuple[str, list[tuple[str, np.ndarray]]]]) -> Figure:
                             interpolation="nearest")
                 axis.set_title(caption, fontsize=8)
                 if column == 0:
-                    axis.set_xlabel("\n".join(_lines(title, 38)), fontsize=7.5)
+                    axis.set_xlabel(wrap_label(title, 38, after=" "), fontsize=7.5)
         svg = figures.to_svg(figure)
     return Figure("reversed_triggers", "Reversed triggers beside the real one", svg,
                   "Per backdoored model (the first seed of each attack setting and configuration): left, a test "
@@ -109,13 +112,3 @@ def _draw(panels: list[tuple[str, list[tuple[str, np.ndarray]]]]) -> Figure:
                   "classes it flagged. "
                   "A reversed trigger that looks like the real one, small and in its place, found the backdoor; "
                   "score: the class's suspicion (Neural Cleanse: its anomaly index).")
-
-
-def _lines(text: str, width: int) -> list[str]:
-    words, lines = text.split(), [""]
-    for word in words:
-        if lines[-1] and len(lines[-1]) + 1 + len(word) > width:
-            lines.append("")
-        lines[-1] = f"{lines[-1]} {word}".strip()
-    return lines
-

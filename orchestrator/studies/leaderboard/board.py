@@ -20,6 +20,7 @@ import pandas as pd
 
 from orchestrator.report import figures
 from orchestrator.report.model import Figure, Paragraph, ReportContext, Section, Table
+from orchestrator.report.sections.benign import wrap_label
 from orchestrator.report.sections.settings import (
     DER_FORMULA,
     NO_DEFENSE,
@@ -127,7 +128,7 @@ def heatmap_size(part: pd.DataFrame) -> tuple[float, float]:
     longest = max(len(f"{t} {format_value(p)} %") for t, p in rows.itertuples(index=False))
     columns = part["pipeline"].nunique()
     width = min(figures.MAX_WIDTH_IN, 0.75 * columns + 0.08 * longest + 1.6)
-    lines = max(len(_wrap(d, 14)) for d in part["pipeline"].unique())
+    lines = max(wrap_label(d, 14, after=",(").count("\n") + 1 for d in part["pipeline"].unique())
     return width, 0.34 * len(rows) + 1.2 + 0.16 * lines
 
 
@@ -146,15 +147,6 @@ def draw_heatmap(figure, axes, part: pd.DataFrame) -> None:
                 row = keyed.loc[(trigger, poison_pct, defense)]
                 matrix[i, j] = row["der_mean"]
                 marked[i, j] = row["der_n"] >= 2 and row["der_lo"] <= 0.5 <= row["der_hi"]
-    column_labels = ["\n".join(_wrap(d, 14)) for d in defenses]
+    column_labels = [wrap_label(d, 14, after=",(") for d in defenses]
     figures.annotated_heatmap(figure, axes, matrix, row_labels, column_labels, "mean DER", (0.0, 1.0), 2, marked)
     axes.tick_params(axis="x", labelrotation=0, labelsize=7)
-
-
-def _wrap(label: str, width: int) -> list[str]:
-    parts, lines = label.replace(",", ",\n").replace("(", "(\n").split("\n"), [""]
-    for part in parts:
-        if lines[-1] and len(lines[-1]) + len(part) > width:
-            lines.append("")
-        lines[-1] += part
-    return lines
