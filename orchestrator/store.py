@@ -43,6 +43,7 @@ from tasks.file_identity import file_sha256
 from tasks.stage import Stage
 
 MANIFEST = "manifest.json"
+TEMPORARY_PREFIX = ".tmp-"  # of a directory an artifact is written in before it is renamed into place
 CACHE = "cache"  # the artifact store's directory under a storage root
 _CHUNK = 1 << 20
 
@@ -270,8 +271,13 @@ class ArtifactStore:
         return (self.path(stage, key) / MANIFEST).is_file()
 
     def stored_keys(self) -> set[tuple[str, str]]:
-        """``(stage name, key)`` of every artifact stored, in one listing."""
-        return {(path.parent.parent.name, path.parent.name) for path in self.root.glob(f"*/*/{MANIFEST}")}
+        """``(stage name, key)`` of every artifact stored, in one listing.
+
+        A temporary directory (``.tmp-<key>-<uuid>``) holds its manifest for a moment before it is
+        renamed into place, and keeps it if its process was killed in that moment: it is not stored.
+        """
+        return {(path.parent.parent.name, path.parent.name) for path in self.root.glob(f"*/*/{MANIFEST}")
+                if not path.parent.name.startswith(TEMPORARY_PREFIX)}
 
     def manifest(self, stage: Stage, key: str) -> dict:
         return json.loads(self._manifest_text(stage.name, key))
@@ -406,12 +412,12 @@ class ArtifactStore:
 
     def _clear_leftovers(self, ref: ArtifactRef) -> None:
         # Under the key's lock, any temporary directory of this key is a dead process's half-written try.
-        for leftover in ref.path.parent.glob(f".tmp-{ref.key}-*"):
+        for leftover in ref.path.parent.glob(f"{TEMPORARY_PREFIX}{ref.key}-*"):
             shutil.rmtree(leftover, ignore_errors=True)
 
     def _scratch(self, ref: ArtifactRef) -> Path:
         """An empty directory to save a new artifact in, on the filesystem it will be renamed on."""
-        temporary = ref.path.parent / f".tmp-{ref.key}-{uuid.uuid4().hex}"
+        temporary = ref.path.parent / f"{TEMPORARY_PREFIX}{ref.key}-{uuid.uuid4().hex}"
         temporary.mkdir(parents=True)
         return temporary
 
@@ -519,7 +525,7 @@ class ObjectArtifactStore(ArtifactStore):
         self.storage.delete_tree(CACHE, ref.stage.name, ref.key)
 
     def _scratch(self, ref: ArtifactRef) -> Path:
-        temporary = self.node_cache / ref.stage.name / f".tmp-{ref.key}-{uuid.uuid4().hex}"
+        temporary = self.node_cache / ref.stage.name / f"{TEMPORARY_PREFIX}{ref.key}-{uuid.uuid4().hex}"
         temporary.mkdir(parents=True)
         return temporary
 

@@ -219,8 +219,11 @@ def test_a_dead_processs_half_written_try_is_cleaned_up_by_the_next_computation(
     leftover = tmp_path / "count" / f".tmp-{key}-deadbeef"
     leftover.mkdir(parents=True)
     (leftover / "number.json").write_text("2")
+    (leftover / "manifest.json").write_text("{}")  # killed between its manifest and its rename
+    assert store.stored_keys() == set()  # what was not renamed into place is not stored
     store.resolve(STAGE, config, [])
     assert not leftover.exists() and store.contains(STAGE, key)
+    assert store.stored_keys() == {(STAGE.name, key)}
 
 
 def test_a_waiter_takes_over_when_the_producer_dies(tmp_path):
