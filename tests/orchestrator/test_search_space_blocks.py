@@ -128,3 +128,25 @@ def test_the_thesis_study_covers_what_its_four_questions_need():
     assert {"perfect_filter", "random_filter"} <= {d.name for t in signs for d in t.defenses}
     benign = {t.pipeline for t in signs if t.attack.poison_pct == 0}
     assert {name for name in ("ac", "ss", "dp", "fp") if any(p.startswith(name) for p in benign)} == {"ac", "ss", "dp", "fp"}
+
+
+def test_the_leaderboard_crosses_every_attack_with_every_defense_on_both_datasets():
+    """search_spaces/leaderboard.yaml (issue 20): all-to-one on bundled synthetic_signs and digits, the
+    eight dirty-label settings at 10 % (the adaptive ones also at their paper's 0.3 %), the two
+    clean-label attacks at 10 % of the target class, a 0 % benign arm; each against the ten defenses,
+    one configuration each, at seeds 0, 1 and 2."""
+    from pathlib import Path
+
+    from orchestrator.studies.leaderboard.answers import ADAPTIVE
+
+    _, trials = load_search_space(Path(__file__).resolve().parents[2] / "search_spaces" / "leaderboard.yaml")
+    defenses = {"none", "ac", "ss", "spectre", "perfect_filter", "fp", "fine_tune", "neural_cleanse", "i_bau", "strip"}
+    settings = {("white_pattern", 10.0), ("big_yellow_square", 10.0), ("blend", 10.0), ("wanet", 10.0),
+                ("sig", 10.0), ("label_consistent", 10.0), ("white_pattern", 0.0)}
+    settings |= {(attack, pct) for attack in ADAPTIVE for pct in (10.0, 0.3)}
+    assert len(trials) == len({t.trial_id for t in trials}) == 2 * len(settings) * len(defenses) * 3
+    for dataset in ("synthetic_signs", "digits"):
+        cells = {(t.attack.label, t.attack.poison_pct, t.pipeline, t.train.seed) for t in trials if t.dataset.name == dataset}
+        assert cells == {(a, p, d, s) for a, p in settings for d in defenses for s in (0, 1, 2)}
+    assert all(t.attack.source is None or t.attack.source == "all" for t in trials), {t.attack.source for t in trials}
+    assert {t.dataset.image_size for t in trials} == {24}
