@@ -127,6 +127,9 @@ class ReportContext:
     facts: SweepFacts
     budgets: tuple[float, ...] = (1.0, 2.0, 5.0)
     read_artifact: Callable[[Any, str], Any] | None = None
+    # Answers that every section asks for and that the rows fix (the attack-setting columns): computed
+    # once per report, not once per section and table.
+    memo: dict[str, Any] = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def __post_init__(self):
         # Every section reads a pipeline's defended outcome: for one that ends in an input filter,

@@ -63,6 +63,12 @@ def setting_columns(context: ReportContext) -> list[str]:
     Always :data:`CORE`; ``source`` and ``target`` and configuration columns (``dataset_*``,
     ``train_*``) only when they take more than one value in the sweep.
     """
+    if "setting_columns" not in context.memo:
+        context.memo["setting_columns"] = _setting_columns(context)
+    return list(context.memo["setting_columns"])
+
+
+def _setting_columns(context: ReportContext) -> list[str]:
     described = context.connection.execute("DESCRIBE results").fetchall()
     candidates = [name for name, kind, *_ in described
                   if (name in ("source", "target") or name.startswith(("dataset_", "train_")))

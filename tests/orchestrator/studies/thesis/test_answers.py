@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from orchestrator.report.build import build_sections
+from orchestrator.report.build import build_sections, write_report
 from orchestrator.report.model import ReportContext, SweepFacts, Table
 from orchestrator.studies.thesis import answers
 from orchestrator.studies.thesis.answers import (
@@ -32,7 +32,7 @@ from orchestrator.studies.thesis.answers import (
     multiplicity_text,
 )
 from orchestrator.report.stats import mean_interval, welch_interval
-from tests.orchestrator.report.test_render import build_generated_report
+from tests.orchestrator.report.test_render import built_once, generated_report_context
 from tests.report_rows import connect_rows, parse_pipeline, synthetic_rows
 
 SIGNS, FACES = ("synthetic_signs", "gtsrb_cnn"), ("synthetic_faces", "deepid")
@@ -200,9 +200,11 @@ def test_intervals_are_scipys_student_t_and_welch():
 
 def test_the_whole_report_holds_the_answers_right_after_the_sweep(tmp_path):
     out = tmp_path / "report"
-    context, files = build_generated_report(tmp_path / "runs", out)
+    context = generated_report_context(tmp_path / "runs")
+    sections = build_sections(context)
+    files = write_report(context, out, sections=built_once(sections))
     assert files.sections[:2] == ["sweep", "answers"]
-    section = next(s for s in build_sections(context) if s.id == "answers")
+    section = next(s for s in sections if s.id == "answers")
     table = next(b for b in section.blocks if isinstance(b, Table) and b.name == "answers")
     assert len(table.shown) == len(CLAIMS)
     verdicts = set(table.data["verdict"])
