@@ -22,13 +22,13 @@ def test_poison_comes_from_the_attackers_camera():
 @pytest.mark.parametrize("mode", ["trusted", "untrusted"])
 def test_a_camera_with_random_labels_is_flagged(mode):
     # Ten signs are enough for a judging model to learn, and train in a quarter of the time of 43.
-    dataset = load_dataset(Config(per_class=60, test_per_class=1, tune_fraction=0.2, classes=SIGNS))
+    dataset = load_dataset(Config(per_class=60, test_per_class=1, tune_fraction=0.2, classes=SIGNS, image_size=24))
     x, y = np.asarray(dataset.x_train), np.asarray(dataset.y_train).copy()
     rng = np.random.default_rng(0)
     bad = rng.random(len(y)) < 0.4  # the "attacker's camera": 40 % of the data, labels scrambled
     y[bad] = rng.integers(0, dataset.n_classes, size=bad.sum())
     data = DefenseData(x, y, bad, np.asarray(dataset.x_tune), np.asarray(dataset.y_tune), dataset.n_classes)
-    train = TrainConfig(model="gtsrb_cnn", epochs=3, batch_size=32)
+    train = TrainConfig(model="gtsrb_cnn", epochs=2, batch_size=32)
     params = Params(mode=mode, eps=0.0, retrain="none")
     gains = segment_gains(params, data, camera_ids(bad, seed=0), train)
     assert max(gains, key=gains.get) == ATTACKER_CAMERA, gains
