@@ -162,7 +162,7 @@ def ac_with_and_without_exclusionary_reclassification(seed: int):
     poisons among 150 clean samples of class 1, which the clean classes' single modes leave as a
     separate cluster. Returns (asr, {ex_re_threshold: metrics of the defense stage}).
     """
-    data = make_dataset(n_classes=4, per_class=150, size=32, seed=seed)
+    data = make_dataset(n_classes=4, per_class=150, size=24, seed=seed)
     poisoned = poison_dataset(AttackConfig(source=0, target=1, trigger="big_yellow_square", poison_pct=10), data)
     train = TrainConfig(model="gtsrb_cnn", epochs=8, batch_size=32, seed=seed)
     trained = train_model(train, data, poisoned)
