@@ -249,11 +249,31 @@ CIRCUMSTANCES = ("_seconds", "_computed", "finished_at", "worker_pid", "node_id"
 
 @pytest.mark.slow
 @pytest.mark.ray
-def test_trials_on_one_slot_run_in_one_worker_and_measure_what_a_process_per_trial_measures(tmp_path, monkeypatch,
-                                                                                           local_ray):
-    shared = run_sweep(tmp_path, "shared")
-    assert shared["worker_pid"].nunique() == 1
+def test_trials_on_one_slot_share_a_worker_a_raised_one_is_retried_elsewhere_and_rows_match_a_process_per_trial(
+        tmp_path, monkeypatch, local_ray):
+    """One sweep on one slot where one trial raises on its first attempt, then the same sweep with a
+    process per trial: the reused workers' rows equal the fresh processes' rows."""
+    import orchestrator.sweep
 
+    plain = orchestrator.sweep.run_trial_in_tune
+    monkeypatch.setattr(orchestrator.sweep, "run_trial_in_tune", fail_once_then_run)
+    shared = run_sweep(tmp_path, "shared", max_failures=1)
+
+    attempts = [line.split() for line in (tmp_path / "shared" / "reuse" / "attempts.txt").read_text().splitlines()]
+    assert len(attempts) == len(shared) + 1
+    raised = attempts.index(next(attempt for attempt in attempts if attempt[2] == "raised"))
+    flaky_id, failed_pid, _ = attempts[raised]
+    first_id, first_pid, _ = attempts[0]
+    # Reuse: every attempt up to the failure ran in the first process, a trial before it included.
+    assert first_id != flaky_id and {pid for _, pid, _ in attempts[:raised + 1]} == {first_pid}
+    assert int(first_pid) == shared.loc[first_id, "worker_pid"]
+    # No trial ran in that process after it raised; the retry and the rest ran in one other process,
+    # and the retry wrote the row.
+    after = attempts[raised + 1:]
+    assert after and {pid for _, pid, _ in after} == {after[0][1]} != {failed_pid}
+    assert shared.loc[flaky_id, "worker_pid"] == int(after[0][1])
+
+    monkeypatch.setattr(orchestrator.sweep, "run_trial_in_tune", plain)
     monkeypatch.setenv("BDSWEEP_REUSE_WORKERS", "0")
     alone = run_sweep(tmp_path, "alone")
     assert alone["worker_pid"].nunique() == len(alone)
@@ -261,22 +281,3 @@ def test_trials_on_one_slot_run_in_one_worker_and_measure_what_a_process_per_tri
     measured = [c for c in shared.columns if not c.endswith(CIRCUMSTANCES)]
     assert len(measured) > 30
     assert shared[measured].equals(alone[measured]), shared[measured].compare(alone[measured])
-
-
-@pytest.mark.slow
-@pytest.mark.ray
-def test_a_trial_that_raised_is_retried_in_another_process(tmp_path, monkeypatch, local_ray):
-    import orchestrator.sweep
-
-    monkeypatch.setattr(orchestrator.sweep, "run_trial_in_tune", fail_once_then_run)
-    rows = run_sweep(tmp_path, "flaky", max_failures=1)
-
-    attempts = [line.split() for line in (tmp_path / "flaky" / "reuse" / "attempts.txt").read_text().splitlines()]
-    (flaky_id, failed_pid, _), = [attempt for attempt in attempts if attempt[2] == "raised"]
-    first_id, first_pid, _ = attempts[0]
-    # The failure happened in a worker that had run a trial before: reuse was on.
-    assert first_id != flaky_id and int(first_pid) == int(failed_pid) == rows.loc[first_id, "worker_pid"]
-    # No trial ran in that process after it raised; the retry ran elsewhere and wrote the row.
-    after = attempts[attempts.index([flaky_id, failed_pid, "raised"]) + 1:]
-    assert after and all(pid != failed_pid for _, pid, _ in after)
-    assert rows.loc[flaky_id, "worker_pid"] != int(failed_pid)
