@@ -57,6 +57,17 @@ def _fail(error: UserError) -> NoReturn:
     raise typer.Exit(2)
 
 
+def _check_environment() -> None:
+    """Exit 2 with one line for a setting in the environment that the sweep would fail on later."""
+    from orchestrator.ray_watch import gcs_patience_s
+
+    try:
+        gcs_patience_s()
+    except ValueError as error:
+        typer.echo(f"bdsweep: error: {error}", err=True)
+        raise typer.Exit(2) from None
+
+
 @contextmanager
 def _reported(storage: StorageRoot):
     """Exit 2 with one line for a user's mistake, or for storage that cannot be read or written."""
@@ -106,6 +117,7 @@ def run(
     from orchestrator.search_space import load_search_space
     from orchestrator.sweep import check_not_started, plan_sweep, record_sweep
 
+    _check_environment()
     with _reported(storage):
         _methods()  # every plugin loads, and fits beside the others, before anything else happens
         space, trials = load_search_space(space_file)
@@ -130,6 +142,7 @@ def resume(
     """Continue an interrupted sweep: restore Tune's experiment, restart errored trials, run what has no row."""
     from orchestrator.sweep import recorded_sweep
 
+    _check_environment()
     with _reported(storage):
         _methods()
         plan = recorded_sweep(storage, name)

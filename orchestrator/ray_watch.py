@@ -27,6 +27,23 @@ from ray import tune
 # restarts it, and Ray's clients wait 60 s for that), so it gets longer, yet less than those 60 s.
 RAYLET_PATIENCE_S = 3.0
 GCS_PATIENCE_S = 20.0
+GCS_PATIENCE_VARIABLE = "BDSWEEP_GCS_PATIENCE_S"
+
+
+def gcs_patience_s() -> float:
+    """How long the driver waits for a silent GCS (s): ``BDSWEEP_GCS_PATIENCE_S``, else
+    :data:`GCS_PATIENCE_S`. A cluster whose GCS restarts slowly may need more; less ends the driver
+    sooner. ValueError naming the variable unless it is a positive number."""
+    text = os.environ.get(GCS_PATIENCE_VARIABLE)
+    if text is None:
+        return GCS_PATIENCE_S
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = float("nan")
+    if not seconds > 0 or seconds == float("inf"):
+        raise ValueError(f"{GCS_PATIENCE_VARIABLE}={text!r}: need a positive number of seconds")
+    return seconds
 
 
 def ray_lost_line(sweep: str, reason: str) -> str:
@@ -42,7 +59,7 @@ def ray_endpoints() -> list[tuple[str, str, int, float]]:
     gcs_host, gcs_port = context.gcs_address.rsplit(":", 1)
     node = next(n for n in ray.nodes() if n["NodeID"] == context.get_node_id())
     return [
-        ("the GCS", gcs_host, int(gcs_port), GCS_PATIENCE_S),
+        ("the GCS", gcs_host, int(gcs_port), gcs_patience_s()),
         ("this node's raylet", node["NodeManagerAddress"], int(node["NodeManagerPort"]), RAYLET_PATIENCE_S),
     ]
 

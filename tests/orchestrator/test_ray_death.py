@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.ray_watch import RayWatch, answers, ray_lost_line
+from orchestrator.ray_watch import GCS_PATIENCE_VARIABLE, RayWatch, answers, gcs_patience_s, ray_lost_line
 from tests.ray_processes import ray_processes, session_processes, stop_session
 
 REPOSITORY = Path(__file__).resolve().parents[2]
@@ -40,8 +40,8 @@ class Driver:
     """``bdsweep run`` in its own interpreter and session (so every process it starts can be found
     and stopped), its stdout and stderr collected line by line."""
 
-    def __init__(self, *args: str):
-        env = {**os.environ, "PYTHONPATH": str(REPOSITORY), "PYTHONUNBUFFERED": "1"}
+    def __init__(self, *args: str, env: dict[str, str] | None = None):
+        env = {**os.environ, "PYTHONPATH": str(REPOSITORY), "PYTHONUNBUFFERED": "1", **(env or {})}
         self.process = subprocess.Popen(
             [sys.executable, "-m", "orchestrator.cli", *args], cwd=REPOSITORY, env=env, text=True,
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,
@@ -107,19 +107,40 @@ def test_the_watch_stops_quietly_when_the_driver_lets_go_of_ray(monkeypatch):
     assert lost == []
 
 
+def test_the_gcs_patience_comes_from_the_environment_and_a_bad_one_stops_run_before_anything(monkeypatch, tmp_path):
+    from typer.testing import CliRunner
+
+    from orchestrator.cli import app
+
+    assert gcs_patience_s() == 20.0
+    monkeypatch.setenv(GCS_PATIENCE_VARIABLE, "2.5")
+    assert gcs_patience_s() == 2.5
+    for bad in ("0", "-1", "soon", "inf", "nan"):
+        monkeypatch.setenv(GCS_PATIENCE_VARIABLE, bad)
+        with pytest.raises(ValueError, match=GCS_PATIENCE_VARIABLE):
+            gcs_patience_s()
+    space = tmp_path / "space.yaml"
+    space.write_text(textwrap.dedent(SPACE))
+    done = CliRunner().invoke(app, ["run", str(space), "--storage", str(tmp_path / "runs")])
+    assert done.exit_code == 2 and f"{GCS_PATIENCE_VARIABLE}='nan'" in done.output
+    assert not (tmp_path / "runs").exists()  # nothing recorded, nothing run
+
+
 @pytest.mark.slow
 @pytest.mark.ray
 @pytest.mark.parametrize("killed", ["raylet", "gcs_server"])
 def test_driver_exits_with_one_line_when_ray_dies_under_it(tmp_path, killed):
     space = tmp_path / "space.yaml"
     space.write_text(textwrap.dedent(SPACE))
-    driver = Driver("run", str(space), "--storage", str(tmp_path / "runs"))
+    # The GCS gets 5 s instead of its default 20 (BDSWEEP_GCS_PATIENCE_S): a test need not wait
+    # out the patience that a GCS restarting under fault tolerance deserves.
+    driver = Driver("run", str(space), "--storage", str(tmp_path / "runs"), env={GCS_PATIENCE_VARIABLE: "5"})
     try:
         driver.wait_for_line("started")
         time.sleep(1)
         os.kill(driver.ray_process(killed), signal.SIGKILL)
-        # The watch ends the driver 3 s (raylet) or 20 s (GCS) after Ray stops answering; Ray itself
-        # would loop for good (raylet) or end it after 60 s (GCS).
+        # The watch ends the driver 3 s (raylet) or 5 s (GCS, here) after Ray stops answering; Ray
+        # itself would loop for good (raylet) or end it after 60 s (GCS).
         code = driver.finish(timeout=120)
         output = driver.output()
         assert code == 1, output
