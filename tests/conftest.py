@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-from contextlib import contextmanager
 
 import numpy as np
 import pytest
@@ -62,8 +61,7 @@ def s3_server(tmp_path_factory):
                         "BDSWEEP_NODE_CACHE": str(tmp_path_factory.mktemp("node-cache"))}.items():
         os.environ[name] = value
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    with normal_priority():  # its threads answer Ray's tests too, whichever test started it
-        server.start()
+    server.start()
     host, port = server.get_host_and_port()
     yield f"{host}:{port}"
     server.stop()
@@ -151,50 +149,8 @@ def _may_run_resolution(config) -> bool:
 def pytest_collection_modifyitems(config, items):
     """Under pytest-xdist (``-n``), every test that starts Ray is in one group (``--dist loadgroup``):
     it runs on one worker, one test after another, while the in-process tests, which start no Ray,
-    fill the others. Measured in CI on 2 cores: Ray's tests split over two workers, or a third
-    worker at the same priority, slowed Ray's tests two- to threefold (one passed its 300 s timeout);
-    a third worker whose in-process tests run at a lower priority (:func:`pytest_runtest_setup`)
-    uses the CPU that Ray's tests leave idle while they wait for processes to start and stop."""
+    fill the other. Measured in CI on 2 cores: a third worker, or Ray's tests split over two, slowed
+    Ray's tests two- to threefold (one passed its 300 s timeout), and the whole run took longer."""
     for item in items:
-        if _starts_ray(item):
+        if item.get_closest_marker("ray") is not None or "local_ray" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.xdist_group("ray"))
-
-
-def _starts_ray(item) -> bool:
-    return item.get_closest_marker("ray") is not None or "local_ray" in getattr(item, "fixturenames", ())
-
-
-# Niceness of an in-process test's thread under xdist (Linux: a thread's, inherited by the threads and
-# processes it starts): the scheduler gives it about a tenth of a core that a test of Ray's wants.
-IN_PROCESS_NICENESS = 10
-
-
-def _may_set_priority() -> bool:
-    return bool(os.environ.get("PYTEST_XDIST_WORKER")) and os.geteuid() == 0
-
-
-@contextmanager
-def normal_priority():
-    """Run the block at the normal priority: the threads and processes it starts keep it."""
-    if not _may_set_priority():
-        yield
-        return
-    before = os.getpriority(os.PRIO_PROCESS, 0)
-    os.setpriority(os.PRIO_PROCESS, 0, 0)
-    try:
-        yield
-    finally:
-        os.setpriority(os.PRIO_PROCESS, 0, before)
-
-
-@pytest.hookimpl(tryfirst=True)
-def pytest_runtest_setup(item):
-    """Under xdist, run an in-process test at :data:`IN_PROCESS_NICENESS` and a test that starts Ray
-    at the normal priority, before the test's fixtures start anything (a module's Ray included).
-
-    Ray's tests are one worker's serial chain, the run's critical path, and their processes (raylets,
-    workers, drivers) inherit the priority. Only where the priority can be raised back (root, as CI
-    runs) is it ever lowered, so a worker never starts Ray below the normal priority."""
-    if not _may_set_priority():
-        return
-    os.setpriority(os.PRIO_PROCESS, 0, 0 if _starts_ray(item) else IN_PROCESS_NICENESS)
