@@ -150,7 +150,9 @@ def pytest_collection_modifyitems(config, items):
     """Under pytest-xdist (``-n``), every test that starts Ray is in one group (``--dist loadgroup``):
     it runs on one worker, one test after another, while the in-process tests, which start no Ray,
     fill the other. Measured in CI on 2 cores: a third worker, or Ray's tests split over two, slowed
-    Ray's tests two- to threefold (one passed its 300 s timeout), and the whole run took longer."""
+    Ray's tests two- to threefold (one passed its 300 s timeout), and the whole run took longer; so did
+    a third worker whose in-process tests ran at niceness 10 (pytest 880 s against 835 s: the Ray
+    tests still slowed by half or more, the contention not only for CPU time)."""
     for item in items:
         if item.get_closest_marker("ray") is not None or "local_ray" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.xdist_group("ray"))
