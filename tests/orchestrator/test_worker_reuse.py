@@ -200,15 +200,16 @@ train: {epochs: 1}
 attack: {source: 8, target: 14, trigger: big_yellow_square, poison_pct: 50}
 defenses:
   - none
-  - ss: {expected_pp_poison: [0.05, 0.2], retrain: none}
+  - ss: {expected_pp_poison: 0.05, retrain: none}
   - ac: {retrain: none}
 resources: {cpu: 1}
 """
 FLAKY_PP = 0.05  # the SS trial that fail_once_then_run makes raise on its first attempt
 
 
-def run_sweep(tmp_path: Path, root: str, **launch_options):
-    """Run SPACE under ``tmp_path/root`` on one slot (one trial at a time); returns its rows by trial id."""
+def run_sweep(tmp_path: Path, root: str, max_concurrent: int = 1, **launch_options):
+    """Run SPACE under ``tmp_path/root``, on one slot (one trial at a time) unless ``max_concurrent``
+    says otherwise; returns its rows by trial id."""
     from orchestrator.results import query
     from orchestrator.search_space import load_search_space
     from orchestrator.sweep import launch, plan_sweep, record_sweep
@@ -219,7 +220,7 @@ def run_sweep(tmp_path: Path, root: str, **launch_options):
     plan = plan_sweep(trials, tmp_path / root, space.name, space.resources)
     record_sweep(plan, space_file)
     printed = []
-    failed = launch(plan, max_concurrent=1, echo=printed.append, **launch_options)
+    failed = launch(plan, max_concurrent=max_concurrent, echo=printed.append, **launch_options)
     assert failed == 0, "\n".join(printed)
     rows = query(tmp_path / root, "SELECT * FROM results")
     assert len(rows) == len(trials)
@@ -275,7 +276,7 @@ def test_trials_on_one_slot_share_a_worker_a_raised_one_is_retried_elsewhere_and
 
     monkeypatch.setattr(orchestrator.sweep, "run_trial_in_tune", plain)
     monkeypatch.setenv("BDSWEEP_REUSE_WORKERS", "0")
-    alone = run_sweep(tmp_path, "alone")
+    alone = run_sweep(tmp_path, "alone", max_concurrent=2)  # a process per trial, two at a time
     assert alone["worker_pid"].nunique() == len(alone)
 
     measured = [c for c in shared.columns if not c.endswith(CIRCUMSTANCES)]
