@@ -42,12 +42,6 @@ def generated_report_context(storage: Path) -> ReportContext:
     return ReportContext(connect(storage, "demo"), facts)
 
 
-def build_generated_report(storage: Path, out_dir: Path):
-    """The whole report over :func:`generated_report_context`'s rows, written under ``out_dir``."""
-    context = generated_report_context(storage)
-    return context, write_report(context, out_dir, written_at=WRITTEN_AT)
-
-
 def built_once(sections: list[Section]) -> list:
     """Section functions that return ``sections`` as built: a test that reads the built sections
     writes them without building them a second time."""
