@@ -20,7 +20,9 @@ SPACE = """
       target: 2
       trigger: [blend, {blend: {alpha: [0.1, 0.3]}}, sig, {wanet: {s: 1.0}}, yellow_square]
       poison_pct: [10]
-    defenses: [none, perfect_filter, {perfect_filter: {remove_cover: true}}]
+    # The filter's detection is what is checked here; the retraining after it is the Ray sweep's
+    # (tests/orchestrator/test_sweep.py), so none here.
+    defenses: [none, {perfect_filter: {retrain: none}}, {perfect_filter: {remove_cover: true, retrain: none}}]
 """
 
 
@@ -36,9 +38,9 @@ def test_new_attacks_run_beside_a_patch_and_rows_carry_their_columns_with_one_ty
     assert by.loc[("blend(alpha=0.3)", "none"), "trigger_alpha"] == 0.3
     assert by.loc[("blend(alpha=0.3)", "none"), "attack"] == "blend" and by.loc[("wanet(s=1.0)", "none"), "attack"] == "wanet"
     assert frame.loc[frame["trigger"] == "sig", "trigger_alpha"].isna().all()  # NULL where an attack lacks it
-    wanet = by.loc[("wanet(s=1.0)", "perfect_filter")]
+    wanet = by.loc[("wanet(s=1.0)", "perfect_filter(retrain=none)")]
     assert wanet["n_cover"] == 2 * wanet["n_poisoned"] and wanet["d1_removed_cover"] == 0 and wanet["d1_tpr"] == 1
-    covers_too = by.loc[("wanet(s=1.0)", "perfect_filter(remove_cover=True)")]
+    covers_too = by.loc[("wanet(s=1.0)", "perfect_filter(remove_cover=True,retrain=none)")]
     assert covers_too["d1_removed_cover"] == wanet["n_cover"] and covers_too["d1_tpr"] == 1
     assert (frame["source"].isna()).all()  # all-to-one: no source class
     assert (frame["attack_psnr_min"] < float("inf")).all() and frame["attack_test_ssim_min"].between(-1, 1).all()
