@@ -28,6 +28,11 @@ def test_cached_curve_equals_brute_force_on_physically_pruned_models(trained):
     for k in (0, 1, 40, 90, 127):
         pruned = prune_channels(model, "conv_6", curve.order[:k])
         assert curve.accuracy[k] == np.mean(predict_labels(pruned, x_tune) == y_tune), k
+    # A batch that holds the tuning set several times over measures several prefixes per call
+    # (here 3, the last call 2): the same curve.
+    packed = pruning_curve(model, "conv_6", x_tune, y_tune, batch_size=3 * len(x_tune) + 1)
+    np.testing.assert_array_equal(packed.order, curve.order)
+    np.testing.assert_array_equal(packed.accuracy, curve.accuracy)
 
 
 def test_chosen_cut_is_the_largest_within_threshold_and_grows_with_it():
