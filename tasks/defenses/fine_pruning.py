@@ -106,7 +106,7 @@ def pruning_curve(model, layer: str, x_tune: np.ndarray, y_tune: np.ndarray, bat
     for first in range(0, len(order), per_call):
         prefixes = np.arange(first, min(first + per_call, len(order)))
         kept = rank[None, :] >= prefixes[:, None]  # (prefixes, channels): True = not yet pruned
-        pruned = np.where(kept[:, None, None, None, :], activations[None], 0.0).astype(activations.dtype)
+        pruned = np.where(kept[:, None, None, None, :], activations[None], 0.0).astype(activations.dtype, copy=False)
         inputs = [pruned.reshape(-1, *activations.shape[1:]), *(np.concatenate([part] * len(prefixes)) for part in rest)]
         labels = _predict_labels(tail, inputs, batch_size).reshape(len(prefixes), n)
         accuracy[prefixes] = (labels == np.asarray(y_tune)[None, :]).mean(axis=1)
