@@ -13,7 +13,7 @@ from typing import Literal
 
 import numpy as np
 from PIL import Image
-from pydantic import Field
+from pydantic import Field, field_validator, model_serializer
 
 from tasks.config import StageConfig
 from tasks.datasets.identity_folders import Fractions
@@ -45,17 +45,43 @@ def upscale_digits(images: np.ndarray, image_size: int) -> np.ndarray:
 
 
 class Config(StageConfig):
-    """The bundled ``digits`` dataset: 10 classes, split per class into train, tune and test by ``fractions``."""
+    """The bundled ``digits`` dataset: 10 classes, split per class into train, tune and test by ``fractions``.
+
+    ``classes`` keeps only the named digits, in that order (class ``i`` is the digit ``classes[i]``):
+    fewer classes make a smaller dataset whose per-class difficulty is the full one's.
+    """
 
     name: Literal["digits"] = "digits"
     image_size: int = Field(32, ge=8, le=256)
     fractions: Fractions = (0.70, 0.10, 0.20)
     seed: int = Field(0, ge=0)
+    classes: tuple[int, ...] | None = Field(None, min_length=2)
+
+    @field_validator("classes")
+    @classmethod
+    def _known_distinct_digits(cls, classes):
+        if classes is None:
+            return None
+        unknown = [digit for digit in classes if not 0 <= digit <= 9]
+        if unknown:
+            raise ValueError(f"{unknown[0]} is not a digit; the classes are 0 to 9")
+        repeated = sorted({digit for digit in classes if classes.count(digit) > 1})
+        if repeated:
+            raise ValueError(f"digit {repeated[0]} is listed more than once")
+        return tuple(classes)
+
+    @model_serializer(mode="wrap")
+    def _omit_unused_classes(self, handler):
+        # Left out when unused, so that configs written before the option keep their artifact keys.
+        dumped = handler(self)
+        if self.classes is None:
+            dumped.pop("classes", None)
+        return dumped
 
 
 def class_names(config: Config) -> tuple[str, ...]:
-    """``"0"`` … ``"9"``: class i is the digit i."""
-    return DIGIT_NAMES
+    """``"0"`` … ``"9"``, or the digits of ``config.classes``: class i is named by its digit."""
+    return DIGIT_NAMES if config.classes is None else tuple(str(digit) for digit in config.classes)
 
 
 def load_dataset(config: Config) -> ImageDataset:
@@ -63,10 +89,15 @@ def load_dataset(config: Config) -> ImageDataset:
     from sklearn.datasets import load_digits
 
     digits = load_digits()
-    x = upscale_digits(digits.images, config.image_size)
-    y = digits.target.astype(np.int64)
+    kept = tuple(range(10)) if config.classes is None else config.classes
+    keep = np.isin(digits.target, kept)
+    x = upscale_digits(digits.images[keep], config.image_size)
+    # Relabel so that class i is the digit kept[i].
+    relabel = np.full(10, -1, dtype=np.int64)
+    relabel[list(kept)] = np.arange(len(kept))
+    y = relabel[digits.target[keep]]
     train, tune, test = split_by_fractions(y, config.fractions, seed=config.seed)
     return ImageDataset(
         x_train=x[train], y_train=y[train], x_tune=x[tune], y_tune=y[tune],
-        x_test=x[test], y_test=y[test], class_names=DIGIT_NAMES,
+        x_test=x[test], y_test=y[test], class_names=class_names(config),
     )  # fmt: skip

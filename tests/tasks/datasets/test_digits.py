@@ -47,3 +47,30 @@ def test_images_and_labels_are_the_source_digits():
         return sorted(zip((image.tobytes() for image in images), labels.tolist()))
 
     assert pairs(dataset.x_train[..., 0], dataset.y_train) == pairs(source, digits.target)
+
+
+def test_a_class_subset_keeps_those_digits_in_their_order_and_leaves_the_full_keys_alone():
+    digits = load_digits()
+    subset = Config(classes=(5, 0, 3), fractions=(1.0, 0.0, 0.0))
+    dataset = load_dataset(subset)
+    assert dataset.class_names == class_names(subset) == ("5", "0", "3")
+    counts = np.bincount(digits.target, minlength=10)
+    np.testing.assert_array_equal(np.bincount(dataset.y_train, minlength=3), counts[[5, 0, 3]])
+    # Class 1 of the subset holds exactly the source images of the digit 0.
+    zeros = np.rint(digits.images[digits.target == 0] * 255 / 16).astype(np.uint8)
+    eight = load_dataset(Config(classes=(5, 0, 3), image_size=8, fractions=(1.0, 0.0, 0.0)))
+    assert sorted(image.tobytes() for image in eight.x_train[eight.y_train == 1][..., 0]) == sorted(
+        image.tobytes() for image in zeros
+    )
+    # Unused, the option is not part of the config's JSON, so older artifact keys stay valid.
+    assert "classes" not in Config().model_dump() and Config(classes=(1, 2)).model_dump()["classes"] == (1, 2)
+
+
+def test_a_class_subset_names_a_bad_digit():
+    import pytest
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match="10 is not a digit"):
+        Config(classes=(0, 10))
+    with pytest.raises(ValidationError, match="digit 3 is listed more than once"):
+        Config(classes=(3, 1, 3))
