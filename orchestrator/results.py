@@ -13,6 +13,7 @@ its trial counts as not done, so ``resume`` runs it again.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 from concurrent.futures import ThreadPoolExecutor
@@ -240,12 +241,20 @@ def _concat(tables: list[pa.Table]) -> tuple[pa.Table, set[str]]:
         mixed = {name for name, kinds in seen.items() if len(kinds) > 1}
         log.warning("columns with more than one type across rows are read as text: %s", ", ".join(sorted(mixed)))
         tables = [
-            table.cast(pa.schema([
-                column.with_type(pa.string()) if column.name in mixed else column for column in table.schema
-            ]))
+            table.from_arrays([_as_text(table.column(name)) if name in mixed else table.column(name)
+                               for name in table.column_names], names=table.column_names)
             for table in tables
         ]
         return pa.concat_tables(tables, promote_options="permissive").combine_chunks(), mixed
+
+
+def _as_text(column: pa.ChunkedArray) -> pa.ChunkedArray:
+    """``column`` as text: Arrow's cast where it has one, JSON for lists and structs (it has none)."""
+    try:
+        return column.cast(pa.string())
+    except pa.ArrowNotImplementedError:
+        return pa.chunked_array([pa.array([None if value is None else json.dumps(value) for value in column.to_pylist()],
+                                          pa.string())])
 
 
 def finished_trial_ids(storage: str | Path | StorageRoot, sweep: str, warn: bool = True) -> set[str]:

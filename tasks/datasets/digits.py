@@ -55,16 +55,25 @@ class Config(StageConfig):
     image_size: int = Field(32, ge=8, le=256)
     fractions: Fractions = (0.70, 0.10, 0.20)
     seed: int = Field(0, ge=0)
-    classes: tuple[int, ...] | None = Field(None, min_length=2)
+    classes: tuple[str, ...] | None = Field(None, min_length=2)
+
+    @field_validator("classes", mode="before")
+    @classmethod
+    def _digits_as_names(cls, classes):
+        # A digit may be written 3 or "3"; the column holds names, as synthetic_signs' ``classes`` does.
+        if isinstance(classes, (list, tuple)):
+            return tuple(str(digit) if isinstance(digit, int) and not isinstance(digit, bool) else digit
+                         for digit in classes)
+        return classes
 
     @field_validator("classes")
     @classmethod
     def _known_distinct_digits(cls, classes):
         if classes is None:
             return None
-        unknown = [digit for digit in classes if not 0 <= digit <= 9]
+        unknown = [digit for digit in classes if digit not in DIGIT_NAMES]
         if unknown:
-            raise ValueError(f"{unknown[0]} is not a digit; the classes are 0 to 9")
+            raise ValueError(f"{unknown[0]!r} is not a digit; the classes are 0 to 9")
         repeated = sorted({digit for digit in classes if classes.count(digit) > 1})
         if repeated:
             raise ValueError(f"digit {repeated[0]} is listed more than once")
@@ -81,7 +90,7 @@ class Config(StageConfig):
 
 def class_names(config: Config) -> tuple[str, ...]:
     """``"0"`` … ``"9"``, or the digits of ``config.classes``: class i is named by its digit."""
-    return DIGIT_NAMES if config.classes is None else tuple(str(digit) for digit in config.classes)
+    return config.classes or DIGIT_NAMES
 
 
 def load_dataset(config: Config) -> ImageDataset:
@@ -89,12 +98,12 @@ def load_dataset(config: Config) -> ImageDataset:
     from sklearn.datasets import load_digits
 
     digits = load_digits()
-    kept = tuple(range(10)) if config.classes is None else config.classes
+    kept = [int(name) for name in class_names(config)]
     keep = np.isin(digits.target, kept)
     x = upscale_digits(digits.images[keep], config.image_size)
     # Relabel so that class i is the digit kept[i].
     relabel = np.full(10, -1, dtype=np.int64)
-    relabel[list(kept)] = np.arange(len(kept))
+    relabel[kept] = np.arange(len(kept))
     y = relabel[digits.target[keep]]
     train, tune, test = split_by_fractions(y, config.fractions, seed=config.seed)
     return ImageDataset(

@@ -231,3 +231,31 @@ def test_a_subset_datasets_classes_and_class_sizes_are_columns(tmp_path):
     assert list(frame.iloc[0, 0]) == ["speed_limit_120", "stop", "yield"]
     assert json.loads(frame.iloc[0, 1]) == {"speed_limit_120": 40}
     assert frame.iloc[1].isna().all()
+
+
+def test_every_dataset_gives_a_shared_column_name_one_type():
+    """Two datasets of one sweep write their options into the same ``dataset_*`` columns: a name two
+    configs declare with different types (digits' ``classes`` as numbers beside the signs' names once)
+    would make the sweep's rows unreadable together."""
+    from tasks.columns import field_types
+    from tasks.datasets import DATASETS
+
+    declared: dict[str, set] = {}
+    for name, module in DATASETS.items():
+        for field, column_type in field_types(module.Config).items():
+            declared.setdefault(field, set()).add((str(column_type), name))
+    clashes = {field: kinds for field, kinds in declared.items() if len({kind for kind, _ in kinds}) > 1}
+    assert not clashes
+
+
+def test_rows_that_type_a_list_column_two_ways_are_read_as_text_not_refused(tmp_path):
+    """Rows written before a column's type was settled (a list of numbers beside a list of names)."""
+    root = tmp_path / "runs"
+    by_pipeline = write_sweep(root, tmp_path)
+    first, second = list(by_pipeline.values())[:2]
+    write_row(root, "typed", trial_row(first, *fake_records(first), "typed") | {"dataset_classes": [0, 1]})
+    write_row(root, "typed", trial_row(second, *fake_records(second), "typed") | {"dataset_classes": ["0", "1"]})
+    scan = scan_rows(root, ["typed"])
+    assert scan.table.schema.field("dataset_classes").type == pa.string()
+    assert set(scan.table.column("dataset_classes").to_pylist()) >= {"[0, 1]", '["0", "1"]'}
+    assert finished_trial_ids(root, "typed") == {t.trial_id for t in by_pipeline.values()}
