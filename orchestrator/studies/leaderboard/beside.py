@@ -51,12 +51,14 @@ def backdoorbench() -> pd.DataFrame:
     asr_drop = np.maximum(0, before["test_asr"].to_numpy() - defended["test_asr"].to_numpy())
     acc_drop = np.maximum(0, before["test_acc"].to_numpy() - defended["test_acc"].to_numpy())
     defended["der"] = (asr_drop - acc_drop + 1) / 2
+    defended["asr_before"], defended["acc_before"] = before["test_asr"].to_numpy(), before["test_acc"].to_numpy()
     return defended.reset_index(drop=True)
 
 
 def reference_cells() -> pd.DataFrame:
     """:func:`backdoorbench` at the ratio each of our attacks is compared at, keyed by our names:
-    ``trigger``, ``defense``, ``bb_attack``, ``bb_ratio``, ``bb_der``, ``bb_asr``, ``bb_acc``."""
+    ``trigger``, ``defense``, ``bb_attack``, ``bb_ratio``, ``bb_der``, ``bb_asr``, ``bb_acc``, and
+    their undefended model's ``bb_asr_before`` and ``bb_acc_before``."""
     cells = backdoorbench()
     rows = []
     for trigger, attack in ATTACKS.items():
@@ -67,19 +69,22 @@ def reference_cells() -> pd.DataFrame:
             if len(found) and np.isfinite(found.iloc[0]["der"]):  # missing or failed (-100) cells are left out
                 cell = found.iloc[0]
                 rows.append({"trigger": trigger, "defense": defense, "bb_attack": attack, "bb_ratio": ratio,
-                             "bb_der": cell["der"], "bb_asr": cell["test_asr"], "bb_acc": cell["test_acc"]})
+                             "bb_der": cell["der"], "bb_asr": cell["test_asr"], "bb_acc": cell["test_acc"],
+                             "bb_asr_before": cell["asr_before"], "bb_acc_before": cell["acc_before"]})
     return pd.DataFrame(rows)
 
 
 def our_trials(context: ReportContext) -> pd.DataFrame:
     """Our defended all-to-one trials of one defense at a time whose attack and defense BackdoorBench
-    has: ``dataset``, ``trigger``, ``defense``, ``seed``, ``der``, ``asr_after``."""
+    has: ``dataset``, ``trigger``, ``defense``, ``seed``, ``der``, ``asr_after``, ``asr_before``,
+    ``clean_acc_before``."""
     if not {"poison_base", "d1_name", "n_defenses", "der"} <= context.columns("results"):
         return pd.DataFrame()
     triggers = ", ".join(f"'{t}'" for t in ATTACKS)
     defenses = ", ".join(f"'{d}'" for d in DEFENSES)
     return context.frame(
-        f"SELECT dataset, trigger, d1_name AS defense, seed, der, asr_after FROM results WHERE poison_base = 'all' "
+        f"SELECT dataset, trigger, d1_name AS defense, seed, der, asr_after, asr_before, clean_acc_before "
+        f"FROM results WHERE poison_base = 'all' "
         f"AND poison_pct > 0 AND n_defenses = 1 AND trigger IN ({triggers}) AND d1_name IN ({defenses}) "
         f"AND der IS NOT NULL")
 
@@ -92,10 +97,31 @@ def comparison(context: ReportContext) -> pd.DataFrame:
         return trials
     context.connection.register("beside_trials", trials)
     try:
-        ours = aggregate(context.connection, "beside_trials", ["dataset", "trigger", "defense"], ["der", "asr_after"])
+        ours = aggregate(context.connection, "beside_trials", ["dataset", "trigger", "defense"],
+                         ["der", "asr_after", "asr_before", "clean_acc_before"])
     finally:
         context.connection.unregister("beside_trials")
     return ours.merge(reference_cells(), on=["trigger", "defense"], how="inner")
+
+
+def der_ceiling(asr_before):
+    """The highest DER a defense can reach on a model whose ASR before is ``asr_before`` (a fraction):
+    removing the whole backdoor at no cost in accuracy, ``(asr_before + 1) / 2``."""
+    return (np.asarray(asr_before, dtype=float) + 1) / 2
+
+
+def differences(context: ReportContext, at_least: float = 0.2) -> pd.DataFrame:
+    """The pairs of :func:`comparison` whose mean DER differs from BackdoorBench's by ``at_least`` or
+    more, largest gap first, with what was measured on each side that bounds or explains it: ``gap``
+    (ours minus theirs), each side's undefended ASR and clean accuracy, and each side's DER ceiling
+    (:func:`der_ceiling`: a weak backdoor caps DER whatever the defense does)."""
+    found = comparison(context)
+    if found.empty:
+        return found
+    found = found.assign(gap=found["der_mean"] - found["bb_der"], ceiling=der_ceiling(found["asr_before_mean"]),
+                         bb_ceiling=der_ceiling(found["bb_asr_before"]))
+    wide = found[found["gap"].abs() >= at_least]
+    return wide.reindex(wide["gap"].abs().sort_values(ascending=False, kind="stable").index).reset_index(drop=True)
 
 
 def orders(context: ReportContext) -> pd.DataFrame:

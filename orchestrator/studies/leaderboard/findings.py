@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
@@ -16,7 +17,7 @@ from orchestrator.report.sections.settings import file_stem, format_value
 from orchestrator.report.stats import format_estimate
 from orchestrator.studies.claims import NOT_IN_SWEEP
 from orchestrator.studies.findings import FindingsWriter
-from orchestrator.studies.leaderboard import answers
+from orchestrator.studies.leaderboard import answers, beside
 from orchestrator.studies.leaderboard.board import draw_heatmap, heatmap_size, leaderboard, rank_cells
 
 
@@ -64,7 +65,53 @@ def markdown(context: ReportContext, name: str, figure_paths: list[str], partial
     for path in figure_paths:
         caption = f"Mean DER, {Path(path).stem.removeprefix('leaderboard_heatmap_')}: " + HEATMAP_SHORT
         lines += [f"![{caption}]({path})", "", f"*{caption}*", ""]
+    lines += where_we_differ(context)
     return "\n".join(lines).rstrip()
+
+
+DIFFERENCES_SHOWN = 10
+
+
+def likely_reason(row) -> str:
+    """What the measurements say about one pair's gap: a backdoor too weak on one side for the other
+    side's DER (the DER ceiling, :func:`beside.der_ceiling`), or the defense itself."""
+    if row.gap < 0 and row.ceiling < row.bb_der:
+        return f"our backdoor is weaker: ASR before {100 * row.asr_before_mean:.0f} % caps our DER at {row.ceiling:.2f}"
+    if row.gap > 0 and row.bb_ceiling < row.der_mean:
+        return (f"their backdoor is weaker: ASR before {100 * row.bb_asr_before:.0f} % caps their DER "
+                f"at {row.bb_ceiling:.2f}")
+    return (f"the defense: both backdoors leave room (ASR before ours {100 * row.asr_before_mean:.0f} %, "
+            f"theirs {100 * row.bb_asr_before:.0f} %)")
+
+
+def where_we_differ(context: ReportContext) -> list[str]:
+    """README lines "Where we differ from BackdoorBench": the orders' agreement, the pairs whose DER
+    differs by 0.2 or more with each one's likely reason, and the settings that differ."""
+    found = beside.comparison(context)
+    if found.empty:
+        return []
+    rhos = beside.orders(context)
+    overall = rhos[rhos["attack"] == "every pair"]
+    lines = ["**Where we differ from BackdoorBench.** " + "; ".join(
+        f"on {row.dataset}, Spearman's rho of our mean DER against theirs over {row.n} (attack, defense) pairs is "
+        + (f"{row.rho:+.2f} [{row.rho_lo:+.2f}, {row.rho_hi:+.2f}]" if np.isfinite(row.rho) else "undefined")
+        for row in overall.itertuples()) + " (the report's Beside BackdoorBench section has every pair and attack)."]
+    wide = beside.differences(context)
+    if wide.empty:
+        lines += ["", "No pair's mean DER differs from theirs by 0.2 or more."]
+    else:
+        shown = wide.head(DIFFERENCES_SHOWN)
+        lines += ["", f"{len(wide)} of {len(found)} pairs differ in DER by 0.2 or more"
+                  + (f"; the {len(shown)} largest" if len(shown) < len(wide) else "")
+                  + ", each with what was measured on both sides (ASR before: the undefended model's):", "",
+                  *markdown_table(pd.DataFrame({
+                      "Dataset": shown["dataset"], "Attack / defense": shown["trigger"] + " / " + shown["defense"],
+                      "DER ours": [format_estimate(m, lo, hi, int(n), scale=1.0, digits=3) for m, lo, hi, n in zip(
+                          shown["der_mean"], shown["der_lo"].clip(0, 1), shown["der_hi"].clip(0, 1), shown["der_n"])],
+                      "DER theirs": [f"{v:.3f}" for v in shown["bb_der"]],
+                      "Likely reason": [likely_reason(row) for row in shown.itertuples()],
+                  }))]
+    return lines + ["", beside.SETTING, ""]
 
 
 HEATMAP_SHORT = "attacks by defenses, mean over seeds; hatched where the 95 % interval holds 0.5 (no effect)."

@@ -181,3 +181,39 @@ def test_spearman_of_the_defense_orders_is_one_when_ours_agrees_and_minus_one_wh
     table = next(b for b in section.blocks if isinstance(b, Table) and b.name == "beside_backdoorbench")
     assert len(table.data) == agreeing.loc["white_pattern", "n"] >= 3
     assert (table.data["bb_ratio"] == 0.1).all() and table.data["der_n"].eq(3).all()
+
+
+def test_where_we_differ_lists_the_wide_gaps_each_with_the_reason_its_measurements_give():
+    """Against BackdoorBench's BadNets cells (their undefended ASR 59 %: DER at most 0.80): ours equal
+    theirs but for three planted gaps, one per reason."""
+    from orchestrator.studies.leaderboard import beside
+    from orchestrator.studies.leaderboard.findings import where_we_differ
+
+    reference = beside.reference_cells()
+    theirs = reference[reference["trigger"] == "white_pattern"].set_index("defense")["bb_der"]
+    # defense: (our DER, our ASR before)
+    planted = {"ac": (0.98, 0.97),                # above their ceiling: their backdoor is weaker
+               "neural_cleanse": (0.50, 0.05),    # our ceiling 0.525 < their 0.796: ours is weaker
+               "fp": (0.40, 0.90)}                # both leave room: the defense
+    rows = []
+    for row in beside_rows(agree=True):
+        defense = row["pipeline"]
+        if defense == "none":
+            rows.append(row)
+            continue
+        der, asr_before = planted.get(defense, (theirs[defense], 0.9))
+        rows.append(dict(row, der=der, asr_before=asr_before))
+    context = context_of(rows)
+    wide = beside.differences(context)
+    assert wide["defense"].tolist() == ["ac", "fp", "neural_cleanse"]  # largest gap first
+    assert wide["gap"].tolist() == pytest.approx([0.98 - theirs["ac"], 0.40 - theirs["fp"], 0.50 - theirs["neural_cleanse"]])
+    text = "\n".join(where_we_differ(context))
+    assert "3 of 6 pairs differ in DER by 0.2 or more" in text
+    assert "their backdoor is weaker: ASR before 59 % caps their DER at 0.80" in text
+    assert "our backdoor is weaker: ASR before 5 % caps our DER at 0.53" in text
+    assert "the defense: both backdoors leave room (ASR before ours 90 %, theirs 59 %)" in text
+    assert "Spearman's rho of our mean DER against theirs over 6 (attack, defense) pairs" in text
+    assert beside.SETTING in text
+    # Equal DERs everywhere: no gap listed.
+    even = [dict(row, der=theirs[row["pipeline"]]) if row["pipeline"] != "none" else row for row in beside_rows(agree=True)]
+    assert "No pair's mean DER differs from theirs by 0.2 or more." in "\n".join(where_we_differ(context_of(even)))
