@@ -217,3 +217,87 @@ def test_where_we_differ_lists_the_wide_gaps_each_with_the_reason_its_measuremen
     # Equal DERs everywhere: no gap listed.
     even = [dict(row, der=theirs[row["pipeline"]]) if row["pipeline"] != "none" else row for row in beside_rows(agree=True)]
     assert "No pair's mean DER differs from theirs by 0.2 or more." in "\n".join(where_we_differ(context_of(even)))
+
+
+# The README block against the report's summary Parquet ------------------------------------------
+
+NUMBER = re.compile(r"[-+−]?\d+(?:\.\d+)?")
+
+
+def numbers(cell: str) -> list[float]:
+    return [float(token.replace("−", "-")) for token in NUMBER.findall(cell)]
+
+
+def markdown_rows(block: str, header: str) -> list[dict]:
+    """The rows of the Markdown table of ``block`` whose header line starts with ``header``."""
+    lines = block.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith(header))
+    names = [cell.strip() for cell in lines[start].strip("|").split(" | ")]
+    rows = []
+    for line in lines[start + 2:]:
+        if not line.startswith("|"):
+            break
+        rows.append(dict(zip(names, (cell.strip() for cell in line.strip().strip("|").split(" | ")))))
+    return rows
+
+
+def test_every_number_in_the_readme_block_equals_the_reports_summary_parquet(tmp_path):
+    """The block's front runners, answers, orders and gaps, number by number, against the Parquet
+    files the report of the same rows writes (acceptance 2 of the leaderboard issue)."""
+    import pandas as pd
+
+    from orchestrator.report.build import write_report
+    from orchestrator.report.sections.settings import file_stem
+    from orchestrator.studies.leaderboard.findings import markdown
+
+    planted = {"ac": (0.98, 0.97), "neural_cleanse": (0.50, 0.05), "fp": (0.40, 0.90)}
+    rows = [dict(row, der=planted[row["pipeline"]][0] + 0.01 * row["seed"], asr_before=planted[row["pipeline"]][1])
+            if row["pipeline"] in planted else row for row in beside_rows(agree=True)]
+    context = context_of(rows)
+    files = write_report(context, tmp_path / "report")
+    summary = {path.stem: pd.read_parquet(path) for path in files.summaries}
+    block = markdown(context, "board", [])
+
+    front = markdown_rows(block, "| Dataset / model |")
+    assert front
+    for row in front:
+        trigger, pct = row["Attack"].removesuffix(" %").rsplit(" ", 1)
+        dataset, model = row["Dataset / model"].split(" / ")
+        cell = summary[file_stem("leaderboard", dataset, model, trigger, float(pct))].set_index("pipeline").loc[row["May rank first"]]
+        mean, low, high, n = numbers(row["DER"])
+        assert (mean, low, high) == pytest.approx((cell.der_mean, max(cell.der_lo, 0), min(cell.der_hi, 1)), abs=5e-4)
+        assert n == cell.der_n and cell.rank_lo == 1
+        ranks = [cell["rank"]] if cell.rank_lo == cell.rank_hi == cell["rank"] else [cell["rank"], cell.rank_lo, cell.rank_hi]
+        assert numbers(row["Rank (range)"].replace("–", " ")) == ranks
+
+    answered = markdown_rows(block, "| Question |")
+    claims = summary["leaderboard_answers"].set_index("claim")
+    assert sum(row["Ours"] != "–" for row in answered) >= 2  # Q2 and Q3 have their defenses here
+    for row in answered:
+        claim = claims.loc[row["Claim"]]
+        assert row["Verdict (95 % each)"] == claim.verdict.upper() and row["After Holm"] == claim.holm_verdict.upper()
+        if row["Ours"] != "–":
+            mean, low, high, *n = numbers(row["Ours"])  # each claim in its own unit, as the Parquet holds it
+            assert (mean, low, high) == pytest.approx((claim["mean"], claim.lower, claim.upper), abs=5e-3)
+            assert n[0] == claim.n_first
+
+    orders = summary[file_stem("beside_backdoorbench_orders")].set_index(["dataset", "attack"])
+    for dataset, in orders.index.get_level_values(0).unique().to_frame().itertuples(index=False):
+        overall = orders.loc[(dataset, "every pair")]
+        found = re.search(rf"on {dataset}, Spearman's rho of our mean DER against theirs over (\d+) \(attack, "
+                          r"defense\) pairs is ([^;(]*)", block)
+        n, (rho, low, high) = int(found[1]), numbers(found[2])
+        assert (n, rho, low, high) == pytest.approx((overall.n, overall.rho, overall.rho_lo, overall.rho_hi), abs=5e-3)
+
+    beside_cells = summary["beside_backdoorbench"].set_index(["dataset", "trigger", "defense"])
+    gaps = markdown_rows(block, "| Dataset | Attack / defense |")
+    assert {"white_pattern / ac", "white_pattern / fp", "white_pattern / neural_cleanse"} <= {
+        row["Attack / defense"] for row in gaps}
+    for row in gaps:
+        cell = beside_cells.loc[(row["Dataset"], *row["Attack / defense"].split(" / "))]
+        mean, low, high, n = numbers(row["DER ours"])
+        assert (mean, low, high, n) == pytest.approx((cell.der_mean, max(cell.der_lo, 0), min(cell.der_hi, 1), cell.der_n), abs=5e-4)
+        assert numbers(row["DER theirs"])[0] == pytest.approx(cell.bb_der, abs=5e-4)
+        percent = numbers(row["Likely reason"])[0]
+        before = cell.bb_asr_before if row["Likely reason"].startswith("their") else cell.asr_before_mean
+        assert percent == pytest.approx(100 * before, abs=0.5)
