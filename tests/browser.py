@@ -234,3 +234,16 @@ def inspect_page(html_path: str | Path, screenshot: str | Path | None = None, wi
         viewport_width=int(viewport_width),
         scroll_height=int(scroll_height),
     )
+
+
+def assert_reads_well(page: PageInspection, sections) -> None:
+    """The checks every report page passes: no console error, no request, each section's numbered
+    heading, at least one drawn figure per report figure and none empty, nothing wider than the page."""
+    assert page.console_errors == ()
+    assert page.requests == (), "nothing is fetched: figures and styles are inline"
+    for number, section in enumerate(sections, start=1):
+        assert f"{number}. {section.title}" in page.headings
+    n_figures = sum(block.__class__.__name__ == "Figure" for section in sections for block in section.blocks)
+    assert len(page.figures) >= n_figures > 0
+    assert page.empty_figures == [], "every figure renders with a size"
+    assert not page.wider_than_viewport, f"page {page.scroll_width}px wide in a {page.viewport_width}px window"

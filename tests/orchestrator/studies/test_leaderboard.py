@@ -301,3 +301,20 @@ def test_every_number_in_the_readme_block_equals_the_reports_summary_parquet(tmp
         percent = numbers(row["Likely reason"])[0]
         before = cell.bb_asr_before if row["Likely reason"].startswith("their") else cell.asr_before_mean
         assert percent == pytest.approx(100 * before, abs=0.5)
+
+
+@pytest.mark.slow
+def test_the_leaderboard_sections_read_in_chromium(tmp_path):
+    """The study's three sections (Leaderboard, Beside BackdoorBench, answers) in a real browser, with
+    the checks every report passes."""
+    from orchestrator.report.build import build_sections, write_report
+    from tests.browser import assert_reads_well, inspect_page
+    from tests.orchestrator.report.test_render import built_once
+
+    context = context_of(beside_rows(agree=True))
+    sections = build_sections(context)
+    assert {"leaderboard", "backdoorbench", "leaderboard_answers"} <= {section.id for section in sections}
+    files = write_report(context, tmp_path / "report", sections=built_once(sections))
+    page = inspect_page(files.html, screenshot=tmp_path / "board.png")
+    assert_reads_well(page, sections)
+    assert any("heatmap" in (figure.id or "") or "DER" in (figure.title or "") for figure in page.figures)
