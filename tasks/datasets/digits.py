@@ -17,7 +17,7 @@ from pydantic import Field, field_validator, model_serializer
 
 from tasks.config import StageConfig
 from tasks.datasets.identity_folders import Fractions
-from tasks.datasets.image_dataset import ImageDataset
+from tasks.datasets.image_dataset import ImageDataset, known_distinct_classes
 from tasks.datasets.splits import split_by_fractions
 
 DIGIT_NAMES: tuple[str, ...] = tuple(str(digit) for digit in range(10))
@@ -69,15 +69,7 @@ class Config(StageConfig):
     @field_validator("classes")
     @classmethod
     def _known_distinct_digits(cls, classes):
-        if classes is None:
-            return None
-        unknown = [digit for digit in classes if digit not in DIGIT_NAMES]
-        if unknown:
-            raise ValueError(f"{unknown[0]!r} is not a digit; the classes are 0 to 9")
-        repeated = sorted({digit for digit in classes if classes.count(digit) > 1})
-        if repeated:
-            raise ValueError(f"digit {repeated[0]} is listed more than once")
-        return tuple(classes)
+        return known_distinct_classes(classes, DIGIT_NAMES, "digit")
 
     @model_serializer(mode="wrap")
     def _omit_unused_classes(self, handler):

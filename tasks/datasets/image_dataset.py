@@ -100,3 +100,17 @@ class ImageDataset:
         }
         meta = json.loads((directory / "dataset.json").read_text())
         return cls(class_names=tuple(meta["class_names"]), **arrays)
+
+
+def known_distinct_classes(classes, known: tuple[str, ...], noun: str) -> tuple[str, ...] | None:
+    """A dataset config's ``classes`` option checked: each one of ``known``, none twice (``noun`` names
+    one in the message: ``"sign class"``, ``"digit"``). None stays None (every class)."""
+    if classes is None:
+        return None
+    unknown = [name for name in classes if name not in known]
+    if unknown:
+        raise ValueError(f"unknown {noun} {unknown[0]!r}; the classes are {', '.join(known)}")
+    repeated = sorted({name for name in classes if classes.count(name) > 1}, key=known.index)
+    if repeated:
+        raise ValueError(f"{noun} {repeated[0]!r} is listed more than once")
+    return tuple(classes)

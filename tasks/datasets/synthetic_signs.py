@@ -17,7 +17,7 @@ from PIL import Image, ImageDraw, ImageFont
 from pydantic import Field, field_validator, model_serializer, model_validator
 
 from tasks.config import StageConfig
-from tasks.datasets.image_dataset import ImageDataset
+from tasks.datasets.image_dataset import ImageDataset, known_distinct_classes
 from tasks.datasets.splits import split_stratified
 
 SIGN_NAMES: tuple[str, ...] = (
@@ -368,15 +368,7 @@ class Config(StageConfig):
     @field_validator("classes")
     @classmethod
     def _known_distinct_classes(cls, classes):
-        if classes is None:
-            return None
-        unknown = [name for name in classes if name not in SIGN_NAMES]
-        if unknown:
-            raise ValueError(f"unknown sign class {unknown[0]!r}; the classes are {', '.join(SIGN_NAMES)}")
-        repeated = sorted({name for name in classes if classes.count(name) > 1})
-        if repeated:
-            raise ValueError(f"class {repeated[0]!r} is listed more than once")
-        return tuple(classes)
+        return known_distinct_classes(classes, SIGN_NAMES, "sign class")
 
     @model_validator(mode="after")
     def _sized_classes_are_kept(self):
