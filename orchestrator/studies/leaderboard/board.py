@@ -33,19 +33,21 @@ from orchestrator.report.sections.settings import (
 from orchestrator.report.stats import aggregate, bootstrap_ranks
 
 CELL = ["dataset", "model", "trigger", "poison_pct"]  # an attack setting (all-to-one: no source class)
-METRICS = ("der", "asr_after", "acc_drop", "defense_seconds")
+METRICS = ("der", "asr_after", "acc_drop", "defense_seconds", "asr_before")
+IMPLANTED = 0.5  # an attack setting whose undefended models' mean ASR is below this planted no backdoor to remove
 N_BOOT = 2000  # bootstrap replicates of the rank intervals (seeded: the report is reproducible)
 NEEDED = {"poison_base", "der", "asr_after", "clean_acc_before", "clean_acc_after", "seed", "pipeline", "trigger"}
 
 
 def trials(context: ReportContext) -> pd.DataFrame:
     """One row per defended all-to-one trial on a poisoned model: the :data:`CELL` columns,
-    ``pipeline``, ``seed`` and :data:`METRICS` (``acc_drop`` = clean accuracy before − after)."""
+    ``pipeline``, ``seed`` and :data:`METRICS` (``acc_drop`` = clean accuracy before − after;
+    ``asr_before``: the undefended model's)."""
     columns = context.columns("results")
     seconds = "defense_seconds" if "defense_seconds" in columns else "NULL::DOUBLE AS defense_seconds"
     return context.frame(
         f"SELECT {', '.join(quote(c) for c in CELL)}, pipeline, seed, der, asr_after, "
-        f"clean_acc_before - clean_acc_after AS acc_drop, {seconds} FROM results "
+        f"clean_acc_before - clean_acc_after AS acc_drop, {seconds}, asr_before FROM results "
         f"WHERE poison_base = 'all' AND poison_pct > 0 AND pipeline <> '{NO_DEFENSE}' AND der IS NOT NULL")
 
 
@@ -103,9 +105,12 @@ def _table(cell: pd.DataFrame, dataset: str, model: str, trigger: str, poison_pc
         "Clean-acc. drop (pp)": estimate_cells(cell, "acc_drop", bounds=None),
         "Compute (s)": estimate_cells(cell, "defense_seconds", scale=1.0, digits=0, bounds=(0.0, np.inf)),
     })
-    title = f"Leaderboard on {dataset} / {model}: {trigger} at {format_value(poison_pct)} %"
+    title = (f"Leaderboard on {dataset} / {model}: {trigger} at {format_value(poison_pct)} % "
+             f"(undefended ASR {100 * cell['asr_before_mean'].iloc[0]:.0f} %)")
+    note = ("" if cell["asr_before_mean"].iloc[0] >= IMPLANTED else
+            " The undefended models' mean ASR is below 50 %: there was little backdoor to remove, so DER stays near 0.5.")
     return Table(file_stem("leaderboard", dataset, model, trigger, poison_pct), title, shown, cell,
-                 "Sorted by rank. Mean [95 % CI] n = seeds; rank range: 2.5–97.5 % of bootstrap ranks.")
+                 "Sorted by rank. Mean [95 % CI] n = seeds; rank range: 2.5–97.5 % of bootstrap ranks." + note)
 
 
 def heatmap(part: pd.DataFrame, dataset: str, model: str) -> Figure:
@@ -117,7 +122,8 @@ def heatmap(part: pd.DataFrame, dataset: str, model: str) -> Figure:
     return Figure(name, f"Mean DER of every defense against every attack on {dataset} / {model}", svg, HEATMAP_CAPTION)
 
 
-HEATMAP_CAPTION = ("Each cell: the defense's mean DER over seeds against that attack setting (0.5: no effect; 1: "
+HEATMAP_CAPTION = ("Rows: attack settings with their undefended models' mean ASR (%). "
+                   "Each cell: the defense's mean DER over seeds against that attack setting (0.5: no effect; 1: "
                    "backdoor removed at no cost). Hatched: the 95 % interval over seeds holds 0.5, so the seeds "
                    "cannot rule out that the defense does nothing there. Blank: not run.")
 
@@ -125,7 +131,7 @@ HEATMAP_CAPTION = ("Each cell: the defense's mean DER over seeds against that at
 def heatmap_size(part: pd.DataFrame) -> tuple[float, float]:
     """(width, height) in inches of :func:`draw_heatmap`'s panel for ``part``'s attacks and defenses."""
     rows = part[["trigger", "poison_pct"]].drop_duplicates()
-    longest = max(len(f"{t} {format_value(p)} %") for t, p in rows.itertuples(index=False))
+    longest = max(len(f"{t} {format_value(p)} % (ASR 100)") for t, p in rows.itertuples(index=False))
     columns = part["pipeline"].nunique()
     width = min(figures.MAX_WIDTH_IN, 0.75 * columns + 0.08 * longest + 1.6)
     lines = max(wrap_label(d, 14, after=",(").count("\n") + 1 for d in part["pipeline"].unique())
@@ -136,9 +142,10 @@ def draw_heatmap(figure, axes, part: pd.DataFrame) -> None:
     """Mean DER of ``part`` (one dataset and model of :func:`leaderboard`), attack settings by defense
     configurations; hatched where the interval holds 0.5."""
     attacks = part[["trigger", "poison_pct"]].drop_duplicates().sort_values(["trigger", "poison_pct"])
-    row_labels = [f"{t} {format_value(p)} %" for t, p in attacks.itertuples(index=False)]
-    defenses = pipeline_order(part["pipeline"].unique())
     keyed = part.set_index(["trigger", "poison_pct", "pipeline"])
+    before = part.groupby(["trigger", "poison_pct"])["asr_before_mean"].first()
+    row_labels = [f"{t} {format_value(p)} % (ASR {100 * before[(t, p)]:.0f})" for t, p in attacks.itertuples(index=False)]
+    defenses = pipeline_order(part["pipeline"].unique())
     shape = (len(attacks), len(defenses))
     matrix, marked = np.full(shape, np.nan), np.zeros(shape, bool)
     for i, (trigger, poison_pct) in enumerate(attacks.itertuples(index=False)):

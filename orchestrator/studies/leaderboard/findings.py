@@ -18,7 +18,7 @@ from orchestrator.report.stats import format_estimate
 from orchestrator.studies.claims import NOT_IN_SWEEP
 from orchestrator.studies.findings import FindingsWriter
 from orchestrator.studies.leaderboard import answers, beside
-from orchestrator.studies.leaderboard.board import draw_heatmap, heatmap_size, leaderboard, rank_cells
+from orchestrator.studies.leaderboard.board import IMPLANTED, draw_heatmap, heatmap_size, leaderboard, rank_cells
 
 
 def figures(context: ReportContext) -> dict[str, Figure | None]:
@@ -34,9 +34,10 @@ def figures(context: ReportContext) -> dict[str, Figure | None]:
 
 
 def front_runners(board: pd.DataFrame) -> pd.DataFrame:
-    """Per attack setting, the defenses whose rank range reaches 1 (the seeds cannot rule out that
-    each is the best), best mean first."""
-    first = board[board["rank_lo"] == 1].sort_values(["dataset", "model", "trigger", "poison_pct", "rank", "pipeline"])
+    """Per attack setting that implanted a backdoor (:data:`IMPLANTED`), the defenses whose rank
+    range reaches 1 (the seeds cannot rule out that each is the best), best mean first."""
+    first = board[(board["rank_lo"] == 1) & (board["asr_before_mean"] >= IMPLANTED)]
+    first = first.sort_values(["dataset", "model", "trigger", "poison_pct", "rank", "pipeline"])
     return pd.DataFrame({
         "Dataset / model": [f"{d} / {m}" for d, m in zip(first["dataset"], first["model"])],
         "Attack": [f"{t} {format_value(p)} %" for t, p in zip(first["trigger"], first["poison_pct"])],
@@ -54,9 +55,13 @@ def markdown(context: ReportContext, name: str, figure_paths: list[str], partial
     n_trials, seeds = context.connection.execute(
         "SELECT count(DISTINCT trial_id), count(DISTINCT seed) FROM results").fetchone()
     lines = [f"{partial}From the `{name}` sweep ({n_trials} trials, {seeds} seeds; its report's Leaderboard section "
-             "has every defense's row). Per attack setting, the defenses whose rank range over a bootstrap of the "
-             "seeds reaches 1: the seeds cannot tell which of them is best.", "",
-             *markdown_table(front_runners(board)), ""]
+             "has every defense's row). Per attack setting whose undefended models reached a mean ASR of 50 % or "
+             "more, the defenses whose rank range over a bootstrap of the seeds reaches 1: the seeds cannot tell "
+             "which of them is best.", "", *markdown_table(front_runners(board)), ""]
+    weak = not_implanted(board)
+    if weak:
+        lines += ["Left out, their undefended models' mean ASR below 50 % (little backdoor to remove, every DER "
+                  "near 0.5): " + "; ".join(weak) + ".", ""]
     claims = answers.answers_frame(answers.trials(context))
     if (claims["verdict"] != NOT_IN_SWEEP).any():
         shown = answers.answers_table(claims).shown.drop(columns=["Models"])
@@ -70,6 +75,14 @@ def markdown(context: ReportContext, name: str, figure_paths: list[str], partial
 
 
 DIFFERENCES_SHOWN = 10
+
+
+def not_implanted(board: pd.DataFrame) -> list[str]:
+    """``digits / gtsrb_cnn: wanet 10 % (ASR 5 %)`` for each attack setting of ``board`` whose undefended
+    models' mean ASR is below :data:`IMPLANTED`."""
+    settings = board.groupby(["dataset", "model", "trigger", "poison_pct"], sort=True)["asr_before_mean"].first()
+    return [f"{d} / {m}: {t} {format_value(p)} % (ASR {100 * asr:.0f} %)"
+            for (d, m, t, p), asr in settings.items() if asr < IMPLANTED]
 
 
 def likely_reason(row) -> str:
@@ -93,15 +106,23 @@ def where_we_differ(context: ReportContext) -> list[str]:
     rhos = beside.orders(context)
     overall = rhos[rhos["attack"] == "every pair"]
     lines = ["**Where we differ from BackdoorBench.** " + "; ".join(
-        f"on {row.dataset}, Spearman's rho of our mean DER against theirs over {row.n} (attack, defense) pairs is "
+        f"On {row.dataset}, Spearman's rho of our mean DER against theirs over {row.n} (attack, defense) pairs is "
         + (f"{row.rho:+.2f} [{row.rho_lo:+.2f}, {row.rho_hi:+.2f}]" if np.isfinite(row.rho) else "undefined")
         for row in overall.itertuples()) + " (the report's Beside BackdoorBench section has every pair and attack)."]
     wide = beside.differences(context)
+    weak = wide["asr_before_mean"] < IMPLANTED if not wide.empty else pd.Series(dtype=bool)
     if wide.empty:
         lines += ["", "No pair's mean DER differs from theirs by 0.2 or more."]
     else:
+        if weak.any():
+            attacks = ", ".join(sorted({f"{d} {t}" for d, t in zip(wide.loc[weak, "dataset"], wide.loc[weak, "trigger"])}))
+            lines += ["", f"{len(wide)} of {len(found)} pairs differ in DER by 0.2 or more. {int(weak.sum())} of them "
+                      f"are on attacks whose backdoor did not implant here ({attacks}: undefended mean ASR below 50 %, "
+                      "so DER cannot pass (ASR + 1) / 2)."]
+        wide = wide[~weak]
         shown = wide.head(DIFFERENCES_SHOWN)
-        lines += ["", f"{len(wide)} of {len(found)} pairs differ in DER by 0.2 or more"
+        lines += ["", (f"The {len(wide)} pairs on implanted backdoors that differ by 0.2 or more"
+                       if weak.any() else f"{len(wide)} of {len(found)} pairs differ in DER by 0.2 or more")
                   + (f"; the {len(shown)} largest" if len(shown) < len(wide) else "")
                   + ", each with what was measured on both sides (ASR before: the undefended model's):", "",
                   *markdown_table(pd.DataFrame({

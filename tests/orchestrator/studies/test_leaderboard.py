@@ -193,8 +193,9 @@ def test_where_we_differ_lists_the_wide_gaps_each_with_the_reason_its_measuremen
     theirs = reference[reference["trigger"] == "white_pattern"].set_index("defense")["bb_der"]
     # defense: (our DER, our ASR before)
     planted = {"ac": (0.98, 0.97),                # above their ceiling: their backdoor is weaker
-               "neural_cleanse": (0.50, 0.05),    # our ceiling 0.525 < their 0.796: ours is weaker
-               "fp": (0.40, 0.90)}                # both leave room: the defense
+               "neural_cleanse": (0.55, 0.56),    # our ceiling 0.78 < their 0.796: ours is weaker
+               "fp": (0.40, 0.90),                # both leave room: the defense
+               "i_bau": (0.50, 0.05)}             # no backdoor implanted here: named, not in the table
     rows = []
     for row in beside_rows(agree=True):
         defense = row["pipeline"]
@@ -205,12 +206,15 @@ def test_where_we_differ_lists_the_wide_gaps_each_with_the_reason_its_measuremen
         rows.append(dict(row, der=der, asr_before=asr_before))
     context = context_of(rows)
     wide = beside.differences(context)
-    assert wide["defense"].tolist() == ["ac", "fp", "neural_cleanse"]  # largest gap first
-    assert wide["gap"].tolist() == pytest.approx([0.98 - theirs["ac"], 0.40 - theirs["fp"], 0.50 - theirs["neural_cleanse"]])
+    assert wide["defense"].tolist() == ["ac", "fp", "i_bau", "neural_cleanse"]  # largest gap first
+    assert wide["gap"].tolist() == pytest.approx([0.98 - theirs["ac"], 0.40 - theirs["fp"], 0.50 - theirs["i_bau"],
+                                                  0.55 - theirs["neural_cleanse"]])
     text = "\n".join(where_we_differ(context))
-    assert "3 of 6 pairs differ in DER by 0.2 or more" in text
+    assert ("4 of 6 pairs differ in DER by 0.2 or more. 1 of them are on attacks whose backdoor did not implant "
+            "here (synthetic_signs white_pattern" in text)
+    assert "The 3 pairs on implanted backdoors that differ by 0.2 or more" in text and "/ i_bau |" not in text
     assert "their backdoor is weaker: ASR before 59 % caps their DER at 0.80" in text
-    assert "our backdoor is weaker: ASR before 5 % caps our DER at 0.53" in text
+    assert "our backdoor is weaker: ASR before 56 % caps our DER at 0.78" in text
     assert "the defense: both backdoors leave room (ASR before ours 90 %, theirs 59 %)" in text
     assert "Spearman's rho of our mean DER against theirs over 6 (attack, defense) pairs" in text
     assert beside.SETTING in text
@@ -250,7 +254,7 @@ def test_every_number_in_the_readme_block_equals_the_reports_summary_parquet(tmp
     from orchestrator.report.sections.settings import file_stem
     from orchestrator.studies.leaderboard.findings import markdown
 
-    planted = {"ac": (0.98, 0.97), "neural_cleanse": (0.50, 0.05), "fp": (0.40, 0.90)}
+    planted = {"ac": (0.98, 0.97), "neural_cleanse": (0.55, 0.56), "fp": (0.40, 0.90)}
     rows = [dict(row, der=planted[row["pipeline"]][0] + 0.01 * row["seed"], asr_before=planted[row["pipeline"]][1])
             if row["pipeline"] in planted else row for row in beside_rows(agree=True)]
     context = context_of(rows)
@@ -284,7 +288,7 @@ def test_every_number_in_the_readme_block_equals_the_reports_summary_parquet(tmp
     orders = summary[file_stem("beside_backdoorbench_orders")].set_index(["dataset", "attack"])
     for dataset, in orders.index.get_level_values(0).unique().to_frame().itertuples(index=False):
         overall = orders.loc[(dataset, "every pair")]
-        found = re.search(rf"on {dataset}, Spearman's rho of our mean DER against theirs over (\d+) \(attack, "
+        found = re.search(rf"[Oo]n {dataset}, Spearman's rho of our mean DER against theirs over (\d+) \(attack, "
                           r"defense\) pairs is ([^;(]*)", block)
         n, (rho, low, high) = int(found[1]), numbers(found[2])
         assert (n, rho, low, high) == pytest.approx((overall.n, overall.rho, overall.rho_lo, overall.rho_hi), abs=5e-3)
