@@ -347,7 +347,8 @@ def roc_figure(context: ReportContext, counts: pd.DataFrame, defense: str | None
             axis.set_xlabel("FPR: clean samples removed (%)")
             axis.set_ylabel("TPR: poisons removed (%)")
             axis.set_title(panel_title(panel, shown_keys_))
-            axis.legend(loc="lower right", fontsize=7.5)
+            if axis.get_legend_handles_labels()[0]:  # a panel whose scores have no curve draws none
+                axis.legend(loc="lower right", fontsize=7.5)
         svg = figures.to_svg(figure)
     caption = (f"Lines: ROC of {defense}'s score as the share removed from every class grows from 0 to 100 %, "
                f"averaged at equal shares over the models of the panel (one curve per model, however many {defense} "

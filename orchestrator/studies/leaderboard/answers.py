@@ -8,7 +8,7 @@ backdoored model (paired). Q3: plain fine-tuning has a higher DER than Fine-Prun
 model (paired). Q4: STRIP rejects more triggered inputs (input TPR at its FRR) of patch triggers
 than of warping and blended ones (two groups of models; Welch's interval, percentage points).
 
-Each claim reads single-defense trials on all-to-one models (``poison_base = 'all'``) whose ASR
+Each claim reads single-defense trials on all-to-one models (``board.ALL_TO_ONE``) whose ASR
 before defense is at least :data:`IMPLANTED_ASR`, a model's trials of one arm averaged, and is judged
 by :func:`orchestrator.studies.claims.judge` (AGREES when the 95 % interval lies above 0), with
 Holm's adjustment over the four. The benign arm's costs (0 % poison) stand beside them as a table,
@@ -28,8 +28,8 @@ from orchestrator.report.model import Paragraph, ReportContext, Section, Table
 from orchestrator.report.sections.settings import estimate_cells, quote
 from orchestrator.report.stats import aggregate, holm
 from orchestrator.studies.claims import FAMILY_ALPHA, NOT_IN_SWEEP, Evidence, after_holm, judge
+from orchestrator.studies.leaderboard.board import ALL_TO_ONE, IMPLANTED_ASR
 
-IMPLANTED_ASR = 0.5  # a defense claim reads only models with a backdoor to remove
 LATENT = ("ac", "ss", "spectre")
 ADAPTIVE = ("adaptive_blend", "adaptive_patch")
 PATCHES = ("white_pattern", "big_yellow_square", "yellow_square", "white_square", "yellow_pattern")
@@ -136,7 +136,7 @@ def trials(context: ReportContext) -> pd.DataFrame:
     tpr = "d1_input_tpr" if "d1_input_tpr" in columns else "NULL::DOUBLE"
     return context.frame(
         f"SELECT {', '.join(quote(c) for c in MODEL)}, d1_name AS defense, der, {tpr} AS input_tpr FROM results "
-        f"WHERE poison_base = 'all' AND poison_pct > 0 AND n_defenses = 1 AND asr_before >= {IMPLANTED_ASR}")
+        f"WHERE {ALL_TO_ONE} AND poison_pct > 0 AND n_defenses = 1 AND asr_before >= {IMPLANTED_ASR}")
 
 
 def answers_frame(frame: pd.DataFrame) -> pd.DataFrame:

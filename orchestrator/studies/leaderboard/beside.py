@@ -19,6 +19,7 @@ import pandas as pd
 from orchestrator.report.model import Paragraph, ReportContext, Section, Table
 from orchestrator.report.sections.settings import estimate_cells, file_stem
 from orchestrator.report.stats import aggregate, spearman_interval
+from orchestrator.studies.leaderboard.board import ALL_TO_ONE
 
 # Our attack (a trigger at its defaults) -> BackdoorBench's; our defense -> BackdoorBench's.
 ATTACKS = {"white_pattern": "badnet", "big_yellow_square": "badnet", "blend": "blended", "sig": "sig",
@@ -84,7 +85,7 @@ def our_trials(context: ReportContext) -> pd.DataFrame:
     defenses = ", ".join(f"'{d}'" for d in DEFENSES)
     return context.frame(
         f"SELECT dataset, trigger, d1_name AS defense, seed, der, asr_after, asr_before, clean_acc_before "
-        f"FROM results WHERE poison_base = 'all' "
+        f"FROM results WHERE {ALL_TO_ONE} "
         f"AND poison_pct > 0 AND n_defenses = 1 AND trigger IN ({triggers}) AND d1_name IN ({defenses}) "
         f"AND der IS NOT NULL")
 

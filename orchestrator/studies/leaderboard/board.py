@@ -9,7 +9,7 @@ mean with a 95 % Student-t interval; the defense's rank by mean DER within the a
 ranks. A heatmap per (dataset, model) shows mean DER, attacks by defenses, hatching cells whose
 interval holds 0.5 (no effect cannot be ruled out).
 
-It reads the all-to-one rows (``poison_base = 'all'``, BackdoorBench's setting) of a sweep with at
+It reads the all-to-one rows (:data:`ALL_TO_ONE`, BackdoorBench's setting) of a sweep with at
 least two seeds and one defense; other sweeps do not get it.
 """
 
@@ -34,7 +34,10 @@ from orchestrator.report.stats import aggregate, bootstrap_ranks
 
 CELL = ["dataset", "model", "trigger", "poison_pct"]  # an attack setting (all-to-one: no source class)
 METRICS = ("der", "asr_after", "acc_drop", "defense_seconds", "asr_before")
-IMPLANTED = 0.5  # an attack setting whose undefended models' mean ASR is below this planted no backdoor to remove
+IMPLANTED_ASR = 0.5  # below this ASR before, a model has (nearly) no backdoor for a defense to remove
+# BackdoorBench's setting: poisons from every class but the target (``source: all``), or clean-label
+# poisons of the target class; either way ASR is measured on every non-target test image.
+ALL_TO_ONE = "poison_base IN ('all', 'target')"
 N_BOOT = 2000  # bootstrap replicates of the rank intervals (seeded: the report is reproducible)
 NEEDED = {"poison_base", "der", "asr_after", "clean_acc_before", "clean_acc_after", "seed", "pipeline", "trigger"}
 
@@ -48,7 +51,7 @@ def trials(context: ReportContext) -> pd.DataFrame:
     return context.frame(
         f"SELECT {', '.join(quote(c) for c in CELL)}, pipeline, seed, der, asr_after, "
         f"clean_acc_before - clean_acc_after AS acc_drop, {seconds}, asr_before FROM results "
-        f"WHERE poison_base = 'all' AND poison_pct > 0 AND pipeline <> '{NO_DEFENSE}' AND der IS NOT NULL")
+        f"WHERE {ALL_TO_ONE} AND poison_pct > 0 AND pipeline <> '{NO_DEFENSE}' AND der IS NOT NULL")
 
 
 def leaderboard(context: ReportContext) -> pd.DataFrame:
@@ -107,7 +110,7 @@ def _table(cell: pd.DataFrame, dataset: str, model: str, trigger: str, poison_pc
     })
     title = (f"Leaderboard on {dataset} / {model}: {trigger} at {format_value(poison_pct)} % "
              f"(undefended ASR {100 * cell['asr_before_mean'].iloc[0]:.0f} %)")
-    note = ("" if cell["asr_before_mean"].iloc[0] >= IMPLANTED else
+    note = ("" if cell["asr_before_mean"].iloc[0] >= IMPLANTED_ASR else
             " The undefended models' mean ASR is below 50 %: there was little backdoor to remove, so DER stays near 0.5.")
     return Table(file_stem("leaderboard", dataset, model, trigger, poison_pct), title, shown, cell,
                  "Sorted by rank. Mean [95 % CI] n = seeds; rank range: 2.5–97.5 % of bootstrap ranks." + note)

@@ -18,7 +18,7 @@ from orchestrator.report.stats import format_estimate
 from orchestrator.studies.claims import NOT_IN_SWEEP
 from orchestrator.studies.findings import FindingsWriter
 from orchestrator.studies.leaderboard import answers, beside
-from orchestrator.studies.leaderboard.board import IMPLANTED, draw_heatmap, heatmap_size, leaderboard, rank_cells
+from orchestrator.studies.leaderboard.board import IMPLANTED_ASR, draw_heatmap, heatmap_size, leaderboard, rank_cells
 
 
 def figures(context: ReportContext) -> dict[str, Figure | None]:
@@ -34,9 +34,9 @@ def figures(context: ReportContext) -> dict[str, Figure | None]:
 
 
 def front_runners(board: pd.DataFrame) -> pd.DataFrame:
-    """Per attack setting that implanted a backdoor (:data:`IMPLANTED`), the defenses whose rank
+    """Per attack setting that implanted a backdoor (:data:`IMPLANTED_ASR`), the defenses whose rank
     range reaches 1 (the seeds cannot rule out that each is the best), best mean first."""
-    first = board[(board["rank_lo"] == 1) & (board["asr_before_mean"] >= IMPLANTED)]
+    first = board[(board["rank_lo"] == 1) & (board["asr_before_mean"] >= IMPLANTED_ASR)]
     first = first.sort_values(["dataset", "model", "trigger", "poison_pct", "rank", "pipeline"])
     return pd.DataFrame({
         "Dataset / model": [f"{d} / {m}" for d, m in zip(first["dataset"], first["model"])],
@@ -79,10 +79,10 @@ DIFFERENCES_SHOWN = 10
 
 def not_implanted(board: pd.DataFrame) -> list[str]:
     """``digits / gtsrb_cnn: wanet 10 % (ASR 5 %)`` for each attack setting of ``board`` whose undefended
-    models' mean ASR is below :data:`IMPLANTED`."""
+    models' mean ASR is below :data:`IMPLANTED_ASR`."""
     settings = board.groupby(["dataset", "model", "trigger", "poison_pct"], sort=True)["asr_before_mean"].first()
     return [f"{d} / {m}: {t} {format_value(p)} % (ASR {100 * asr:.0f} %)"
-            for (d, m, t, p), asr in settings.items() if asr < IMPLANTED]
+            for (d, m, t, p), asr in settings.items() if asr < IMPLANTED_ASR]
 
 
 def likely_reason(row) -> str:
@@ -105,12 +105,14 @@ def where_we_differ(context: ReportContext) -> list[str]:
         return []
     rhos = beside.orders(context)
     overall = rhos[rhos["attack"] == "every pair"]
-    lines = ["**Where we differ from BackdoorBench.** " + "; ".join(
-        f"On {row.dataset}, Spearman's rho of our mean DER against theirs over {row.n} (attack, defense) pairs is "
+    agreement = "; ".join(
+        f"on {row.dataset}, Spearman's rho of our mean DER against theirs over {row.n} (attack, defense) pairs is "
         + (f"{row.rho:+.2f} [{row.rho_lo:+.2f}, {row.rho_hi:+.2f}]" if np.isfinite(row.rho) else "undefined")
-        for row in overall.itertuples()) + " (the report's Beside BackdoorBench section has every pair and attack)."]
+        for row in overall.itertuples())
+    lines = [f"**Where we differ from BackdoorBench.** {agreement[:1].upper()}{agreement[1:]} (the report's Beside "
+             "BackdoorBench section has every pair and attack)."]
     wide = beside.differences(context)
-    weak = wide["asr_before_mean"] < IMPLANTED if not wide.empty else pd.Series(dtype=bool)
+    weak = wide["asr_before_mean"] < IMPLANTED_ASR if not wide.empty else pd.Series(dtype=bool)
     if wide.empty:
         lines += ["", "No pair's mean DER differs from theirs by 0.2 or more."]
     else:
