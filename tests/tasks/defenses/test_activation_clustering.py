@@ -147,7 +147,7 @@ def test_exclusionary_reclassification_judges_each_suspicious_cluster_on_its_own
     # Three clusters per class (ids label * 3 + k): class 1 has two suspicious ones, as relative-size can flag.
     cluster = 3 * y
     cluster[relabelled], cluster[clean_beside], cluster[clean_elsewhere] = 3 * 1 + 1, 3 * 1 + 2, 3 * 2 + 1
-    train = TrainConfig(model="gtsrb_cnn", epochs=5, batch_size=16)
+    train = TrainConfig(model="gtsrb_cnn", epochs=10, batch_size=16)
     judge = train_from_scratch(train, x[~flagged], y[~flagged], 4)
     result = exclusionary_reclassification(flagged, cluster, judge, x, y, threshold=1.0, n_classes=4)
     # Judged as one group, class 1's 15 clean samples would outvote the 10 relabelled ones and clear them.
