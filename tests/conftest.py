@@ -153,6 +153,12 @@ def pytest_collection_modifyitems(config, items):
     Ray's tests two- to threefold (one passed its 300 s timeout), and the whole run took longer; so did
     a third worker whose in-process tests ran at niceness 10 (pytest 880 s against 835 s: the Ray
     tests still slowed by half or more, the contention not only for CPU time)."""
+    def ray_group(item) -> bool:
+        return item.get_closest_marker("ray") is not None or "local_ray" in getattr(item, "fixturenames", ())
+
     for item in items:
-        if item.get_closest_marker("ray") is not None or "local_ray" in getattr(item, "fixturenames", ()):
+        if ray_group(item):
             item.add_marker(pytest.mark.xdist_group("ray"))
+    # Longest first, so that the run does not end on one worker with a long test while the other idles:
+    # Ray's group, then the other slow tests, then the fast ones (a stable sort keeps each file's order).
+    items.sort(key=lambda item: 0 if ray_group(item) else 1 if item.get_closest_marker("slow") is not None else 2)
