@@ -13,8 +13,7 @@ from matplotlib.figure import Figure
 from orchestrator.report import figures as report_figures
 from orchestrator.report.model import ReportContext
 from orchestrator.report.render import markdown_table
-from orchestrator.report.sections.settings import file_stem, format_value
-from orchestrator.report.stats import format_estimate
+from orchestrator.report.sections.settings import estimate_cells, file_stem, format_value
 from orchestrator.studies.claims import NOT_IN_SWEEP
 from orchestrator.studies.findings import FindingsWriter
 from orchestrator.studies.leaderboard import answers, beside
@@ -43,8 +42,7 @@ def front_runners(board: pd.DataFrame) -> pd.DataFrame:
         "Attack": [f"{t} {format_value(p)} %" for t, p in zip(first["trigger"], first["poison_pct"])],
         "May rank first": first["pipeline"].tolist(),
         "Rank (range)": rank_cells(first),
-        "DER": [format_estimate(m, lo, hi, int(n), scale=1.0, digits=3) for m, lo, hi, n in
-                zip(first["der_mean"], first["der_lo"].clip(0, 1), first["der_hi"].clip(0, 1), first["der_n"])],
+        "DER": estimate_cells(first, "der", scale=1.0, digits=3),
     })
 
 
@@ -129,8 +127,7 @@ def where_we_differ(context: ReportContext) -> list[str]:
                   + ", each with what was measured on both sides (ASR before: the undefended model's):", "",
                   *markdown_table(pd.DataFrame({
                       "Dataset": shown["dataset"], "Attack / defense": shown["trigger"] + " / " + shown["defense"],
-                      "DER ours": [format_estimate(m, lo, hi, int(n), scale=1.0, digits=3) for m, lo, hi, n in zip(
-                          shown["der_mean"], shown["der_lo"].clip(0, 1), shown["der_hi"].clip(0, 1), shown["der_n"])],
+                      "DER ours": estimate_cells(shown, "der", scale=1.0, digits=3),
                       "DER theirs": [f"{v:.3f}" for v in shown["bb_der"]],
                       "Likely reason": [likely_reason(row) for row in shown.itertuples()],
                   }))]
