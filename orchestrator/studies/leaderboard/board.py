@@ -111,7 +111,8 @@ def _table(cell: pd.DataFrame, dataset: str, model: str, trigger: str, poison_pc
     title = (f"Leaderboard on {dataset} / {model}: {trigger} at {format_value(poison_pct)} % "
              f"(undefended ASR {100 * cell['asr_before_mean'].iloc[0]:.0f} %)")
     note = ("" if cell["asr_before_mean"].iloc[0] >= IMPLANTED_ASR else
-            " The undefended models' mean ASR is below 50 %: there was little backdoor to remove, so DER stays near 0.5.")
+            f" The undefended models' mean ASR is below {100 * IMPLANTED_ASR:.0f} %: there was little backdoor "
+            "to remove, so DER stays near 0.5.")
     return Table(file_stem("leaderboard", dataset, model, trigger, poison_pct), title, shown, cell,
                  "Sorted by rank. Mean [95 % CI] n = seeds; rank range: 2.5–97.5 % of bootstrap ranks." + note)
 

@@ -53,13 +53,14 @@ def markdown(context: ReportContext, name: str, figure_paths: list[str], partial
     n_trials, seeds = context.connection.execute(
         "SELECT count(DISTINCT trial_id), count(DISTINCT seed) FROM results").fetchone()
     lines = [f"{partial}From the `{name}` sweep ({n_trials} trials, {seeds} seeds; its report's Leaderboard section "
-             "has every defense's row). Per attack setting whose undefended models reached a mean ASR of 50 % or "
+             f"has every defense's row). Per attack setting whose undefended models reached a mean ASR of "
+             f"{100 * IMPLANTED_ASR:.0f} % or "
              "more, the defenses whose rank range over a bootstrap of the seeds reaches 1: the seeds cannot tell "
              "which of them is best.", "", *markdown_table(front_runners(board)), ""]
     weak = not_implanted(board)
     if weak:
-        lines += ["Left out, their undefended models' mean ASR below 50 % (little backdoor to remove, every DER "
-                  "near 0.5): " + "; ".join(weak) + ".", ""]
+        lines += [f"Left out, their undefended models' mean ASR below {100 * IMPLANTED_ASR:.0f} % (little backdoor "
+                  "to remove, every DER near 0.5): " + "; ".join(weak) + ".", ""]
     claims = answers.answers_frame(answers.trials(context))
     if (claims["verdict"] != NOT_IN_SWEEP).any():
         shown = answers.answers_table(claims).shown.drop(columns=["Models"])
@@ -117,8 +118,8 @@ def where_we_differ(context: ReportContext) -> list[str]:
         if weak.any():
             attacks = ", ".join(sorted({f"{d} {t}" for d, t in zip(wide.loc[weak, "dataset"], wide.loc[weak, "trigger"])}))
             lines += ["", f"{len(wide)} of {len(found)} pairs differ in DER by 0.2 or more. {int(weak.sum())} of them "
-                      f"are on attacks whose backdoor did not implant here ({attacks}: undefended mean ASR below 50 %, "
-                      "so DER cannot pass (ASR + 1) / 2)."]
+                      f"are on attacks whose backdoor did not implant here ({attacks}: undefended mean ASR below "
+                      f"{100 * IMPLANTED_ASR:.0f} %, so DER cannot pass (ASR + 1) / 2)."]
         wide = wide[~weak]
         shown = wide.head(DIFFERENCES_SHOWN)
         lines += ["", (f"The {len(wide)} pairs on implanted backdoors that differ by 0.2 or more"
