@@ -101,6 +101,13 @@ def pruning_curve(model, layer: str, x_tune: np.ndarray, y_tune: np.ndarray, bat
     # tail model costs far more than its few images (512 calls for a VGG layer otherwise).
     n = len(activations)
     per_call = max(1, batch_size // max(n, 1))
+    if per_call == 1:  # a batch or more of images: one prefix a call, pruned in place (no copy a step)
+        pruned = activations.copy()
+        for k in range(len(order)):
+            if k:
+                pruned[..., order[k - 1]] = 0.0
+            accuracy[k] = np.mean(_predict_labels(tail, [pruned, *rest], batch_size) == y_tune)
+        return PruningCurve(layer, order, accuracy)
     rank = np.empty(len(order), dtype=np.int64)
     rank[order] = np.arange(len(order))  # channel -> its position in the ranking
     for first in range(0, len(order), per_call):
