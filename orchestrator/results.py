@@ -241,8 +241,8 @@ def _concat(tables: list[pa.Table]) -> tuple[pa.Table, set[str]]:
         mixed = {name for name, kinds in seen.items() if len(kinds) > 1}
         log.warning("columns with more than one type across rows are read as text: %s", ", ".join(sorted(mixed)))
         tables = [
-            table.from_arrays([_as_text(table.column(name)) if name in mixed else table.column(name)
-                               for name in table.column_names], names=table.column_names)
+            pa.Table.from_arrays([_as_text(table.column(name)) if name in mixed else table.column(name)
+                                  for name in table.column_names], names=table.column_names)
             for table in tables
         ]
         return pa.concat_tables(tables, promote_options="permissive").combine_chunks(), mixed
