@@ -34,6 +34,12 @@ class TrainConfig(StageConfig):
     from scratch and take neither. Only the combination is checked here: the file is looked for
     when the search space is loaded and when the model is built.
 
+    ``lr_schedule`` ``cosine`` decays the learning rate from ``learning_rate`` to 0 along a half
+    cosine over all ``epochs`` (one step a batch), as BackdoorBench trains; the last epochs then move
+    the weights little, so the model a run ends with depends less on where its last batch fell.
+    Left out of the canonical JSON when ``constant`` (the schedule of every config written before
+    the option existed), so those keep their keys.
+
     ``weights_sha256`` is the weights file's SHA-256, filled in when the search space is loaded
     (never written by hand), so that the stages reading the file are keyed by its content: editing
     it in place recomputes them. Left out of the canonical JSON when None (a config built without
@@ -45,6 +51,9 @@ class TrainConfig(StageConfig):
     batch_size: int = Field(32, ge=1, le=65536)
     optimizer: Literal[tuple(OPTIMIZERS)] = "adam"  # type: ignore[valid-type]
     learning_rate: float = Field(0.001, gt=0, le=10)
+    lr_schedule: Literal["constant", "cosine"] = Field(
+        "constant", description="constant: learning_rate throughout; cosine: decayed from learning_rate to 0 "
+                                "over the epochs' batches (BackdoorBench's CosineAnnealingLR, one step a batch)")
     weights: str | None = Field(None, min_length=1, description="local pretrained weights file (vgg16_face)")
     random_init: bool = Field(False, description="vgg16_face without pretrained weights, asked for explicitly")
     seed: int = Field(0, ge=0)
@@ -62,12 +71,15 @@ class TrainConfig(StageConfig):
         return self
 
     @model_serializer(mode="wrap")
-    def _omit_unset_digest(self, handler):
+    def _omit_unset_options(self, handler):
         # Left out when unset, so that configs without a weights file (every model but vgg16_face)
-        # keep the canonical JSON, hence the artifact keys, they had before the digest existed.
+        # or a schedule keep the canonical JSON, hence the artifact keys, they had before the
+        # options existed.
         dumped = handler(self)
         if self.weights_sha256 is None:
             dumped.pop("weights_sha256", None)
+        if self.lr_schedule == "constant":
+            dumped.pop("lr_schedule", None)
         return dumped
 
 
@@ -116,12 +128,31 @@ def fit_model(config: TrainConfig, model: "keras.Model", x: np.ndarray, y: np.nd
     keras.utils.set_random_seed(config.seed)
     optimizer = getattr(keras.optimizers, OPTIMIZERS[config.optimizer])
     model.compile(
-        optimizer=optimizer(learning_rate=config.learning_rate),
+        optimizer=optimizer(learning_rate=learning_rate(config, len(x))),
         loss="sparse_categorical_crossentropy",
         metrics=["accuracy"],
     )
     model.fit(x, y, batch_size=config.batch_size, epochs=config.epochs, shuffle=True, verbose=0)
     return model
+
+
+def learning_rate(config: TrainConfig, n_samples: int):
+    """The learning rate (a float) or schedule (a Keras schedule, stepped once a batch) that
+    ``config`` trains ``n_samples`` images with."""
+    import keras
+
+    if config.lr_schedule == "constant":
+        return config.learning_rate
+    batches = config.epochs * -(-n_samples // config.batch_size)
+    return keras.optimizers.schedules.CosineDecay(config.learning_rate, decay_steps=batches, alpha=0.0)
+
+
+def tuning_config(config: TrainConfig, epochs: int, learning_rate: float) -> TrainConfig:
+    """The recipe of a repair's fine-tuning of a model trained with ``config``: ``epochs`` at a
+    constant ``learning_rate`` (the repair's own parameters), with ``config``'s model, optimizer,
+    batch size and seed. Constant whatever ``config.lr_schedule``: a repair's learning rate is the
+    one its parameters state, not the start of a decay."""
+    return config.model_copy(update={"epochs": epochs, "learning_rate": learning_rate, "lr_schedule": "constant"})
 
 
 def copy_model(model: "keras.Model") -> "keras.Model":

@@ -28,7 +28,7 @@ from tasks.datasets import ImageDataset
 from tasks.methods import Metric, ModelRepair
 from tasks.stage import Stage
 from tasks.surgery import conv_layer, prune_channels, tail_model
-from tasks.train import TrainConfig, TrainedModel, copy_model, fit_model
+from tasks.train import TrainConfig, TrainedModel, copy_model, fit_model, tuning_config
 
 
 class PruningCurveConfig(StageConfig):
@@ -231,7 +231,7 @@ def fine_tune(config: FineTuneConfig, dataset: ImageDataset, model: TrainedModel
     pruned = (prune_channels(model.model, selection.layer, selection.channels) if len(selection.channels)
               else copy_model(model.model))
     if config.epochs:
-        tuning = config.train.model_copy(update={"epochs": config.epochs, "learning_rate": config.learning_rate})
+        tuning = tuning_config(config.train, config.epochs, config.learning_rate)
         pruned = fit_model(tuning, pruned, np.asarray(dataset.x_tune), np.asarray(dataset.y_tune))
     return TrainedModel(model=pruned, keep=model.keep, metrics={"pruned_layer": selection.layer,
                                                                  "pruned_channels": len(selection.channels)})

@@ -38,7 +38,7 @@ from tasks.config import StageConfig
 from tasks.datasets import ImageDataset
 from tasks.methods import CleanData, Context, Inspected, Metric, ModelInspection
 from tasks.stage import Stage
-from tasks.train import TrainedModel, copy_model, fit_model
+from tasks.train import TrainedModel, copy_model, fit_model, tuning_config
 
 
 class ReverseSettings(StageConfig):
@@ -230,7 +230,6 @@ class NeuralCleanse(ModelInspection):
                 stamped += 1
         repaired = copy_model(model)
         if stamped:
-            tuning = context.train.model_copy(update={"epochs": params.unlearning_epochs,
-                                                      "learning_rate": params.unlearning_learning_rate})
+            tuning = tuning_config(context.train, params.unlearning_epochs, params.unlearning_learning_rate)
             repaired = fit_model(tuning, repaired, x, y)
         return repaired, {"unlearned_images": stamped}

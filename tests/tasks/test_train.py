@@ -53,3 +53,36 @@ def test_transfer_learning_trains_only_the_new_layer_and_records_the_weights(tmp
     fresh = build_model("vgg16_face", (32, 32, 3), 3, weights=str(path)).get_layer("predictions").get_weights()[0]
     assert not np.allclose(trained.model.get_layer("predictions").get_weights()[0], fresh)
     assert trained.metrics["weights_sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_a_cosine_schedule_decays_the_learning_rate_to_zero_over_every_batch_of_every_epoch():
+    from tasks.models import build_model
+    from tasks.train import fit_model, learning_rate, tuning_config
+
+    cosine = TrainConfig(model="gtsrb_cnn", epochs=3, batch_size=8, learning_rate=0.01, lr_schedule="cosine")
+    schedule = learning_rate(cosine, 20)  # 3 batches an epoch, the last one of 4 images: 9 steps
+    rates = [float(schedule(step)) for step in range(10)]
+    np.testing.assert_allclose(rates, [0.005 * (1 + np.cos(np.pi * step / 9)) for step in range(10)], atol=1e-9)
+    assert rates[0] == np.float32(0.01) and rates[-1] == 0.0
+
+    rng = np.random.default_rng(0)
+    x, y = rng.integers(0, 256, (20, 32, 32, 3), dtype=np.uint8), rng.integers(0, 3, 20)
+    trained = fit_model(cosine, build_model("gtsrb_cnn", x.shape[1:], 3), x, y)
+    assert int(trained.optimizer.iterations) == 9 and float(trained.optimizer.learning_rate) == 0.0
+    constant = cosine.model_copy(update={"lr_schedule": "constant"})
+    assert learning_rate(constant, 20) == 0.01
+    trained = fit_model(constant, build_model("gtsrb_cnn", x.shape[1:], 3), x, y)
+    assert float(trained.optimizer.learning_rate) == np.float32(0.01)
+    # A repair fine-tunes at its own rate, whatever schedule trained the model.
+    tuning = tuning_config(cosine, epochs=2, learning_rate=1e-4)
+    assert (tuning.lr_schedule, tuning.epochs, tuning.learning_rate, tuning.batch_size) == ("constant", 2, 1e-4, 8)
+
+def test_the_schedule_enters_the_train_config_key_only_when_not_constant():
+    from orchestrator.hashing import content_hash
+
+    constant = TrainConfig(model="gtsrb_cnn")
+    assert "lr_schedule" not in constant.model_dump(mode="json")
+    assert content_hash(constant.model_dump(mode="json")) == "0ce93e3f24522681"  # its key before the option
+    cosine = TrainConfig(model="gtsrb_cnn", lr_schedule="cosine")
+    assert cosine.model_dump(mode="json")["lr_schedule"] == "cosine"
+    assert TrainConfig.model_validate(cosine.model_dump(mode="json")) == cosine
