@@ -35,8 +35,10 @@ class TrainConfig(StageConfig):
     when the search space is loaded and when the model is built.
 
     ``lr_schedule`` ``cosine`` decays the learning rate from ``learning_rate`` to 0 along a half
-    cosine over all ``epochs`` (one step a batch), as BackdoorBench trains; the last epochs then move
-    the weights little, so the model a run ends with depends less on where its last batch fell.
+    cosine over all ``epochs`` (one step a batch); the last epochs then move the weights little, so
+    the model a run ends with depends less on where its last batch fell. (BackdoorBench anneals
+    along a cosine too, with PyTorch's ``CosineAnnealingLR(T_max=100)`` stepped once an epoch, so its
+    50 epochs end at half the starting rate; ``utils/aggregate_block/train_settings_generate.py``.)
     Left out of the canonical JSON when ``constant`` (the schedule of every config written before
     the option existed), so those keep their keys.
 
@@ -53,7 +55,7 @@ class TrainConfig(StageConfig):
     learning_rate: float = Field(0.001, gt=0, le=10)
     lr_schedule: Literal["constant", "cosine"] = Field(
         "constant", description="constant: learning_rate throughout; cosine: decayed from learning_rate to 0 "
-                                "over the epochs' batches (BackdoorBench's CosineAnnealingLR, one step a batch)")
+                                "along a half cosine over every batch of every epoch")
     weights: str | None = Field(None, min_length=1, description="local pretrained weights file (vgg16_face)")
     random_init: bool = Field(False, description="vgg16_face without pretrained weights, asked for explicitly")
     seed: int = Field(0, ge=0)
