@@ -81,6 +81,7 @@ def test_fractional_gpus_may_cap_each_trials_gpu_memory(tmp_path):
         (("seeds: [0]", "seeds: [0]\nepochs: 3"), "epochs", "unknown key"),
         (("attack: {", "attack: {colour: red, "), "attack.colour", "unknown key"),
         (("train: {epochs: 1,", "train: {epochs: many,"), "train.epochs[0]", "integer"),
+        (("train: {epochs: 1,", "train: {lr_schedule: step, epochs: 1,"), "train.lr_schedule[0]", "'constant' or 'cosine'"),
         (("poison_pct: [4, 10]", "poison_pct: [4, 110]"), "attack.poison_pct[1]", "100"),
         (("trigger: [yellow_square, big_yellow_square]", "trigger: [yellow_square, purple_square]"), "attack.trigger[1]", "purple_square"),
         (("model: gtsrb_cnn", "model: resnet50"), "model[0]", "resnet50"),
