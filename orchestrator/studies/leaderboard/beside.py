@@ -157,8 +157,12 @@ def section(context: ReportContext) -> Section | None:
         "ASR after (ours, %)": estimate_cells(found, "asr_after"),
         "DER (BackdoorBench)": [f"{v:.3f}" if np.isfinite(v) else "–" for v in found["bb_der"]],
         "ASR after (BackdoorBench, %)": [f"{100 * v:.1f}" if np.isfinite(v) else "–" for v in found["bb_asr"]],
-        "Their cell": [f"{a}, ratio {r:g}" for a, r in zip(found["bb_attack"], found["bb_ratio"])],
     })
+    # Which of their cells each row sits beside: a note under the table, not a column (a column of
+    # it made the table wider than the page's text).
+    cells = found.drop_duplicates("trigger").sort_values("trigger")
+    their_cells = "; ".join(f"{trigger}: {attack} at ratio {ratio:g}"
+                            for trigger, attack, ratio in zip(cells["trigger"], cells["bb_attack"], cells["bb_ratio"]))
     rhos = orders(context)
     rho_shown = pd.DataFrame({
         "Dataset": rhos["dataset"], "Attack": rhos["attack"],
@@ -176,7 +180,8 @@ def section(context: ReportContext) -> Section | None:
                   + (" BackdoorBench has no defended label-consistent cell: our label_consistent rows have no "
                      "counterpart." if lc else "")),
         Table("beside_backdoorbench", "Our DER and ASR after beside BackdoorBench's GTSRB cells", shown, found,
-              "Ours: mean [95 % Student-t interval] n = seeds. Theirs: one run, PreAct-ResNet18, GTSRB."),
+              "Ours: mean [95 % Student-t interval] n = seeds. Theirs: one run, PreAct-ResNet18, GTSRB. Their "
+              f"cells: {their_cells}."),
         Paragraph("How alike the two orders of the defenses are: Spearman's rho of our mean DER against theirs, "
                   "per attack over the defenses both have, and over every (attack, defense) pair; the interval is "
                   f"the 2.5–97.5 % range over {N_BOOT:,} bootstrap resamples of our seeds (theirs are single runs). "

@@ -181,6 +181,7 @@ def test_spearman_of_the_defense_orders_is_one_when_ours_agrees_and_minus_one_wh
     table = next(b for b in section.blocks if isinstance(b, Table) and b.name == "beside_backdoorbench")
     assert len(table.data) == agreeing.loc["white_pattern", "n"] >= 3
     assert (table.data["bb_ratio"] == 0.1).all() and table.data["der_n"].eq(3).all()
+    assert "white_pattern: badnet at ratio 0.1" in table.note
 
 
 def test_where_we_differ_lists_the_wide_gaps_each_with_the_reason_its_measurements_give():
