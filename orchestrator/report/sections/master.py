@@ -2,7 +2,7 @@
 ASR after the defense, and DER.
 
 A few configurations fit as column groups beside the attack settings; they are split into tables of
-``PER_TABLE`` configurations each. With more than ``MAX_WIDE`` configurations that would be dozens of
+:func:`per_table` configurations each. With more than ``MAX_WIDE`` configurations that would be dozens of
 tables, so the table turns: one per attack setting, a row per configuration.
 """
 
@@ -27,7 +27,7 @@ from orchestrator.report.stats import aggregate
 
 METRICS = {"clean_acc_after": "Clean acc. (%)", "asr_after": "ASR (%)", "der": "DER",
            "defense_seconds": "Defense compute (s)"}
-PER_TABLE = 2  # configurations per table: 2 × 3 columns of two-line cells fit a 1000 px page
+METRIC_COLUMNS = 6  # two-line cells a table holds beside the attack setting's columns in the 960 px text
 MAX_WIDE = 12  # more configurations than this: one table per attack setting instead
 
 DEFINITION = (f"Cells: mean [95 % CI] n = seeds after the defense; clean accuracy and ASR in percent. {DER_FORMULA}; "
@@ -51,8 +51,9 @@ def section(context: ReportContext) -> Section | None:
     pipelines = pipeline_order(stats["pipeline"])
     if len(pipelines) <= MAX_WIDE:
         tables = wide_tables(stats, keys, metrics, pipelines)
+        n = per_table(len(metrics))
         how = (f"Rows are attack settings; each group of columns is one defense configuration "
-               f"({PER_TABLE} per table, so that a table fits the page).")
+               f"({n} per table, so that a table fits the page).")
     else:
         tables = per_setting_tables(stats, keys, metrics, pipelines)
         how = (f"The sweep has {len(pipelines)} defense configurations, too many to set side by side: each table is "
@@ -66,11 +67,19 @@ def section(context: ReportContext) -> Section | None:
     return Section("master", "Master table: every defense on every attack", [intro, *tables])
 
 
+def per_table(n_metrics: int) -> int:
+    """Configurations a wide table sets side by side when each shows ``n_metrics`` columns: as many
+    as ``METRIC_COLUMNS`` allows, at least one (2 with clean accuracy, ASR and DER; 1 with defense
+    compute beside them, which made two groups 1,290-1,400 px wide)."""
+    return max(1, METRIC_COLUMNS // n_metrics)
+
+
 def wide_tables(stats: pd.DataFrame, keys: list[str], metrics: list[str], pipelines: list[str]) -> list[Table]:
-    """Rows = attack settings, column groups = configurations, ``PER_TABLE`` configurations a table."""
+    """Rows = attack settings, column groups = configurations, :func:`per_table` configurations a table."""
     settings = stats[keys].drop_duplicates().reset_index(drop=True)
     row_keys = shown_keys(settings, keys)
-    chunks = [pipelines[i:i + PER_TABLE] for i in range(0, len(pipelines), PER_TABLE)]
+    n = per_table(len(metrics))
+    chunks = [pipelines[i:i + n] for i in range(0, len(pipelines), n)]
     tables = []
     for number, chunk in enumerate(chunks, start=1):
         shown = {(title, ""): values for title, values in row_keys.items()}

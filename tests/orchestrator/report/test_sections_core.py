@@ -122,10 +122,12 @@ def test_master_table_splits_few_configurations_into_narrow_tables():
     chosen = PIPELINES[:7]
     section = master.section(context_of(synthetic_rows(TRIGGERS, POISON_PCTS, [0, 1], chosen)))
     found = list(tables(section).values())
-    assert len(found) == math.ceil(len(chosen) / master.PER_TABLE)
+    n_metrics = len({column[1] for column in found[0].shown.columns if column[1]})
+    assert master.per_table(n_metrics) == (2 if n_metrics == 3 else 1)
+    assert len(found) == math.ceil(len(chosen) / master.per_table(n_metrics))
     for table in found:
         groups = {column[0] for column in table.shown.columns if column[1]}
-        assert 1 <= len(groups) <= master.PER_TABLE
+        assert 1 <= len(groups) <= master.per_table(n_metrics)
         assert len(table.shown) == len(TRIGGERS) * len(POISON_PCTS)  # a row per attack setting
     shown_groups = [column[0] for table in found for column in table.shown.columns if column[1]]
     assert set(shown_groups) == set(chosen)
